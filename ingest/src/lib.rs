@@ -1,0 +1,118 @@
+//! `lore-ingest` turns files into chunks: it owns parsing (PDF, HTML, Markdown, plain text,
+//! DOCX) and structure-aware chunking. It knows nothing of embeddings, indexes or HTTP.
+//!
+//! The flow is `parse_file` → [`ParsedDocument`] (text + structural blocks) →
+//! [`chunk::chunk_document`] → [`Chunk`]s ready to be embedded and indexed.
+//!
+//! ```no_run
+//! use lore_ingest::{parse_file, chunk::{chunk_document, ChunkOptions}, Limits};
+//! let doc = parse_file(std::path::Path::new("handbook.pdf"), &Limits::default())?;
+//! // Any token counter works; Lore passes the embedding model's tokenizer.
+//! let count = |s: &str| s.split_whitespace().count();
+//! let chunks = chunk_document(&doc, &ChunkOptions::default(), &count);
+//! for c in &chunks {
+//!     println!("{:?} p.{:?}: {}", c.heading, c.pages, &c.text[..c.text.len().min(60)]);
+//! }
+//! # Ok::<(), lore_ingest::Error>(())
+//! ```
+
+pub mod chunk;
+pub mod document;
+pub mod docx;
+pub mod html;
+pub mod markdown;
+pub mod pdf;
+pub mod text;
+
+pub use chunk::{Chunk, ChunkOptions};
+pub use document::{Block, BlockKind, DocumentFormat, ParsedDocument};
+
+use std::path::Path;
+
+/// Everything that can go wrong while turning one file into text. One error is about one
+/// file: callers record it and carry on with the rest of the batch.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("file is empty")]
+    Empty,
+    #[error("file is {size} bytes, over the configured maximum of {max} bytes")]
+    TooLarge { size: u64, max: u64 },
+    #[error("unsupported file type: {0}")]
+    Unsupported(String),
+    #[error("PDF is encrypted; decrypt it (e.g. qpdf --decrypt) and ingest it again")]
+    Encrypted,
+    #[error("malformed PDF: {0}")]
+    Pdf(String),
+    #[error("malformed DOCX: {0}")]
+    Docx(String),
+    #[error("DOCX exceeds the decompression limits ({0}); refusing a possible zip bomb")]
+    ZipBomb(String),
+    #[error("binary content, not text: {0}")]
+    Binary(String),
+    #[error("no text could be extracted")]
+    NoText,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Resource limits applied while parsing untrusted files.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Files larger than this are refused before being read.
+    pub max_file_bytes: u64,
+    /// Total uncompressed bytes a DOCX may expand to.
+    pub max_unzipped_bytes: u64,
+    /// Largest ratio of uncompressed to compressed size tolerated for one DOCX member.
+    pub max_zip_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 100 * 1024 * 1024,
+            max_unzipped_bytes: 200 * 1024 * 1024,
+            max_zip_ratio: 200,
+        }
+    }
+}
+
+/// Parses one file into text and structure, choosing the parser from the extension and,
+/// for files without a known extension, from the content.
+pub fn parse_file(path: &Path, limits: &Limits) -> Result<ParsedDocument> {
+    let size = std::fs::metadata(path)?.len();
+    if size > limits.max_file_bytes {
+        return Err(Error::TooLarge { size, max: limits.max_file_bytes });
+    }
+    if size == 0 {
+        return Err(Error::Empty);
+    }
+    let bytes = std::fs::read(path)?;
+    let format = DocumentFormat::detect(path, &bytes)?;
+    parse_bytes(&bytes, format, path, limits)
+}
+
+/// Parses bytes already in memory in a known format. `path` only names the document
+/// (e.g. for a default title).
+pub fn parse_bytes(
+    bytes: &[u8],
+    format: DocumentFormat,
+    path: &Path,
+    limits: &Limits,
+) -> Result<ParsedDocument> {
+    let mut doc = match format {
+        DocumentFormat::Pdf => pdf::parse(bytes)?,
+        DocumentFormat::Html => html::parse(bytes)?,
+        DocumentFormat::Markdown => markdown::parse(bytes)?,
+        DocumentFormat::Text => text::parse(bytes)?,
+        DocumentFormat::Docx => docx::parse(bytes, limits)?,
+    };
+    if doc.text.trim().is_empty() && doc.warnings.is_empty() {
+        return Err(Error::NoText);
+    }
+    if doc.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        doc.title = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    }
+    Ok(doc)
+}

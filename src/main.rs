@@ -1,0 +1,2 @@
+//! The `lore` binary: CLI, service and answering.
+fn main() {}
