@@ -1,0 +1,1 @@
+//! Sentence embeddings (placeholder; being written).
