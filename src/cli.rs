@@ -1,0 +1,173 @@
+//! Command-line interface: argument definitions (clap) and dispatch to the commands.
+
+use crate::config::{Config, Overrides};
+use crate::{pipeline, retrieval, status};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use lore_index::SearchMode;
+use std::path::PathBuf;
+
+/// Lore: ask your documents. Private, local, one binary.
+///
+/// Examples:
+///   lore ingest ~/handbook ~/policies.pdf     # parse, chunk, embed and index
+///   lore search "how do I reset the VPN token" --k 5
+///   lore search "backup retention" --mode bm25 --json
+///   lore remove handbook/old-vpn.md
+///   lore status
+#[derive(Debug, Parser)]
+#[command(name = "lore", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes. Each has an env variable; a config file sits beneath both.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Default: ./lore.toml when present.
+    #[arg(long, global = true, env = "LORE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the index and Lore's state [default: data]
+    #[arg(long, global = true, env = "LORE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory holding the models fetched by scripts/fetch-models [default: models]
+    #[arg(long, global = true, env = "LORE_MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Embedding model: a directory name under the models dir, or a path to a
+    /// BERT-family sentence-embedding directory [default: all-minilm-l6-v2]
+    #[arg(long, global = true, env = "LORE_EMBED_MODEL", value_name = "NAME|DIR")]
+    pub embed_model: Option<String>,
+    /// Only errors on stderr; no progress bar.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, chunk, embed and index files and folders (recursively).
+    ///
+    /// Unchanged files are skipped (content hash), changed files replace their
+    /// passages. Each batch becomes visible atomically; an interrupted run is completed by
+    /// running it again. Exit status: 0 when every file was ingested, unchanged or skipped
+    /// by policy (type, size), 2 when some files failed, 1 on a fatal error.
+    #[command(verbatim_doc_comment)]
+    Ingest(IngestArgs),
+    /// Search the index and print the best passages.
+    Search(SearchArgs),
+    /// Remove documents (by path as ingested, or a folder prefix) from the index.
+    Remove(RemoveArgs),
+    /// Show documents, chunks, index size and models in use.
+    Status(StatusArgs),
+    /// Run retrieval over an eval-questions JSONL and write the scorer's JSONL per mode.
+    #[command(hide = true)]
+    EvalRetrieval(EvalRetrievalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files or folders to ingest.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Collection the documents belong to [default: default]
+    #[arg(long, env = "LORE_COLLECTION")]
+    pub collection: Option<String>,
+    /// Files larger than this many MiB are skipped [default: 100]
+    #[arg(long, env = "LORE_MAX_FILE_MB", value_name = "MIB")]
+    pub max_file_mb: Option<u64>,
+    /// Target chunk size in embedding tokens [default: 200]
+    #[arg(long, env = "LORE_CHUNK_TOKENS", value_name = "N")]
+    pub chunk_tokens: Option<usize>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for, in plain words.
+    pub query: String,
+    /// Number of passages.
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Retrieval mode.
+    #[arg(long, short, default_value = "hybrid", value_parser = parse_mode)]
+    pub mode: SearchMode,
+    /// Restrict to these collections (repeatable).
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Print full passages as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Document paths as ingested (see `lore status --documents`), or folder prefixes.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// List every document.
+    #[arg(long)]
+    pub documents: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRetrievalArgs {
+    /// Questions JSONL (id, question, ...).
+    pub questions: PathBuf,
+    /// Output directory for retrieval-<mode>.jsonl.
+    #[arg(long, default_value = "eval-out")]
+    pub out: PathBuf,
+    /// Passages kept per question.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Modes to run (repeatable) [default: hybrid, bm25, vector]
+    #[arg(long = "mode", value_parser = parse_mode)]
+    pub modes: Vec<SearchMode>,
+}
+
+fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
+    s.parse::<SearchMode>().map_err(|e| e.to_string())
+}
+
+impl Cli {
+    fn config(&self) -> Result<Config> {
+        let g = &self.global;
+        let mut o = Overrides {
+            data_dir: g.data_dir.clone(),
+            models_dir: g.models_dir.clone(),
+            embed_model: g.embed_model.clone(),
+            ..Default::default()
+        };
+        if let Command::Ingest(a) = &self.command {
+            o.collection = a.collection.clone();
+            o.max_file_mb = a.max_file_mb;
+            o.chunk_tokens = a.chunk_tokens;
+        }
+        Config::load(g.config.as_deref(), o)
+    }
+}
+
+/// Parses arguments and runs the command; the exit code on success.
+pub fn run() -> Result<i32> {
+    let cli = Cli::parse();
+    crate::logging::init(cli.global.quiet);
+    let config = cli.config()?;
+    let quiet = cli.global.quiet;
+    match cli.command {
+        Command::Ingest(args) => pipeline::run_ingest(&config, &args.paths, args.json, quiet),
+        Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
+        Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
+        Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
+        Command::EvalRetrieval(args) => retrieval::run_eval_retrieval(&config, &args).map(|_| 0),
+    }
+}

@@ -1,0 +1,137 @@
+//! Lore's one configuration struct and where its values come from.
+//!
+//! Precedence, lowest first: built-in defaults < `lore.toml` < `LORE_*` environment
+//! variables < command-line flags. Clap already resolves env < flags (every flag is an
+//! `Option` with an `env` name), so this module only lays the file underneath.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Settings shared by every command. Each field has a flag and an env variable
+/// (see `cli::GlobalArgs`) and a key of the same name in `lore.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the index and Lore's state live.
+    pub data_dir: PathBuf,
+    /// Where `scripts/fetch-models` put the models.
+    pub models_dir: PathBuf,
+    /// Embedding model: a directory name under `models_dir`, or a path.
+    pub embed_model: String,
+    /// Collection that documents go to unless told otherwise.
+    pub collection: String,
+    /// Files larger than this are skipped with a reason.
+    pub max_file_mb: u64,
+    /// Chunk size the chunker aims for, in embedding tokens.
+    pub chunk_tokens: usize,
+    /// Tokens repeated between consecutive chunks of a section.
+    pub chunk_overlap: usize,
+}
+
+/// The file form: every key optional, unknown keys rejected so typos are caught.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub embed_model: Option<String>,
+    pub collection: Option<String>,
+    pub max_file_mb: Option<u64>,
+    pub chunk_tokens: Option<usize>,
+    pub chunk_overlap: Option<usize>,
+}
+
+/// Values from env or flags (already merged by clap); `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub embed_model: Option<String>,
+    pub collection: Option<String>,
+    pub max_file_mb: Option<u64>,
+    pub chunk_tokens: Option<usize>,
+    pub chunk_overlap: Option<usize>,
+}
+
+pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
+
+impl Config {
+    /// Loads `config_path` (or `./lore.toml` when it exists) and applies `overrides` on top.
+    pub fn load(config_path: Option<&Path>, overrides: Overrides) -> Result<Config> {
+        let file = match config_path {
+            Some(p) => read_file(p)?,
+            None if Path::new("lore.toml").is_file() => read_file(Path::new("lore.toml"))?,
+            None => FileConfig::default(),
+        };
+        Ok(Config::merge(file, overrides))
+    }
+
+    fn merge(file: FileConfig, o: Overrides) -> Config {
+        Config {
+            data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
+            models_dir: o.models_dir.or(file.models_dir).unwrap_or_else(|| PathBuf::from("models")),
+            embed_model: o
+                .embed_model
+                .or(file.embed_model)
+                .unwrap_or_else(|| DEFAULT_EMBED_MODEL.to_string()),
+            collection: o.collection.or(file.collection).unwrap_or_else(|| "default".to_string()),
+            max_file_mb: o.max_file_mb.or(file.max_file_mb).unwrap_or(100),
+            chunk_tokens: o.chunk_tokens.or(file.chunk_tokens).unwrap_or(200),
+            chunk_overlap: o.chunk_overlap.or(file.chunk_overlap).unwrap_or(40),
+        }
+    }
+
+    /// The embedding model directory: `embed_model` as a path when it is one, else a
+    /// directory of that name under `models_dir`.
+    pub fn embed_model_dir(&self) -> PathBuf {
+        let as_path = Path::new(&self.embed_model);
+        if as_path.is_absolute() || as_path.components().count() > 1 {
+            as_path.to_path_buf()
+        } else {
+            self.models_dir.join(as_path)
+        }
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_overrides() {
+        let file: FileConfig =
+            toml::from_str("data_dir = \"/srv/lore\"\ncollection = \"hr\"\nchunk_tokens = 150\n")
+                .expect("valid toml");
+        let overrides = Overrides { collection: Some("legal".into()), ..Default::default() };
+        let c = Config::merge(file, overrides);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/lore"));
+        assert_eq!(c.collection, "legal");
+        assert_eq!(c.chunk_tokens, 150);
+        assert_eq!(c.models_dir, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<FileConfig>("data_dri = \"x\"").expect_err("typo must fail");
+        assert!(err.to_string().contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn model_name_or_path() {
+        let mut c = Config::merge(FileConfig::default(), Overrides::default());
+        c.models_dir = PathBuf::from("/m");
+        assert_eq!(c.embed_model_dir(), PathBuf::from("/m/all-minilm-l6-v2"));
+        c.embed_model = "/opt/bge-small".into();
+        assert_eq!(c.embed_model_dir(), PathBuf::from("/opt/bge-small"));
+    }
+}

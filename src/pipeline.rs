@@ -1,0 +1,456 @@
+//! The ingestion pipeline: files → `lore_ingest` (parse, chunk) → embedder → `lore_index`.
+//!
+//! It owns discovery (recursive walk, hidden files, symlink loops), change detection
+//! (content hash), batching of atomic index commits, progress, and the per-file outcome
+//! summary. One bad file never stops the batch: every failure is recorded with its reason.
+
+use crate::config::Config;
+use crate::embed::Embedder;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use lore_index::{Batch, DocumentRecord, Index, IndexConfig, NewChunk};
+use lore_ingest::chunk::{chunk_document, ChunkOptions};
+use lore_ingest::{DocumentFormat, Limits, ParsedDocument};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Commit after this many pending chunks or documents: bounds memory and the work an
+/// interruption can lose, while keeping commits (each an fsync'd tantivy commit) rare.
+const COMMIT_EVERY_CHUNKS: usize = 2_000;
+const COMMIT_EVERY_DOCS: usize = 100;
+
+/// The models and index a command works with, opened once.
+pub struct Engine {
+    pub embedder: Embedder,
+    pub index: Index,
+}
+
+impl Engine {
+    pub fn open(config: &Config) -> Result<Engine> {
+        let embedder = load_embedder(config)?;
+        let index_dir = config.index_dir();
+        let index = Index::open(
+            &index_dir,
+            IndexConfig {
+                dim: embedder.dim(),
+                model_id: embedder.model_id(),
+                ..IndexConfig::default()
+            },
+        )
+        .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
+        Ok(Engine { embedder, index })
+    }
+}
+
+pub fn load_embedder(config: &Config) -> Result<Embedder> {
+    let dir = config.embed_model_dir();
+    Embedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))
+}
+
+/// A file found on disk and the identity it gets in the index.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub fs_path: PathBuf,
+    /// The path as ingested: relative to the folder given, or as given for a file.
+    pub doc_path: String,
+    pub collection: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub ingested: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub skipped: Vec<FileIssue>,
+    pub failed: Vec<FileIssue>,
+    pub warnings: Vec<FileIssue>,
+    pub chunks: u64,
+    pub pages: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileIssue {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What happened to one file.
+enum Outcome {
+    Ingested { chunks: usize, pages: u32, warnings: Vec<String> },
+    Unchanged,
+    Skipped(String),
+    Failed(String),
+}
+
+/// `lore ingest`: returns the process exit code (2 when some files failed).
+pub fn run_ingest(config: &Config, paths: &[PathBuf], json: bool, quiet: bool) -> Result<i32> {
+    let mut engine = Engine::open(config)?;
+    let summary = ingest_paths(config, &mut engine, paths, !(quiet || json))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !quiet {
+        print_summary(&summary);
+    }
+    Ok(if summary.failed.is_empty() { 0 } else { 2 })
+}
+
+/// Ingests `paths` into the engine's index, committing in atomic batches.
+pub fn ingest_paths(
+    config: &Config,
+    engine: &mut Engine,
+    paths: &[PathBuf],
+    progress: bool,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let (candidates, walk_failures) = discover(paths, &config.collection);
+    summary.failed.extend(walk_failures);
+
+    let bar = if progress { ProgressBar::new(candidates.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files · {msg} · ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+
+    let limits = Limits { max_file_bytes: config.max_file_mb.saturating_mul(1024 * 1024), ..Limits::default() };
+    let chunk_opts = ChunkOptions {
+        target_tokens: config.chunk_tokens,
+        max_tokens: (config.chunk_tokens + config.chunk_tokens / 5).min(engine.embedder.max_seq_len().saturating_sub(8)),
+        overlap_tokens: config.chunk_overlap,
+    };
+    let mut pending = Batch::default();
+    let mut pending_chunks = 0usize;
+    for candidate in &candidates {
+        bar.set_message(format!(
+            "{} chunks · {:.1} chunks/s",
+            summary.chunks,
+            summary.chunks as f64 / started.elapsed().as_secs_f64().max(1e-3)
+        ));
+        let outcome = process_file(candidate, engine, &limits, &chunk_opts, &mut pending);
+        match outcome {
+            Outcome::Ingested { chunks, pages, warnings } => {
+                summary.ingested.push(candidate.doc_path.clone());
+                summary.chunks += chunks as u64;
+                summary.pages += u64::from(pages);
+                pending_chunks += chunks;
+                for w in warnings {
+                    tracing::warn!(path = %candidate.doc_path, "{w}");
+                    summary.warnings.push(FileIssue { path: candidate.doc_path.clone(), reason: w });
+                }
+            }
+            Outcome::Unchanged => summary.unchanged.push(candidate.doc_path.clone()),
+            Outcome::Skipped(reason) => {
+                tracing::info!(path = %candidate.doc_path, "skipped: {reason}");
+                summary.skipped.push(FileIssue { path: candidate.doc_path.clone(), reason });
+            }
+            Outcome::Failed(reason) => {
+                tracing::warn!(path = %candidate.doc_path, "failed: {reason}");
+                summary.failed.push(FileIssue { path: candidate.doc_path.clone(), reason });
+            }
+        }
+        if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= COMMIT_EVERY_DOCS {
+            engine.index.commit(std::mem::take(&mut pending)).context("index commit failed")?;
+            pending_chunks = 0;
+        }
+        bar.inc(1);
+    }
+    if !pending.upserts.is_empty() {
+        engine.index.commit(pending).context("index commit failed")?;
+    }
+    bar.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Parses, chunks and embeds one file, adding it to `pending`. Never fails the batch.
+fn process_file(
+    candidate: &Candidate,
+    engine: &Engine,
+    limits: &Limits,
+    chunk_opts: &ChunkOptions,
+    pending: &mut Batch,
+) -> Outcome {
+    let size = match std::fs::metadata(&candidate.fs_path) {
+        Ok(m) => m.len(),
+        Err(e) => return Outcome::Failed(format!("cannot read file: {e}")),
+    };
+    if size == 0 {
+        return Outcome::Skipped("file is empty".into());
+    }
+    if size > limits.max_file_bytes {
+        return Outcome::Skipped(lore_ingest::Error::TooLarge { size, max: limits.max_file_bytes }.to_string());
+    }
+    let bytes = match std::fs::read(&candidate.fs_path) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(format!("cannot read file: {e}")),
+    };
+    let content_hash = hex::encode(Sha256::digest(&bytes));
+    let doc_id = doc_id(&candidate.collection, &candidate.doc_path);
+    match engine.index.document(&doc_id) {
+        Ok(Some(existing)) if existing.content_hash == content_hash => return Outcome::Unchanged,
+        Ok(_) => {}
+        Err(e) => return Outcome::Failed(format!("index lookup failed: {e}")),
+    }
+    let format = match DocumentFormat::detect(&candidate.fs_path, &bytes) {
+        Ok(f) => f,
+        Err(e) => return Outcome::Skipped(e.to_string()),
+    };
+    // A parser bug on a hostile file must cost that file, not the batch.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lore_ingest::parse_bytes(&bytes, format, &candidate.fs_path, limits)
+    }));
+    let doc = match parsed {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(e @ lore_ingest::Error::Unsupported(_))) => return Outcome::Skipped(e.to_string()),
+        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+        Err(_) => return Outcome::Failed(format!("the {format:?} parser crashed on this file")),
+    };
+    let mut warnings = doc.warnings.clone();
+    if candidate.fs_path.to_str().is_none() {
+        warnings.push(format!("file name is not valid UTF-8; indexed as {:?}", candidate.doc_path));
+    }
+    let count = |s: &str| engine.embedder.count_tokens(s);
+    let chunks = chunk_document(&doc, chunk_opts, &count);
+    let title = doc.title.clone().unwrap_or_else(|| candidate.doc_path.clone());
+    let embed_inputs: Vec<String> = chunks.iter().map(|c| embedding_input(&title, c)).collect();
+    let refs: Vec<&str> = embed_inputs.iter().map(String::as_str).collect();
+    let vectors = match engine.embedder.embed(&refs) {
+        Ok(v) => v,
+        Err(e) => return Outcome::Failed(format!("embedding failed: {e}")),
+    };
+    let record = DocumentRecord {
+        doc_id: doc_id.clone(),
+        path: candidate.doc_path.clone(),
+        collection: candidate.collection.clone(),
+        title: title.clone(),
+        format: format_name(format).to_string(),
+        content_hash,
+        pages: doc.pages,
+        chunks: u32::try_from(chunks.len()).unwrap_or(u32::MAX),
+        bytes: size,
+        ingested_at: unix_now(),
+        warnings: warnings.clone(),
+    };
+    let new_chunks: Vec<NewChunk> = chunks
+        .into_iter()
+        .zip(vectors)
+        .map(|(c, vector)| NewChunk {
+            record: lore_index::ChunkRecord {
+                doc_id: doc_id.clone(),
+                path: candidate.doc_path.clone(),
+                collection: candidate.collection.clone(),
+                title: title.clone(),
+                heading: c.heading,
+                text: c.text,
+                page_start: c.pages.map(|p| p.0),
+                page_end: c.pages.map(|p| p.1),
+                char_start: c.char_start as u64,
+                char_end: c.char_end as u64,
+                ordinal: c.ordinal,
+            },
+            vector,
+        })
+        .collect();
+    let n = new_chunks.len();
+    pending.upserts.push((record, new_chunks));
+    Outcome::Ingested { chunks: n, pages: page_count(&doc), warnings }
+}
+
+/// What the embedder sees for a chunk: the document title and section path give a short
+/// passage the context a reader would have ("Kerberos admin guide › Principals").
+fn embedding_input(title: &str, chunk: &lore_ingest::Chunk) -> String {
+    let mut context = vec![title];
+    context.extend(chunk.section_path.iter().map(String::as_str).filter(|h| *h != title));
+    format!("{}\n{}", context.join(" › "), chunk.text)
+}
+
+fn page_count(doc: &ParsedDocument) -> u32 {
+    doc.pages.unwrap_or(0)
+}
+
+fn format_name(f: DocumentFormat) -> &'static str {
+    match f {
+        DocumentFormat::Pdf => "pdf",
+        DocumentFormat::Html => "html",
+        DocumentFormat::Markdown => "markdown",
+        DocumentFormat::Text => "text",
+        DocumentFormat::Docx => "docx",
+    }
+}
+
+/// Stable identity of a document: collection + path as ingested.
+pub fn doc_id(collection: &str, doc_path: &str) -> String {
+    let digest = Sha256::digest(format!("{collection}\0{doc_path}").as_bytes());
+    hex::encode(&digest[..12])
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Expands the command-line paths into files. Folders are walked recursively (following
+/// symlinks, with loops reported), hidden entries inside them are passed over.
+pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<FileIssue>) {
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for root in paths {
+        let meta = match std::fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(FileIssue { path: display(root), reason: format!("cannot open: {e}") });
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            found.push(Candidate {
+                fs_path: root.clone(),
+                doc_path: clean_path(root),
+                collection: collection.to_string(),
+            });
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walker {
+            match entry {
+                Ok(e) if e.file_type().is_file() => {
+                    let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+                    found.push(Candidate {
+                        fs_path: e.path().to_path_buf(),
+                        doc_path: clean_path(rel),
+                        collection: collection.to_string(),
+                    });
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let path = err.path().map(display).unwrap_or_else(|| display(root));
+                    let reason = match err.loop_ancestor() {
+                        Some(a) => format!("symlink loop back to {}", a.display()),
+                        None => err.io_error().map_or_else(|| err.to_string(), |io| io.to_string()),
+                    };
+                    failures.push(FileIssue { path, reason });
+                }
+            }
+        }
+    }
+    (found, failures)
+}
+
+/// `a/./b`, `./a/b` → `a/b`; separators always `/` so paths compare across platforms.
+fn clean_path(p: &Path) -> String {
+    let parts: Vec<String> = p
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| match c {
+            Component::RootDir => String::new(),
+            other => other.as_os_str().to_string_lossy().into_owned(),
+        })
+        .collect();
+    parts.join("/")
+}
+
+fn display(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn print_summary(s: &Summary) {
+    let rate = |n: u64| n as f64 / s.seconds.max(1e-3);
+    println!(
+        "ingested {} · unchanged {} · skipped {} · failed {} — {} chunks, {} pages in {:.1} s ({:.1} chunks/s, {:.1} pages/s)",
+        s.ingested.len(),
+        s.unchanged.len(),
+        s.skipped.len(),
+        s.failed.len(),
+        s.chunks,
+        s.pages,
+        s.seconds,
+        rate(s.chunks),
+        rate(s.pages)
+    );
+    for w in &s.warnings {
+        println!("warning  {}: {}", w.path, w.reason);
+    }
+    for f in &s.skipped {
+        println!("skipped  {}: {}", f.path, f.reason);
+    }
+    for f in &s.failed {
+        println!("failed   {}: {}", f.path, f.reason);
+    }
+}
+
+/// `lore remove`: deletes documents by path as ingested, or every document under a folder
+/// prefix, in one atomic commit.
+pub fn run_remove(config: &Config, paths: &[String]) -> Result<()> {
+    let mut engine = Engine::open(config)?;
+    let docs = engine.index.documents()?;
+    let mut removals = Vec::new();
+    let mut missing = Vec::new();
+    for p in paths {
+        let wanted = clean_path(Path::new(p));
+        let prefix = format!("{}/", wanted.trim_end_matches('/'));
+        let matched: Vec<&DocumentRecord> =
+            docs.iter().filter(|d| d.path == wanted || d.path.starts_with(&prefix)).collect();
+        if matched.is_empty() {
+            missing.push(p.clone());
+        }
+        for d in matched {
+            println!("removed  {} ({} chunks)", d.path, d.chunks);
+            removals.push(d.doc_id.clone());
+        }
+    }
+    if !removals.is_empty() {
+        engine.index.commit(Batch { upserts: Vec::new(), removals })?;
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "no indexed document matches {} (see `lore status --documents`)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned_and_relative() {
+        assert_eq!(clean_path(Path::new("./a/./b.pdf")), "a/b.pdf");
+        assert_eq!(clean_path(Path::new("docs/x.md")), "docs/x.md");
+    }
+
+    #[test]
+    fn doc_ids_depend_on_collection_and_path() {
+        assert_eq!(doc_id("default", "a.pdf"), doc_id("default", "a.pdf"));
+        assert_ne!(doc_id("default", "a.pdf"), doc_id("hr", "a.pdf"));
+        assert_ne!(doc_id("default", "a.pdf"), doc_id("default", "b.pdf"));
+    }
+
+    #[test]
+    fn discovery_walks_folders_skips_hidden_and_reports_loops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub/.git")).expect("mkdir");
+        std::fs::write(root.join("sub/a.md"), "# A").expect("write");
+        std::fs::write(root.join("sub/.git/config"), "x").expect("write");
+        std::fs::write(root.join(".hidden.txt"), "x").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root, root.join("sub/loop")).expect("symlink");
+        let (found, failures) = discover(&[root.to_path_buf()], "default");
+        let paths: Vec<&str> = found.iter().map(|c| c.doc_path.as_str()).collect();
+        assert_eq!(paths, vec!["sub/a.md"]);
+        #[cfg(unix)]
+        assert!(failures.iter().any(|f| f.reason.contains("symlink loop")), "{failures:?}");
+    }
+}
