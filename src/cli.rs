@@ -83,6 +83,9 @@ pub struct IngestArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Commit after this many documents (each commit becomes visible atomically).
+    #[arg(long, hide = true, default_value_t = pipeline::COMMIT_EVERY_DOCS)]
+    pub commit_every: usize,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +167,7 @@ pub fn run() -> Result<i32> {
     let config = cli.config()?;
     let quiet = cli.global.quiet;
     match cli.command {
-        Command::Ingest(args) => pipeline::run_ingest(&config, &args.paths, args.json, quiet),
+        Command::Ingest(args) => pipeline::run_ingest(&config, &args, quiet),
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),

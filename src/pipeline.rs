@@ -4,6 +4,7 @@
 //! (content hash), batching of atomic index commits, progress, and the per-file outcome
 //! summary. One bad file never stops the batch: every failure is recorded with its reason.
 
+use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::embed::Embedder;
 use anyhow::{Context, Result};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 /// Commit after this many pending chunks or documents: bounds memory and the work an
 /// interruption can lose, while keeping commits (each an fsync'd tantivy commit) rare.
 const COMMIT_EVERY_CHUNKS: usize = 2_000;
-const COMMIT_EVERY_DOCS: usize = 100;
+pub const COMMIT_EVERY_DOCS: usize = 100;
 
 /// The models and index a command works with, opened once.
 pub struct Engine {
@@ -85,10 +86,11 @@ enum Outcome {
 }
 
 /// `lore ingest`: returns the process exit code (2 when some files failed).
-pub fn run_ingest(config: &Config, paths: &[PathBuf], json: bool, quiet: bool) -> Result<i32> {
+pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32> {
     let mut engine = Engine::open(config)?;
-    let summary = ingest_paths(config, &mut engine, paths, !(quiet || json))?;
-    if json {
+    let progress = !(quiet || args.json);
+    let summary = ingest_paths(config, &mut engine, &args.paths, args.commit_every.max(1), progress)?;
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !quiet {
         print_summary(&summary);
@@ -101,6 +103,7 @@ pub fn ingest_paths(
     config: &Config,
     engine: &mut Engine,
     paths: &[PathBuf],
+    commit_every_docs: usize,
     progress: bool,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -153,7 +156,7 @@ pub fn ingest_paths(
                 summary.failed.push(FileIssue { path: candidate.doc_path.clone(), reason });
             }
         }
-        if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= COMMIT_EVERY_DOCS {
+        if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= commit_every_docs {
             engine.index.commit(std::mem::take(&mut pending)).context("index commit failed")?;
             pending_chunks = 0;
         }
