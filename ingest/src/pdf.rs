@@ -111,7 +111,8 @@ fn assemble(
     let body_size = headings::body_size(&page_paragraphs);
     for (i, paras) in page_paragraphs.iter().enumerate() {
         for (para, kind) in paras.iter().zip(&kinds[i]) {
-            if i < 3 && para.size >= body_size * 1.3 && para.text.chars().any(char::is_alphabetic) {
+            if i < 3 && para.size >= body_size * 1.15 && para.text.chars().any(char::is_alphabetic)
+            {
                 let is_larger = first_large
                     .as_ref()
                     .is_none_or(|(s, _)| para.size > *s + 0.01);
@@ -601,6 +602,136 @@ mod tests {
             ]
         );
         assert_eq!(out.document.title.as_deref(), Some("Manual"));
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pdf")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run tests/fixtures/make-pdf-fixtures.sh)",
+                path.display()
+            )
+        })
+    }
+
+    fn block_of<'d>(doc: &'d ParsedDocument, needle: &str) -> &'d crate::document::Block {
+        doc.blocks
+            .iter()
+            .find(|b| doc.block_text(b).contains(needle))
+            .unwrap_or_else(|| panic!("no block contains {needle:?} in:\n{}", doc.text))
+    }
+
+    #[test]
+    fn groff_pdf_hyphenation_is_joined() {
+        let doc = parse(&fixture("groff-ms.pdf")).expect("parses");
+        // groff broke "particu-lar", "in-comprehensibility", "electroen-cephalography"… at line ends.
+        for word in [
+            "particular",
+            "incomprehensibility",
+            "electroencephalography",
+            "counterrevolutionaries",
+        ] {
+            assert_eq!(
+                doc.text.matches(word).count(),
+                if word == "particular" { 1 } else { 3 },
+                "{word} in\n{}",
+                doc.text
+            );
+        }
+        assert!(!doc.text.contains("particu-"), "{}", doc.text);
+        assert!(
+            !doc.text
+                .lines()
+                .any(|l| l.ends_with("in-") || l.ends_with("coun-")),
+            "{}",
+            doc.text
+        );
+    }
+
+    #[test]
+    fn groff_pdf_keeps_pages_paragraphs_and_headings() {
+        let doc = parse(&fixture("groff-ms.pdf")).expect("parses");
+        assert_eq!(doc.pages, Some(3));
+        assert_eq!(block_of(&doc, "Marker sentence for page two").page, Some(2));
+        assert_eq!(
+            block_of(&doc, "Marker sentence for page three").page,
+            Some(3)
+        );
+        assert_eq!(block_of(&doc, "First paragraph sentence").page, Some(1));
+        // ms prints "- N -" page headers; they are page furniture, not text.
+        assert!(
+            !doc.text.contains("-2-") && !doc.text.contains("- 2 -"),
+            "{}",
+            doc.text
+        );
+        let first = block_of(&doc, "First paragraph sentence");
+        let second = block_of(&doc, "Second paragraph sentence");
+        assert_ne!(first, second, "paragraphs must be separate blocks");
+        assert_eq!(first.kind, BlockKind::Paragraph);
+        assert!(matches!(
+            block_of(&doc, "Introduction").kind,
+            BlockKind::Heading { .. }
+        ));
+        assert!(matches!(
+            block_of(&doc, "Details").kind,
+            BlockKind::Heading { .. }
+        ));
+        assert_eq!(doc.title.as_deref(), Some("Fixture Handbook"));
+        // Lines inside a paragraph stay separate lines.
+        assert!(
+            doc.block_text(block_of(&doc, "Marker sentence for page two"))
+                .lines()
+                .count()
+                > 1
+        );
+    }
+
+    #[test]
+    fn password_protected_pdf_is_an_encryption_error() {
+        assert!(matches!(
+            parse(&fixture("encrypted.pdf")),
+            Err(Error::Encrypted)
+        ));
+    }
+
+    #[test]
+    fn owner_password_only_pdf_opens_like_a_viewer_would() {
+        let doc = parse(&fixture("owner-only.pdf")).expect("readable without a password");
+        assert!(doc.text.contains("Marker sentence for page three"));
+    }
+
+    #[test]
+    fn image_only_pdf_warns_about_missing_text_layer() {
+        let doc = parse(&fixture("scanned.pdf")).expect("not an error");
+        assert!(doc.text.is_empty());
+        assert_eq!(doc.warnings, vec![NO_TEXT_WARNING.to_owned()]);
+    }
+
+    #[test]
+    fn truncated_pdf_is_a_pdf_error() {
+        let bytes = fixture("groff-ms.pdf");
+        for cut in [bytes.len() / 2, bytes.len() - 40, 100] {
+            assert!(
+                matches!(parse(&bytes[..cut]), Err(Error::Pdf(_))),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_pdfs_never_panic() {
+        let bytes = fixture("groff-ms.pdf");
+        // Overwrite a window at many offsets: every outcome is fine except a panic.
+        for offset in (0..bytes.len()).step_by(bytes.len() / 60 + 1) {
+            let mut damaged = bytes.clone();
+            let end = (offset + 64).min(damaged.len() - 10);
+            for b in damaged.iter_mut().take(end).skip(offset) {
+                *b = b'7';
+            }
+            let _ = parse(&damaged);
+        }
     }
 
     #[test]

@@ -361,8 +361,10 @@ impl<'a> Interpreter<'a, '_> {
             let x = state.rise * m[2] + m[4];
             let y = state.rise * m[3] + m[5];
             let size = (font_size * (m[2] * m[2] + m[3] * m[3]).sqrt() * font.size_scale).abs();
+            // The glyph's own extent excludes character spacing: some producers (groff via
+            // ghostscript) set word spaces with Tc and cancel it inside words with TJ kerns.
+            let visible = glyph.width * font_size * scale_h;
             let mut advance = glyph.width * font_size + state.char_spacing;
-            let visible = advance * scale_h;
             if glyph.is_word_space_code {
                 advance += state.word_spacing;
             }

@@ -292,7 +292,8 @@ mod tests {
         assert!(!joins_hyphenated("the infor-", "Mation"));
         assert!(!joins_hyphenated("pages 10-", "twelve"));
         assert!(!joins_hyphenated("use --", "foo"));
-        assert!(!joins_hyphenated("well-known and self-", "contained"));
+        // A line-end hyphen after an explicit one is taken as the explicit compound hyphen.
+        assert!(!joins_hyphenated("a copy-on-", "write page"));
         assert!(!joins_hyphenated("no hyphen", "here"));
     }
 
