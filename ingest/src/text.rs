@@ -6,6 +6,7 @@
 use crate::document::{BlockKind, ParsedDocument};
 use crate::{Error, Result};
 use encoding_rs::{Encoding, WINDOWS_1252};
+use std::collections::HashMap;
 
 /// Share of control characters (or, for UTF-16, undecodable units) above which content is
 /// treated as binary. Real text has almost none; random bytes have ~12% below 0x20.
@@ -24,10 +25,15 @@ pub fn looks_like_text(bytes: &[u8]) -> bool {
 pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
     let text = decode(bytes).map_err(Error::Binary)?;
     let text = normalise_newlines(&text);
-    let mut doc = ParsedDocument::default();
-    let mut styles = UnderlineStyles::default();
+    let paras = split_paragraphs(&text);
+    let mut structurer = Structurer {
+        doc: ParsedDocument::default(),
+        styles: UnderlineStyles::default(),
+        body_indent: body_indent(&paras),
+        toc_indent: None,
+    };
     let mut first_para_line: Option<Option<String>> = None;
-    for para in split_paragraphs(&text) {
+    for para in &paras {
         if first_para_line.is_none() {
             let non_rule: Vec<&str> = para
                 .iter()
@@ -35,18 +41,25 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
                 .filter(|l| rule_char(l).is_none())
                 .collect();
             if !non_rule.is_empty() {
-                first_para_line = Some(match non_rule.as_slice() {
-                    [only] if only.trim().chars().count() <= 100 => Some(only.trim().to_string()),
-                    _ => None,
-                });
+                // A short first line, or a short title wrapped (or centred) over two lines.
+                let joined = non_rule
+                    .iter()
+                    .map(|l| l.trim())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let is_title = non_rule.len() <= 2
+                    && joined.chars().count() <= 100
+                    && !joined.ends_with(['.', ',', ';', ':']);
+                first_para_line = Some(is_title.then_some(joined));
             }
         }
-        emit_paragraph(&mut doc, &para, &mut styles);
+        structurer.emit_paragraph(para);
     }
+    let mut doc = structurer.doc;
     doc.title = first_para_line.flatten().or_else(|| {
         doc.blocks
             .iter()
-            .take(5)
+            .take(3)
             .find(|b| matches!(b.kind, BlockKind::Heading { .. }))
             .map(|b| doc.block_text(b).replace('\n', " "))
     });
@@ -199,54 +212,128 @@ impl UnderlineStyles {
     }
 }
 
-/// Emits one blank-line separated paragraph as heading and paragraph blocks.
-fn emit_paragraph(doc: &mut ParsedDocument, para: &[&str], styles: &mut UnderlineStyles) {
-    // Overline + text + underline (reST title style): "=====\nTitle\n=====".
-    if para.len() >= 3 && para.len() <= 5 {
-        if let (Some(over), Some(under)) = (rule_char(para[0]), rule_char(para[para.len() - 1])) {
-            let inner = &para[1..para.len() - 1];
-            if over == under
-                && "_.:".find(over).is_none()
-                && inner.iter().all(|l| {
-                    rule_char(l).is_none() && l.trim().chars().count() <= MAX_HEADING_CHARS
-                })
-            {
-                let title = inner.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
-                let level = styles.level(over, true);
-                doc.push_block(BlockKind::Heading { level }, &title, None);
-                return;
+/// Indentation width of a line (a tab counts as 8 columns).
+fn indent_of(line: &str) -> usize {
+    line.chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .map(|c| if c == '\t' { 8 } else { 1 })
+        .sum()
+}
+
+/// The usual indentation of body text: the indentation of multi-line paragraphs, weighted by
+/// their amount of text so that long prose outweighs deeply indented lists and trees. Text
+/// dumped from HTML (lynx, w3m) indents the body by 3 and leaves headings at column 0.
+fn body_indent(paras: &[Vec<&str>]) -> usize {
+    let mut weights: HashMap<usize, usize> = HashMap::new();
+    for para in paras {
+        let lines: Vec<&&str> = para.iter().filter(|l| rule_char(l).is_none()).collect();
+        if lines.len() >= 2 {
+            if let Some(min) = lines.iter().map(|l| indent_of(l)).min() {
+                let chars: usize = lines.iter().map(|l| l.trim().len()).sum();
+                *weights.entry(min).or_default() += chars;
             }
         }
     }
+    weights
+        .into_iter()
+        .max_by_key(|(indent, chars)| (*chars, std::cmp::Reverse(*indent)))
+        .map_or(0, |(indent, _)| indent)
+}
 
-    let mut body: Vec<&str> = Vec::new();
-    let mut i = 0;
-    while i < para.len() {
-        let line = para[i];
-        if let Some(ch) = para.get(i + 1).and_then(|next| underline_for(line, next)) {
+/// "Table of Contents" and friends: what follows are entries that look like headings.
+fn is_toc_marker(line: &str) -> bool {
+    matches!(
+        line.trim().to_lowercase().as_str(),
+        "table of contents"
+            | "contents"
+            | "list of tables"
+            | "list of figures"
+            | "list of examples"
+    )
+}
+
+/// Turns paragraphs into blocks, remembering document-wide conventions.
+struct Structurer {
+    doc: ParsedDocument,
+    styles: UnderlineStyles,
+    body_indent: usize,
+    /// Inside a table of contents (the indentation of its marker line): entries are kept as
+    /// plain paragraphs so they do not become empty sections.
+    toc_indent: Option<usize>,
+}
+
+impl Structurer {
+    /// Emits one blank-line separated paragraph as heading and paragraph blocks.
+    fn emit_paragraph(&mut self, para: &[&str]) {
+        let doc = &mut self.doc;
+        // Overline + text + underline (reST title style): "=====\nTitle\n=====".
+        if para.len() >= 3 && para.len() <= 5 {
+            if let (Some(over), Some(under)) = (rule_char(para[0]), rule_char(para[para.len() - 1]))
+            {
+                let inner = &para[1..para.len() - 1];
+                if over == under
+                    && "_.:".find(over).is_none()
+                    && inner.iter().all(|l| {
+                        rule_char(l).is_none() && l.trim().chars().count() <= MAX_HEADING_CHARS
+                    })
+                {
+                    let title = inner.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+                    let level = self.styles.level(over, true);
+                    doc.push_block(BlockKind::Heading { level }, &title, None);
+                    self.toc_indent = None;
+                    return;
+                }
+            }
+        }
+
+        let mut body: Vec<&str> = Vec::new();
+        let mut i = 0;
+        while i < para.len() {
+            let line = para[i];
+            if let Some(ch) = para.get(i + 1).and_then(|next| underline_for(line, next)) {
+                flush_body(doc, &mut body);
+                let level = self.styles.level(ch, false);
+                doc.push_block(BlockKind::Heading { level }, line.trim(), None);
+                self.toc_indent = None;
+                i += 2;
+                continue;
+            }
+            if rule_char(line).is_none() {
+                body.push(line);
+            }
+            i += 1;
+        }
+        let Some(first) = body.first().copied() else {
+            return;
+        };
+        if let Some(toc_indent) = self.toc_indent {
+            let toc_ended =
+                body.len() >= 3 || indent_of(first) < toc_indent || is_chapter_line(first.trim());
+            if !toc_ended {
+                flush_body(doc, &mut body);
+                return;
+            }
+            self.toc_indent = None;
+        }
+        if body.len() == 1 && is_toc_marker(first) {
+            self.toc_indent = Some(indent_of(first));
             flush_body(doc, &mut body);
-            let level = styles.level(ch, false);
-            doc.push_block(BlockKind::Heading { level }, line.trim(), None);
-            i += 2;
-            continue;
+            return;
         }
-        if rule_char(line).is_none() {
-            body.push(line);
+        if let Some(level) = standalone_heading_level(&body, self.body_indent) {
+            let title = body.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+            doc.push_block(BlockKind::Heading { level }, &title, None);
+            return;
         }
-        i += 1;
+        flush_body(doc, &mut body);
     }
-    if let Some(level) = standalone_heading_level(&body) {
-        let title = body.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
-        doc.push_block(BlockKind::Heading { level }, &title, None);
-        return;
-    }
-    flush_body(doc, &mut body);
 }
 
 /// Whether `next` underlines `line` as a setext heading, returning the underline character.
 fn underline_for(line: &str, next: &str) -> Option<char> {
     let ch = rule_char(next)?;
-    if !"=-~^*#+\"`".contains(ch) || rule_char(line).is_some() {
+    // Column layouts ("Name   Mode   KeyID" over "=====") are table headers, not headings.
+    if !"=-~^*#+\"`".contains(ch) || rule_char(line).is_some() || line.trim().contains("   ") {
         return None;
     }
     let text_len = line.trim().chars().count();
@@ -281,38 +368,76 @@ fn flush_body(doc: &mut ParsedDocument, body: &mut Vec<&str>) {
 
 /// Recognises a paragraph that is nothing but a section heading: a numbered section line
 /// ("2.1. General rules", "1.  Introduction"), a "Chapter 3. …"/"Appendix A. …" line, an
-/// FAQ question line ("Q3.2 -- How do I …?"), or a short ALL-CAPS line.
-fn standalone_heading_level(lines: &[&str]) -> Option<u8> {
+/// FAQ question line ("Q3.2 -- How do I …?"), a short ALL-CAPS line, or — in documents whose
+/// body is indented — a line standing out at column 0. Lines indented deeper than the body
+/// are list items or code, never headings (except centred "Chapter" titles).
+fn standalone_heading_level(lines: &[&str], body_indent: usize) -> Option<u8> {
     let first = lines.first()?;
+    let indent = indent_of(first);
     if let Some(level) = faq_question_level(first) {
         let total: usize = lines.iter().map(|l| l.trim().len()).sum();
-        if lines.len() <= 3 && total <= 240 {
+        if indent <= body_indent && lines.len() <= 3 && total <= 240 {
             return Some(level);
         }
     }
-    let [line] = lines else { return None };
-    let indent = line.len() - line.trim_start().len();
-    let t = line.trim();
-    if indent > 4 || t.chars().count() > MAX_HEADING_CHARS || t.ends_with(['.', ',', ';']) {
-        return None;
-    }
-    if let Some(level) = numbered_heading_level(t) {
-        return Some(level);
-    }
-    let mut words = t.split_whitespace();
-    if let (Some(w), Some(_)) = (words.next(), words.next()) {
-        if matches!(
-            w,
-            "Chapter" | "CHAPTER" | "Appendix" | "APPENDIX" | "Part" | "PART"
-        ) {
-            return Some(1);
+    if let [_, second] = lines {
+        // A numbered question wrapped onto a second line.
+        let joined = format!("{} {}", first.trim(), second.trim());
+        if indent <= body_indent
+            && indent_of(second) >= indent
+            && joined.ends_with('?')
+            && joined.chars().count() <= 2 * MAX_HEADING_CHARS
+        {
+            return numbered_heading_level(&joined, 24);
         }
     }
-    is_all_caps_heading(t).then_some(1)
+    let [line] = lines else { return None };
+    let t = line.trim();
+    if t.chars().count() > MAX_HEADING_CHARS || t.ends_with(['.', ',', ';']) || t.contains("   ") {
+        return None;
+    }
+    if is_chapter_line(t) {
+        return Some(1);
+    }
+    if indent > body_indent {
+        return None;
+    }
+    if let Some(level) = numbered_heading_level(t, 12) {
+        return Some(level);
+    }
+    if is_all_caps_heading(t) {
+        return Some(1);
+    }
+    // "Owner: foo@example.com" at column 0 is a mail header example, not a heading.
+    let looks_like_header_field = t
+        .split_once(": ")
+        .is_some_and(|(name, _)| !name.is_empty() && !name.contains(' '));
+    let outdented = body_indent >= 2
+        && indent == 0
+        && t.chars().next().is_some_and(char::is_alphanumeric)
+        && t.chars().any(char::is_alphabetic)
+        && !looks_like_header_field;
+    outdented.then_some(1)
+}
+
+/// "Chapter 3. Title", "Appendix A. Title", "Part II: Title".
+fn is_chapter_line(t: &str) -> bool {
+    let mut words = t.split_whitespace();
+    let (Some(kind), Some(number)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let number = number.trim_end_matches(['.', ':']);
+    matches!(
+        kind,
+        "Chapter" | "CHAPTER" | "Appendix" | "APPENDIX" | "Part" | "PART"
+    ) && !number.is_empty()
+        && (number.chars().all(|c| c.is_ascii_digit())
+            || number.chars().all(|c| "IVXLC".contains(c))
+            || (number.len() == 1 && number.chars().all(|c| c.is_ascii_uppercase())))
 }
 
 /// "1.2.3. Title" / "1.2 Title" / "4) Title": level = number of components.
-fn numbered_heading_level(t: &str) -> Option<u8> {
+fn numbered_heading_level(t: &str, max_words: usize) -> Option<u8> {
     let (number, title) = t.split_once(char::is_whitespace)?;
     let number = number.trim_end_matches(['.', ')']);
     let parts: Vec<&str> = number.split('.').collect();
@@ -321,7 +446,7 @@ fn numbered_heading_level(t: &str) -> Option<u8> {
         .all(|p| !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()));
     let title = title.trim();
     let title_ok = title.chars().next().is_some_and(char::is_alphabetic)
-        && title.split_whitespace().count() <= 12
+        && title.split_whitespace().count() <= max_words
         && !title.ends_with(':');
     (numeric && title_ok).then(|| parts.len().min(6) as u8)
 }
@@ -410,7 +535,29 @@ mod tests {
 
     #[test]
     fn numbered_caps_and_faq_lines_are_headings_only_when_standing_alone() {
-        let src = "1. Introduction\n\nSome prose.\n\n  2.1. General rules\n\n    1. Nothing in this list is a heading\n    2. Nor this\n\nSECURITY NOTES\n\nQ3.2 -- How do I rewrite my From: lines to read or\n``Different_Name@My.Domain''?\n\n1. Do this first.\n\n2022-12-17\n";
+        let src = "\
+1. Introduction
+
+   Some prose that wraps over several lines of body text, long enough
+   to show that the body of this document is indented by three columns
+   the way text dumped from HTML is.
+
+  2.1. General rules
+
+    1. Nothing in this list is a heading
+    2. Nor this
+
+    3. Nor this standalone list item
+
+SECURITY NOTES
+
+Q3.2 -- How do I rewrite my From: lines to read or
+``Different_Name@My.Domain''?
+
+1. Do this first.
+
+   2022-12-17
+";
         let doc = parse(src.as_bytes()).unwrap();
         assert_eq!(
             headings(&doc),
@@ -418,11 +565,78 @@ mod tests {
                 (1, "1. Introduction".to_string()),
                 (2, "2.1. General rules".to_string()),
                 (1, "SECURITY NOTES".to_string()),
-                (2, "Q3.2 -- How do I rewrite my From: lines to read or ``Different_Name@My.Domain''?".to_string()),
+                (
+                    2,
+                    "Q3.2 -- How do I rewrite my From: lines to read or ``Different_Name@My.Domain''?"
+                        .to_string()
+                ),
             ]
         );
-        assert!(paragraphs(&doc).contains(&"1. Do this first."));
-        assert!(paragraphs(&doc).contains(&"2022-12-17"));
+        let paras = paragraphs(&doc);
+        assert!(
+            paras.contains(&"3. Nor this standalone list item"),
+            "{paras:?}"
+        );
+        assert!(paras.contains(&"1. Do this first."));
+        assert!(paras.contains(&"2022-12-17"));
+    }
+
+    #[test]
+    fn html_dump_conventions_outdented_headings_chapters_and_tables_of_contents() {
+        let src = "\
+                     Information regarding the bug system
+                              for maintainers
+
+   Table of Contents
+
+   1. About this document
+
+   2. Structure
+
+                2.1. Preferred structure
+
+                         Chapter 1. About this document
+
+   This document is distributed as part of the package and explains
+   how the system works.
+
+Closing bug reports
+
+   Bug reports should be closed by sending email to the done address
+   of the bug.
+
+Owner: foo@example.com
+
+   2.4. Must I specify servers by IP address if DNS is not available on
+   start?
+
+   Column   Layout   Header
+   ========================
+";
+        let doc = parse(src.as_bytes()).unwrap();
+        assert_eq!(
+            doc.title.as_deref(),
+            Some("Information regarding the bug system for maintainers")
+        );
+        assert_eq!(
+            headings(&doc),
+            vec![
+                (1, "Chapter 1. About this document".to_string()),
+                (1, "Closing bug reports".to_string()),
+                (
+                    2,
+                    "2.4. Must I specify servers by IP address if DNS is not available on start?"
+                        .to_string()
+                ),
+            ]
+        );
+        let paras = paragraphs(&doc);
+        assert!(
+            paras.contains(&"1. About this document"),
+            "TOC entry: {paras:?}"
+        );
+        assert!(paras.contains(&"Owner: foo@example.com"));
+        assert!(paras.contains(&"Column   Layout   Header"));
     }
 
     #[test]
