@@ -592,6 +592,22 @@ mod tests {
     }
 
     #[test]
+    fn truncated_or_corrupted_packages_never_panic() {
+        let real = fixture("libreoffice-report.docx");
+        for cut in (0..real.len()).step_by(97) {
+            let _ = parse(&real[..cut], &Limits::default());
+        }
+        for pos in (0..real.len()).step_by(53) {
+            let mut corrupted = real.clone();
+            corrupted[pos] ^= 0x5a;
+            // Either a document or a typed error; a corrupted deflate stream or CRC is an error.
+            if let Err(e) = parse(&corrupted, &Limits::default()) {
+                assert!(matches!(e, Error::Docx(_) | Error::ZipBomb(_)), "{e:?}");
+            }
+        }
+    }
+
+    #[test]
     fn malformed_document_xml_is_a_docx_error() {
         let bad = zip_of(&[(
             "word/document.xml",

@@ -49,6 +49,7 @@ struct Builder {
     front_matter_title: Option<String>,
     first_h1: Option<String>,
     first_heading: Option<String>,
+    saw_h2: bool,
 }
 
 impl Builder {
@@ -175,9 +176,12 @@ impl Builder {
         match self.heading.take() {
             Some(level) => {
                 if !text.is_empty() {
-                    if level == 1 && self.first_h1.is_none() {
+                    // An h1 after the document has already used h2 sections is a late
+                    // section ("# Changes"), not the title.
+                    if level == 1 && self.first_h1.is_none() && !self.saw_h2 {
                         self.first_h1 = Some(text.clone());
                     }
+                    self.saw_h2 |= level == 2;
                     if self.first_heading.is_none() {
                         self.first_heading = Some(text.clone());
                     }
@@ -285,6 +289,8 @@ Setext Heading\n==============\n\n\
     fn title_is_first_h1_else_first_heading() {
         let doc = parse(b"### Minor\n\ntext\n\n# Major\n\nmore").unwrap();
         assert_eq!(doc.title.as_deref(), Some("Major"));
+        let doc = parse(b"## JSON Hooks\n\ntext\n\n# Changes:\n\n## Version 0.2").unwrap();
+        assert_eq!(doc.title.as_deref(), Some("JSON Hooks"));
         let doc = parse(b"## Only Second Level\n\ntext").unwrap();
         assert_eq!(doc.title.as_deref(), Some("Only Second Level"));
         let doc = parse(b"no headings at all").unwrap();
