@@ -83,7 +83,7 @@ fn declared_charset(bytes: &[u8]) -> Option<&'static Encoding> {
         let end = value
             .find(|c: char| c == '"' || c == '\'' || c == ';' || c == '/' || c.is_whitespace())
             .unwrap_or(value.len());
-        let enc = Encoding::for_label(value[..end].as_bytes())?;
+        let enc = Encoding::for_label(&value.as_bytes()[..end])?;
         // A document that decodes as ASCII cannot really be UTF-16 (HTML standard rule).
         Some(if enc == UTF_16LE || enc == UTF_16BE {
             UTF_8
@@ -524,11 +524,8 @@ fn link_density_permille(node: NodeRef<'_, Node>) -> usize {
             }
         }
     }
-    if total == 0 {
-        1000
-    } else {
-        linked * 1000 / total
-    }
+    // An aside with no text at all is decoration: treat it as fully link-dense.
+    (linked * 1000).checked_div(total).unwrap_or(1000)
 }
 
 #[cfg(test)]
