@@ -456,7 +456,17 @@ mod headings {
             .collect();
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         sizes.dedup();
+        // Left margins of odd and even pages (they differ in two-sided layouts).
+        let mut margins = [f32::MAX; 2];
         for (i, paras) in pages.iter().enumerate() {
+            let page_min = paras.iter().map(|p| p.x0).fold(f32::MAX, f32::min);
+            margins[i % 2] = margins[i % 2].min(page_min);
+        }
+        for (i, paras) in pages.iter().enumerate() {
+            let margin = margins[i % 2];
+            let mut starts: Vec<f32> = paras.iter().map(|p| p.x0).collect();
+            starts.sort_unstable_by(f32::total_cmp);
+            let typical_start = starts.get(starts.len() / 2).copied().unwrap_or(margin);
             for (j, p) in paras.iter().enumerate() {
                 if is_candidate(p) {
                     let key = (p.size * 2.0).round() as i32;
@@ -464,13 +474,28 @@ mod headings {
                     kinds[i][j] = BlockKind::Heading {
                         level: (rank as u8 + 1).min(6),
                     };
-                } else if is_numbered_bold_title(p, body) {
+                } else if is_numbered_bold_title(p, body)
+                    || is_outdented_caps_title(p, body, margin, typical_start)
+                {
                     kinds[i][j] = BlockKind::Heading {
                         level: (sizes.len() as u8 + 1).min(6),
                     };
                 }
             }
         }
+    }
+
+    /// Manual-page style section titles: "DESCRIPTION" in bold capitals on a line of its own
+    /// at the left margin, with most of the page's text indented further.
+    fn is_outdented_caps_title(p: &Paragraph, body: f32, margin: f32, typical_start: f32) -> bool {
+        p.lines == 1
+            && p.bold_share >= 0.9
+            && p.size >= body * 0.95
+            && p.text.split_whitespace().count() <= 6
+            && p.text.chars().any(char::is_alphabetic)
+            && !p.text.chars().any(char::is_lowercase)
+            && p.x0 <= margin + 1.0
+            && typical_start > margin + p.size
     }
 
     /// "3.2.1 Configuring the server" set in bold at body size on a line of its own.

@@ -184,11 +184,7 @@ impl<'a> Interpreter<'a, '_> {
                     .unwrap_or(0.0)
             };
             match op.operator.as_str() {
-                "q" => {
-                    if saved.len() < 256 {
-                        saved.push(state.clone());
-                    }
-                }
+                "q" if saved.len() < 256 => saved.push(state.clone()),
                 "Q" => {
                     if let Some(s) = saved.pop() {
                         state = s;

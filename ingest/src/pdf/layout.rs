@@ -157,6 +157,8 @@ pub(super) struct Paragraph {
     pub size: f32,
     pub bold_share: f32,
     pub lines: usize,
+    /// Left edge of the first line.
+    pub x0: f32,
 }
 
 /// Splits a page's lines (already without running headers/footers) into paragraphs.
@@ -244,6 +246,7 @@ fn join(lines: &[&Line]) -> Paragraph {
         size,
         bold_share: bold,
         lines: lines.len(),
+        x0: lines.first().map_or(0.0, |l| l.x0),
     }
 }
 
