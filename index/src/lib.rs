@@ -3,12 +3,138 @@
 //! (hnsw_rs), sharing chunk ids, fused by reciprocal rank fusion, persisted crash-safely.
 //! It knows nothing of parsing, models or HTTP: callers hand it records and vectors.
 //!
-//! API sketch (the implementation may refine it, keeping the shape):
+//! A commit is atomic: after a crash the index reopens with the last committed batch
+//! complete and nothing of a half-written one. See `ARCHITECTURE.md` for the on-disk
+//! layout and the commit protocol.
 //!
-//! ```ignore
-//! let mut index = Index::open(dir, IndexConfig { dim: 384, ..Default::default() })?;
-//! index.commit(Batch { upserts: vec![(doc, chunks)], removals: vec![] })?; // atomic
-//! let hits = index.search_hybrid("query text", &query_vector, 10, &Filter::default())?;
+//! ```
+//! use lore_index::{Batch, ChunkRecord, DocumentRecord, Filter, Index, IndexConfig, NewChunk, SearchMode};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let config = IndexConfig { dim: 3, model_id: "toy-3d".into(), ..IndexConfig::default() };
+//! let mut index = Index::open(dir.path(), config.clone())?;
+//!
+//! let doc = DocumentRecord {
+//!     doc_id: "notes/otters.md".into(), path: "notes/otters.md".into(),
+//!     collection: "notes".into(), title: "Otters".into(), format: "markdown".into(),
+//!     content_hash: "c0ffee".into(), pages: None, chunks: 2, bytes: 120,
+//!     ingested_at: 1_700_000_000, warnings: vec![],
+//! };
+//! let chunk = |ordinal: u32, text: &str, vector: Vec<f32>| NewChunk {
+//!     record: ChunkRecord {
+//!         doc_id: doc.doc_id.clone(), path: doc.path.clone(), collection: doc.collection.clone(),
+//!         title: doc.title.clone(), heading: Some("Habits".into()), text: text.into(),
+//!         page_start: None, page_end: None, char_start: 0, char_end: text.len() as u64, ordinal,
+//!     },
+//!     vector,
+//! };
+//! let chunks = vec![
+//!     chunk(0, "Sea otters hold hands while sleeping.", vec![1.0, 0.0, 0.0]),
+//!     chunk(1, "They use rocks to crack shellfish.", vec![0.0, 1.0, 0.0]),
+//! ];
+//! index.commit(Batch { upserts: vec![(doc.clone(), chunks)], removals: vec![] })?;
+//!
+//! // Stemming matches "sleep" with "sleeping"; query syntax is never an error.
+//! let hits = index.search_bm25("sleep (AND \"", 5, &Filter::default())?;
+//! assert_eq!(hits[0].chunk.ordinal, 0);
+//!
+//! let hits = index.search(SearchMode::Hybrid, "shellfish", Some(&[0.1, 0.9, 0.0]), 5, &Filter::default())?;
+//! assert_eq!(hits[0].chunk.ordinal, 1);
+//! assert_eq!((hits[0].bm25_rank, hits[0].vector_rank), (Some(1), Some(1)));
+//!
+//! // Everything survives a reopen; another embedding model is refused.
+//! drop(index);
+//! let other = IndexConfig { model_id: "other-model".into(), ..config.clone() };
+//! assert!(matches!(Index::open(dir.path(), other), Err(lore_index::Error::ModelMismatch { .. })));
+//! let mut index = Index::open(dir.path(), config)?;
+//! assert_eq!(index.stats()?.chunks, 2);
+//!
+//! index.commit(Batch { upserts: vec![], removals: vec![doc.doc_id.clone()] })?;
+//! assert!(index.search_vector(&[1.0, 0.0, 0.0], 5, &Filter::default())?.is_empty());
+//! # Ok(())
+//! # }
 //! ```
 
-// TODO(index helper): implement.
+use std::path::{Path, PathBuf};
+
+mod fusion;
+mod index;
+mod layout;
+mod text;
+mod types;
+mod vectors;
+
+pub use fusion::RRF_K;
+pub use index::Index;
+pub use layout::FORMAT_VERSION;
+pub use types::{
+    Batch, ChunkRecord, DocumentRecord, Filter, Hit, IndexConfig, NewChunk, SearchMode, Stats,
+};
+
+/// Everything that can go wrong in the index.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index at {0} is already open by another process or handle (lock held)")]
+    Locked(PathBuf),
+    #[error(
+        "index was built with embedding model {index_model:?} ({index_dim} dimensions), \
+         but {requested_model:?} ({requested_dim} dimensions) was requested; \
+         re-index into a new directory to change models"
+    )]
+    ModelMismatch {
+        index_model: String,
+        index_dim: usize,
+        requested_model: String,
+        requested_dim: usize,
+    },
+    #[error(
+        "index format version {found} is newer than this build supports ({supported}); \
+         upgrade Lore"
+    )]
+    UnsupportedFormat { found: u32, supported: u32 },
+    #[error("{path} is not a Lore index: {reason}")]
+    NotAnIndex { path: PathBuf, reason: String },
+    #[error("index data at {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("vector index error: {0}")]
+    Vector(String),
+    #[error("text index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_explain_themselves() {
+        let e = Error::ModelMismatch {
+            index_model: "a".into(),
+            index_dim: 384,
+            requested_model: "b".into(),
+            requested_dim: 768,
+        };
+        let text = e.to_string();
+        assert!(text.contains("\"a\"") && text.contains("768") && text.contains("re-index"));
+    }
+}

@@ -1,0 +1,781 @@
+//! Owns [`Index`]: opening (lock, format and model checks, HNSW load or rebuild), the atomic
+//! commit protocol, the three search modes, statistics and compaction. tantivy is the source
+//! of truth; the HNSW graph is a cache that is repaired from it on open.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::schema::TantivyDocument;
+use tantivy::{DocAddress, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError};
+
+use crate::fusion::reciprocal_rank_fusion;
+use crate::layout::{self, DirLock};
+use crate::text::{self, Fields};
+use crate::vectors::{self, VectorGraph};
+use crate::{
+    Batch, ChunkRecord, DocumentRecord, Error, Filter, Hit, IndexConfig, Result, SearchMode, Stats,
+};
+
+/// tantivy indexing threads; the machine class Lore targets has two cores, and queries
+/// must stay responsive while ingesting.
+const WRITER_THREADS: usize = 1;
+const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Compact the graph when more than this fraction of its points are deleted.
+const TOMBSTONE_RATIO_LIMIT: f64 = 0.20;
+/// Dump the graph once this many vector changes are not yet in the dump (or 10% of the
+/// graph, whichever is larger). Changes not dumped are replayed from tantivy on open.
+const PERSIST_MIN_CHANGES: usize = 1024;
+/// At or below this many candidate chunks a filtered vector search scans exactly.
+const EXACT_SCAN_MAX: usize = 4096;
+/// Filters keeping less than 1/this of the graph scan exactly (graph search degrades there).
+const EXACT_SCAN_SELECTIVITY: usize = 10;
+/// Stored-document blocks kept decompressed while reading vectors for a rebuild.
+const STORE_CACHE_BLOCKS: usize = 64;
+
+/// What tantivy's commit payload records: makes generation and id allocation as durable
+/// and atomic as the data itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct CommitPayload {
+    generation: u64,
+    next_chunk_id: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkEntry {
+    address: DocAddress,
+    collection: u32,
+}
+
+/// A consistent read view: a pinned tantivy searcher plus the chunk directory derived from it.
+struct Snapshot {
+    searcher: Searcher,
+    chunks: HashMap<u64, ChunkEntry>,
+    collections: Vec<String>,
+    collection_counts: Vec<usize>,
+    documents: u64,
+}
+
+impl Snapshot {
+    fn build(searcher: Searcher, fields: &Fields) -> Result<Snapshot> {
+        let mut chunks = HashMap::new();
+        let mut collections: Vec<String> = Vec::new();
+        let mut interned: HashMap<String, u32> = HashMap::new();
+        let mut collection_counts: Vec<usize> = Vec::new();
+        for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let fast = segment.fast_fields();
+            let ids = fast.u64("chunk_id")?;
+            let Some(names) = fast.str("collection")? else {
+                continue;
+            };
+            // Segment-local term ordinals map to interned collection numbers.
+            let mut by_ord: HashMap<u64, u32> = HashMap::new();
+            let mut name = String::new();
+            for doc in segment.doc_ids_alive() {
+                let Some(chunk_id) = ids.first(doc) else {
+                    continue;
+                };
+                let Some(ord) = names.ords().first(doc) else {
+                    continue;
+                };
+                let collection = match by_ord.get(&ord) {
+                    Some(&c) => c,
+                    None => {
+                        name.clear();
+                        names
+                            .ord_to_str(ord, &mut name)
+                            .map_err(|e| Error::io(Path::new("tantivy fast field"), e))?;
+                        let next = collections.len() as u32;
+                        let c = *interned.entry(name.clone()).or_insert(next);
+                        if c == next {
+                            collections.push(name.clone());
+                            collection_counts.push(0);
+                        }
+                        by_ord.insert(ord, c);
+                        c
+                    }
+                };
+                collection_counts[collection as usize] += 1;
+                chunks.insert(
+                    chunk_id,
+                    ChunkEntry {
+                        address: DocAddress::new(segment_ord as u32, doc),
+                        collection,
+                    },
+                );
+            }
+        }
+        let documents = searcher.search(&text::kind_document_query(fields), &Count)? as u64;
+        Ok(Snapshot {
+            searcher,
+            chunks,
+            collections,
+            collection_counts,
+            documents,
+        })
+    }
+
+    /// Interned numbers of the filter's collections; `None` = no restriction.
+    fn allowed_collections(&self, filter: &Filter) -> Option<HashSet<u32>> {
+        filter.collections.as_ref().map(|_| {
+            self.collections
+                .iter()
+                .enumerate()
+                .filter(|(_, name)| filter.allows(name))
+                .map(|(i, _)| i as u32)
+                .collect()
+        })
+    }
+}
+
+/// Lore's hybrid index over one directory. See the crate documentation for an example and
+/// ARCHITECTURE.md for the on-disk layout and commit protocol.
+///
+/// Searches take `&self` and may run concurrently; `commit` and `compact` take `&mut self`.
+/// One process at a time may open a directory (an advisory lock enforces it).
+pub struct Index {
+    root: PathBuf,
+    config: IndexConfig,
+    fields: Fields,
+    writer: IndexWriter,
+    reader: IndexReader,
+    snapshot: Snapshot,
+    graph: VectorGraph,
+    payload: CommitPayload,
+    /// Vector inserts and deletions not yet captured by the on-disk dump.
+    unpersisted_changes: usize,
+    /// Released last (fields drop in order): nothing else may open the directory meanwhile.
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("root", &self.root)
+            .field("generation", &self.payload.generation)
+            .field("chunks", &self.snapshot.chunks.len())
+            .field("graph_points", &self.graph.len())
+            .finish()
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn map_writer_error(root: &Path, e: TantivyError) -> Error {
+    match e {
+        TantivyError::LockFailure(..) => Error::Locked(root.to_path_buf()),
+        other => Error::Tantivy(other),
+    }
+}
+
+impl Index {
+    /// Opens the index in `dir`, creating it (and the directory) if absent.
+    ///
+    /// Fails with [`Error::Locked`] if another `Index` has the directory open,
+    /// [`Error::ModelMismatch`] if it was built with another `model_id` or `dim`,
+    /// [`Error::UnsupportedFormat`] if a newer Lore wrote it. A missing, stale or corrupt
+    /// HNSW dump is not an error: the graph is rebuilt from the vectors tantivy stores.
+    pub fn open(dir: &Path, config: IndexConfig) -> Result<Index> {
+        vectors::validate_config(&config)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock = DirLock::acquire(dir)?;
+        layout::check_or_create_meta(dir, &config, now_unix())?;
+
+        let text_dir = layout::text_dir(dir);
+        std::fs::create_dir_all(&text_dir).map_err(|e| Error::io(&text_dir, e))?;
+        let (schema, fields) = text::schema();
+        let directory = MmapDirectory::open(&text_dir).map_err(|e| Error::Corrupt {
+            path: text_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let tantivy_index = tantivy::Index::open_or_create(directory, schema)?;
+        tantivy_index
+            .tokenizers()
+            .register(text::ANALYZER, text::analyzer());
+        let writer = tantivy_index
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY_BYTES)
+            .map_err(|e| map_writer_error(dir, e))?;
+        let reader = tantivy_index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let payload = match tantivy_index.load_metas()?.payload {
+            Some(json) => serde_json::from_str(&json).map_err(|e| Error::Corrupt {
+                path: text_dir.clone(),
+                reason: format!("commit payload unreadable: {e}"),
+            })?,
+            None => CommitPayload::default(),
+        };
+        let snapshot = Snapshot::build(reader.searcher(), &fields)?;
+
+        let vector_dir = layout::vector_dir(dir);
+        let started = Instant::now();
+        let (graph, dump_name, rebuilt) = match VectorGraph::load(&vector_dir, &config)? {
+            Some((graph, manifest)) => (graph, Some(manifest.dump_dir), false),
+            None => {
+                let items = read_vectors(&snapshot, &fields, |_| true, config.dim)?;
+                let graph = VectorGraph::build(&config, &items);
+                if !items.is_empty() {
+                    tracing::info!(
+                        vectors = items.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "rebuilt HNSW graph from the text index"
+                    );
+                }
+                (graph, None, true)
+            }
+        };
+        vectors::remove_stale_dumps(&vector_dir, dump_name.as_deref());
+
+        let mut index = Index {
+            root: dir.to_path_buf(),
+            config,
+            fields,
+            writer,
+            reader,
+            snapshot,
+            graph,
+            payload,
+            unpersisted_changes: 0,
+            _lock: lock,
+        };
+        index.reconcile_graph(rebuilt)?;
+        Ok(index)
+    }
+
+    /// Brings a loaded (possibly stale) graph up to the committed text index: inserts live
+    /// chunks the dump lacks, counts deleted ones as tombstones, and never lets a chunk id
+    /// seen in the graph be allocated again.
+    fn reconcile_graph(&mut self, rebuilt: bool) -> Result<()> {
+        let graph_max = self.graph.ids().max().map_or(0, |id| id + 1);
+        let live_max = self.snapshot.chunks.keys().max().map_or(0, |id| id + 1);
+        self.payload.next_chunk_id = self.payload.next_chunk_id.max(graph_max).max(live_max);
+
+        let graph = &self.graph;
+        let missing = read_vectors(
+            &self.snapshot,
+            &self.fields,
+            |id| !graph.contains(id),
+            self.config.dim,
+        )?;
+        if !missing.is_empty() {
+            tracing::info!(
+                vectors = missing.len(),
+                "HNSW dump is behind the text index; inserting the missing vectors"
+            );
+            self.graph.insert(&missing);
+        }
+        let tombstones = self.tombstones();
+        self.unpersisted_changes = missing.len() + usize::from(rebuilt && self.graph.len() > 0);
+        if self.tombstone_ratio() > TOMBSTONE_RATIO_LIMIT {
+            self.compact()?;
+        } else if self.unpersisted_changes > 0 || (tombstones > 0 && rebuilt) {
+            self.persist_graph_best_effort();
+        }
+        Ok(())
+    }
+
+    /// The document record stored under `doc_id`.
+    pub fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
+        let query = text::document_by_id_query(&self.fields, doc_id);
+        let found = self.snapshot.searcher.search(&query, &DocSetCollector)?;
+        match found.into_iter().next() {
+            Some(address) => self.load_document(address).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every document record, ordered by collection, path, doc id.
+    pub fn documents(&self) -> Result<Vec<DocumentRecord>> {
+        let found = self
+            .snapshot
+            .searcher
+            .search(&text::kind_document_query(&self.fields), &DocSetCollector)?;
+        self.load_documents(found)
+    }
+
+    /// Document records whose `path` is exactly `path`, in any collection.
+    pub fn find_by_path(&self, path: &str) -> Result<Vec<DocumentRecord>> {
+        let query = text::document_by_path_query(&self.fields, path);
+        let found = self.snapshot.searcher.search(&query, &DocSetCollector)?;
+        self.load_documents(found)
+    }
+
+    fn load_document(&self, address: DocAddress) -> Result<DocumentRecord> {
+        let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+        text::document_from_tantivy(&self.fields, &doc)
+    }
+
+    fn load_documents(&self, found: HashSet<DocAddress>) -> Result<Vec<DocumentRecord>> {
+        let mut records = found
+            .into_iter()
+            .map(|address| self.load_document(address))
+            .collect::<Result<Vec<_>>>()?;
+        records.sort_by(|a, b| {
+            (&a.collection, &a.path, &a.doc_id).cmp(&(&b.collection, &b.path, &b.doc_id))
+        });
+        Ok(records)
+    }
+
+    /// Applies a batch atomically: after a crash at any moment the index reopens either
+    /// without or with the whole batch. An upsert replaces the document record and all
+    /// chunks previously stored under its `doc_id`.
+    ///
+    /// Invalid input (wrong vector dimension, non-finite or zero vectors, chunks whose
+    /// `doc_id` differs from their document's, a doc id upserted twice) is rejected before
+    /// anything is written.
+    pub fn commit(&mut self, batch: Batch) -> Result<()> {
+        let prepared = self.prepare_batch(&batch)?;
+        if batch.upserts.is_empty() && batch.removals.is_empty() {
+            return Ok(());
+        }
+        let previous_payload = self.payload;
+        let mut new_vectors: Vec<(u64, Vec<f32>)> = Vec::new();
+        let written = self.write_batch(&batch, prepared, &mut new_vectors);
+        if let Err(e) = written {
+            // Discards every operation since the last commit; the on-disk state is untouched.
+            if let Err(rollback) = self.writer.rollback() {
+                tracing::error!(error = %rollback, "tantivy rollback failed after a failed commit");
+            }
+            self.payload = previous_payload;
+            return Err(e);
+        }
+
+        self.reader.reload()?;
+        let previous_live = self.snapshot.chunks.len();
+        self.snapshot = Snapshot::build(self.reader.searcher(), &self.fields)?;
+        // Chunks deleted or replaced by the batch: they become graph tombstones.
+        let removed_chunks =
+            (previous_live + new_vectors.len()).saturating_sub(self.snapshot.chunks.len());
+        self.graph.insert(&new_vectors);
+        self.unpersisted_changes += new_vectors.len() + removed_chunks;
+        tracing::debug!(
+            generation = self.payload.generation,
+            added = new_vectors.len(),
+            chunks_before = previous_live,
+            chunks_after = self.snapshot.chunks.len(),
+            "committed batch"
+        );
+
+        if self.tombstone_ratio() > TOMBSTONE_RATIO_LIMIT {
+            self.compact()?;
+        } else if self.unpersisted_changes >= PERSIST_MIN_CHANGES.max(self.graph.len() / 10) {
+            self.persist_graph_best_effort();
+        }
+        Ok(())
+    }
+
+    /// Validates the whole batch and normalises its vectors before anything is written.
+    fn prepare_batch(&self, batch: &Batch) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut upserted = HashSet::new();
+        let mut prepared = Vec::with_capacity(batch.upserts.len());
+        for (document, chunks) in &batch.upserts {
+            if document.doc_id.is_empty() {
+                return Err(Error::InvalidInput("document with an empty doc_id".into()));
+            }
+            if !upserted.insert(document.doc_id.as_str()) {
+                return Err(Error::InvalidInput(format!(
+                    "doc_id {:?} is upserted twice in one batch",
+                    document.doc_id
+                )));
+            }
+            let mut unit_vectors = Vec::with_capacity(chunks.len());
+            for chunk in chunks {
+                if chunk.record.doc_id != document.doc_id {
+                    return Err(Error::InvalidInput(format!(
+                        "chunk {} belongs to {:?} but is upserted with document {:?}",
+                        chunk.record.ordinal, chunk.record.doc_id, document.doc_id
+                    )));
+                }
+                let unit = vectors::normalized(&chunk.vector, self.config.dim).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "document {:?} chunk {}: {e}",
+                        document.doc_id, chunk.record.ordinal
+                    ))
+                })?;
+                unit_vectors.push(unit);
+            }
+            prepared.push(unit_vectors);
+        }
+        Ok(prepared)
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: &Batch,
+        prepared: Vec<Vec<Vec<f32>>>,
+        new_vectors: &mut Vec<(u64, Vec<f32>)>,
+    ) -> Result<()> {
+        for doc_id in &batch.removals {
+            self.writer
+                .delete_term(text::doc_id_term(&self.fields, doc_id));
+        }
+        for ((document, chunks), unit_vectors) in batch.upserts.iter().zip(prepared) {
+            // Deletes apply only to documents added before them, so the replacement survives.
+            self.writer
+                .delete_term(text::doc_id_term(&self.fields, &document.doc_id));
+            self.writer
+                .add_document(text::document_to_tantivy(&self.fields, document)?)?;
+            for (chunk, unit) in chunks.iter().zip(unit_vectors) {
+                let chunk_id = self.payload.next_chunk_id;
+                self.payload.next_chunk_id += 1;
+                self.writer.add_document(text::chunk_to_tantivy(
+                    &self.fields,
+                    chunk_id,
+                    &chunk.record,
+                    &unit,
+                )?)?;
+                new_vectors.push((chunk_id, unit));
+            }
+        }
+        self.payload.generation += 1;
+        let payload_json = serde_json::to_string(&self.payload).map_err(|e| Error::Corrupt {
+            path: self.root.clone(),
+            reason: format!("cannot encode commit payload: {e}"),
+        })?;
+        let mut commit = self.writer.prepare_commit()?;
+        commit.set_payload(&payload_json);
+        commit.commit()?;
+        Ok(())
+    }
+
+    fn tombstones(&self) -> usize {
+        self.graph.len().saturating_sub(self.snapshot.chunks.len())
+    }
+
+    fn tombstone_ratio(&self) -> f64 {
+        if self.graph.len() == 0 {
+            0.0
+        } else {
+            self.tombstones() as f64 / self.graph.len() as f64
+        }
+    }
+
+    fn persist_graph_best_effort(&mut self) {
+        let vector_dir = layout::vector_dir(&self.root);
+        let started = Instant::now();
+        match self.graph.persist(&vector_dir, self.payload.generation) {
+            Ok(manifest) => {
+                tracing::debug!(
+                    points = manifest.points,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "persisted HNSW graph"
+                );
+                self.unpersisted_changes = 0;
+            }
+            // The dump is only a cache: the data is committed in tantivy and the graph is
+            // repaired on the next open, so a failed dump must not fail the caller.
+            Err(e) => tracing::warn!(error = %e, "could not persist HNSW graph"),
+        }
+    }
+
+    /// Rebuilds the HNSW graph from live vectors only (dropping tombstones) and persists it.
+    /// Runs automatically when more than 20% of the graph is tombstones.
+    pub fn compact(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let live = &self.snapshot.chunks;
+        let items = self.graph.vectors_where(&|id| live.contains_key(&id));
+        let dropped = self.graph.len() - items.len();
+        self.graph = VectorGraph::build(&self.config, &items);
+        tracing::info!(
+            points = items.len(),
+            dropped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted HNSW graph"
+        );
+        self.unpersisted_changes = 1;
+        self.persist_graph_best_effort();
+        Ok(())
+    }
+
+    /// Runs the search `mode` asks for. `query_vector` is required for vector and hybrid.
+    pub fn search(
+        &self,
+        mode: SearchMode,
+        query: &str,
+        query_vector: Option<&[f32]>,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>> {
+        let need_vector = || {
+            query_vector
+                .ok_or_else(|| Error::InvalidInput(format!("{mode} search needs a query vector")))
+        };
+        match mode {
+            SearchMode::Bm25 => self.search_bm25(query, k, filter),
+            SearchMode::Vector => self.search_vector(need_vector()?, k, filter),
+            SearchMode::Hybrid => self.search_hybrid(query, need_vector()?, k, filter),
+        }
+    }
+
+    /// Keyword search (BM25 over text, title ×1.5 and heading ×1.5). Any query string is
+    /// accepted: syntax characters are ignored, and a query with no words returns nothing.
+    pub fn search_bm25(&self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let ranked = self.bm25_ranked(query, k, filter)?;
+        ranked
+            .into_iter()
+            .enumerate()
+            .map(|(i, (chunk_id, score, address))| {
+                self.hit(chunk_id, address, score, Some(i + 1), None)
+            })
+            .collect()
+    }
+
+    /// Nearest chunks by cosine similarity (`score`); `query_vector` need not be normalised.
+    pub fn search_vector(
+        &self,
+        query_vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>> {
+        let ranked = self.vector_ranked(query_vector, k, filter)?;
+        ranked
+            .into_iter()
+            .enumerate()
+            .map(|(i, (chunk_id, score))| self.hit_by_id(chunk_id, score, None, Some(i + 1)))
+            .collect()
+    }
+
+    /// BM25 and vector top-N (N = max(4k, 50)) fused by reciprocal rank fusion (k = 60);
+    /// `score` is the fused score.
+    pub fn search_hybrid(
+        &self,
+        query: &str,
+        query_vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let depth = (k * 4).max(50);
+        let bm25 = self.bm25_ranked(query, depth, filter)?;
+        let vector = self.vector_ranked(query_vector, depth, filter)?;
+        let addresses: HashMap<u64, DocAddress> = bm25
+            .iter()
+            .map(|(id, _, address)| (*id, *address))
+            .collect();
+        let bm25_ids: Vec<u64> = bm25.iter().map(|(id, _, _)| *id).collect();
+        let vector_ids: Vec<u64> = vector.iter().map(|(id, _)| *id).collect();
+        reciprocal_rank_fusion(&bm25_ids, &vector_ids, k)
+            .into_iter()
+            .map(|fused| match addresses.get(&fused.chunk_id) {
+                Some(&address) => self.hit(
+                    fused.chunk_id,
+                    address,
+                    fused.score,
+                    fused.bm25_rank,
+                    fused.vector_rank,
+                ),
+                None => self.hit_by_id(
+                    fused.chunk_id,
+                    fused.score,
+                    fused.bm25_rank,
+                    fused.vector_rank,
+                ),
+            })
+            .collect()
+    }
+
+    fn bm25_ranked(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<(u64, f32, DocAddress)>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(query) = text::bm25_query(&self.fields, query, filter) else {
+            return Ok(Vec::new());
+        };
+        let searcher = &self.snapshot.searcher;
+        let top = searcher.search(&*query, &TopDocs::with_limit(k).order_by_score())?;
+        let mut ranked = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let ids = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64("chunk_id")?;
+            if let Some(chunk_id) = ids.first(address.doc_id) {
+                ranked.push((chunk_id, score, address));
+            }
+        }
+        Ok(ranked)
+    }
+
+    fn vector_ranked(
+        &self,
+        query_vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<(u64, f32)>> {
+        let query = vectors::normalized(query_vector, self.config.dim)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let snapshot = &self.snapshot;
+        let allowed = snapshot.allowed_collections(filter);
+        let candidates = match &allowed {
+            None => snapshot.chunks.len(),
+            Some(set) => set
+                .iter()
+                .map(|&c| snapshot.collection_counts[c as usize])
+                .sum(),
+        };
+        if candidates == 0 {
+            return Ok(Vec::new());
+        }
+        let allow = |id: u64| match snapshot.chunks.get(&id) {
+            None => false, // tombstone
+            Some(entry) => allowed
+                .as_ref()
+                .is_none_or(|set| set.contains(&entry.collection)),
+        };
+        let wanted = k.min(candidates);
+        let selective = allowed.is_some()
+            && (candidates <= EXACT_SCAN_MAX
+                || candidates * EXACT_SCAN_SELECTIVITY < self.graph.len());
+        if selective {
+            return Ok(self.graph.exact_search(&query, wanted, &allow));
+        }
+        let ef = self.config.ef_search.max(wanted);
+        let hits = self.graph.search(&query, wanted, ef, &allow);
+        if hits.len() < wanted {
+            tracing::debug!(
+                found = hits.len(),
+                wanted,
+                "HNSW search came up short; scanning exactly"
+            );
+            return Ok(self.graph.exact_search(&query, wanted, &allow));
+        }
+        Ok(hits)
+    }
+
+    fn hit_by_id(
+        &self,
+        chunk_id: u64,
+        score: f32,
+        bm25_rank: Option<usize>,
+        vector_rank: Option<usize>,
+    ) -> Result<Hit> {
+        let entry = self
+            .snapshot
+            .chunks
+            .get(&chunk_id)
+            .ok_or_else(|| Error::Corrupt {
+                path: self.root.clone(),
+                reason: format!("chunk {chunk_id} found by search is not in the text index"),
+            })?;
+        self.hit(chunk_id, entry.address, score, bm25_rank, vector_rank)
+    }
+
+    fn hit(
+        &self,
+        chunk_id: u64,
+        address: DocAddress,
+        score: f32,
+        bm25_rank: Option<usize>,
+        vector_rank: Option<usize>,
+    ) -> Result<Hit> {
+        let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+        let chunk: ChunkRecord = text::chunk_from_tantivy(&self.fields, &doc)?;
+        Ok(Hit {
+            chunk_id,
+            score,
+            chunk,
+            bm25_rank,
+            vector_rank,
+        })
+    }
+
+    /// Counts, size on disk, tombstones and model identity.
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(Stats {
+            documents: self.snapshot.documents,
+            chunks: self.snapshot.chunks.len() as u64,
+            disk_bytes: layout::disk_usage(&self.root)?,
+            vector_tombstones: self.tombstones() as u64,
+            model_id: self.config.model_id.clone(),
+            dim: self.config.dim,
+        })
+    }
+
+    /// The directory this index lives in.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The configuration the index was opened with.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+}
+
+/// The binary shares one index between request handlers.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Index>();
+};
+
+impl Drop for Index {
+    /// Saves the graph so the next open need not replay recent commits. Failure is harmless
+    /// (the next open repairs the graph from tantivy), so it is only logged.
+    fn drop(&mut self) {
+        if self.unpersisted_changes > 0 {
+            self.persist_graph_best_effort();
+        }
+    }
+}
+
+/// Reads `(chunk id, vector)` for live chunks accepted by `wanted` from tantivy's doc store,
+/// segment by segment in doc order so the store's block cache is effective.
+fn read_vectors(
+    snapshot: &Snapshot,
+    fields: &Fields,
+    wanted: impl Fn(u64) -> bool,
+    dim: usize,
+) -> Result<Vec<(u64, Vec<f32>)>> {
+    let mut by_segment: Vec<Vec<(u32, u64)>> =
+        vec![Vec::new(); snapshot.searcher.segment_readers().len()];
+    for (&chunk_id, entry) in &snapshot.chunks {
+        if wanted(chunk_id) {
+            by_segment[entry.address.segment_ord as usize].push((entry.address.doc_id, chunk_id));
+        }
+    }
+    let mut items = Vec::new();
+    for (segment_ord, mut docs) in by_segment.into_iter().enumerate() {
+        if docs.is_empty() {
+            continue;
+        }
+        docs.sort_unstable();
+        let store = snapshot
+            .searcher
+            .segment_reader(segment_ord as u32)
+            .get_store_reader(STORE_CACHE_BLOCKS)
+            .map_err(|e| Error::io(Path::new("tantivy doc store"), e))?;
+        for (doc, chunk_id) in docs {
+            let document: TantivyDocument = store.get(doc)?;
+            let vector = text::vector_from_tantivy(fields, &document)?;
+            if vector.len() != dim {
+                return Err(Error::Corrupt {
+                    path: PathBuf::from("tantivy doc store"),
+                    reason: format!(
+                        "chunk {chunk_id} has a {}-d vector, index is {dim}-d",
+                        vector.len()
+                    ),
+                });
+            }
+            items.push((chunk_id, vector));
+        }
+    }
+    Ok(items)
+}
