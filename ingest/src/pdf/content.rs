@@ -365,7 +365,10 @@ impl<'a> Interpreter<'a, '_> {
                 advance += state.word_spacing;
             }
             let tx = advance * scale_h;
-            let x_end = x + visible * m[0];
+            // A space's extent is its whole advance: some producers show a space with a
+            // negative word spacing just to nudge the next glyph, which is no word break.
+            let is_space = glyph.text == " ";
+            let x_end = x + if is_space { tx } else { visible } * m[0];
             translate_text(text_matrix, tx);
             if glyph.text.is_empty() || !x.is_finite() || !y.is_finite() || !size.is_finite() {
                 return;

@@ -75,7 +75,7 @@ pub(super) fn lines(page: &PageGlyphs) -> Vec<Line> {
         let is_space = text.chars().all(char::is_whitespace);
         if is_space {
             if let Some(line) = current.as_mut() {
-                line.pending_space = true;
+                line.pending_space |= g.x_end - g.x > WORD_GAP * g.size;
             }
             continue;
         }
@@ -265,6 +265,14 @@ pub(super) fn joins_hyphenated(before: &str, after: &str) -> bool {
     let Some(last) = word.chars().next() else {
         return false;
     };
+    let next_word: &str = after.split_whitespace().next().unwrap_or("");
+    // "EVALUA-" + "TION": a capitalised word broken like any other.
+    let all_caps = |w: &str| {
+        w.chars().filter(|c| c.is_alphabetic()).count() >= 2 && !w.chars().any(char::is_lowercase)
+    };
+    if word.chars().all(char::is_uppercase) && word.chars().count() >= 2 && all_caps(next_word) {
+        return true;
+    }
     if !last.is_alphabetic() || word.contains('-') || word.contains('/') {
         return false;
     }
@@ -293,6 +301,8 @@ mod tests {
     fn hyphenation_rule() {
         assert!(joins_hyphenated("the infor-", "mation is"));
         assert!(!joins_hyphenated("the infor-", "Mation"));
+        assert!(joins_hyphenated("ARITHMETIC EVALUA-", "TION. If"));
+        assert!(!joins_hyphenated("the non-", "Linux ports"));
         assert!(!joins_hyphenated("pages 10-", "twelve"));
         assert!(!joins_hyphenated("use --", "foo"));
         // A line-end hyphen after an explicit one is taken as the explicit compound hyphen.
