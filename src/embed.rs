@@ -1,1 +1,0 @@
-//! Sentence embeddings (placeholder; being written).
