@@ -239,7 +239,7 @@ impl VectorGraph {
             // hnsw_rs may hand back its entry point even when the filter rejects it.
             .filter(|(id, _)| allow(*id))
             .collect();
-        hits.truncate(k);
+        top_k_by_score(&mut hits, k);
         hits
     }
 
