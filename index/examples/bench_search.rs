@@ -51,7 +51,11 @@ fn run(n: usize, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let docs = n.div_ceil(CHUNKS_PER_DOC);
         let mut batch = Batch::default();
         for d in 0..docs {
-            let doc = document(&format!("doc{d}"), &format!("c{}", d % 4), CHUNKS_PER_DOC as u32);
+            let doc = document(
+                &format!("doc{d}"),
+                &format!("c{}", d % 4),
+                CHUNKS_PER_DOC as u32,
+            );
             let chunks = (0..CHUNKS_PER_DOC)
                 .map(|c| d * CHUNKS_PER_DOC + c)
                 .filter(|&i| i < n)
@@ -79,7 +83,21 @@ fn run(n: usize, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let index = Index::open(dir, config())?;
     println!("open (HNSW dump present): {}", ms(started.elapsed()));
 
-    let query_vectors = clustered_vectors(QUERIES, DIM, clusters, 0.8, 7 + 1);
+    // In-distribution queries: a stored vector plus noise of the same size as the clusters'.
+    let noise = clustered_vectors(QUERIES, DIM, QUERIES, 0.0, 99);
+    let query_vectors: Vec<Vec<f32>> = noise
+        .iter()
+        .map(|direction| {
+            let base = &vectors[rng.below(n)];
+            let mut v: Vec<f32> = base
+                .iter()
+                .zip(direction)
+                .map(|(b, d)| b + 0.5 * d)
+                .collect();
+            common::normalize(&mut v);
+            v
+        })
+        .collect();
     let query_texts: Vec<String> = (0..QUERIES)
         .map(|_| {
             (0..3)
@@ -89,7 +107,7 @@ fn run(n: usize, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
 
-    let mut timings = |label: &str, f: &dyn Fn(usize) -> Result<usize, lore_index::Error>| {
+    let timings = |label: &str, f: &dyn Fn(usize) -> Result<usize, lore_index::Error>| {
         let mut times = Vec::with_capacity(QUERIES);
         let mut empty = 0;
         for q in 0..QUERIES {
@@ -112,27 +130,44 @@ fn run(n: usize, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let all = Filter::default();
     let one = Filter::collections(["c1"]);
     timings("hybrid", &|q| {
-        Ok(index.search_hybrid(&query_texts[q], &query_vectors[q], K, &all)?.len())
+        Ok(index
+            .search_hybrid(&query_texts[q], &query_vectors[q], K, &all)?
+            .len())
     });
     timings("hybrid, 1 collection", &|q| {
-        Ok(index.search_hybrid(&query_texts[q], &query_vectors[q], K, &one)?.len())
+        Ok(index
+            .search_hybrid(&query_texts[q], &query_vectors[q], K, &one)?
+            .len())
     });
-    timings("bm25", &|q| Ok(index.search_bm25(&query_texts[q], K, &all)?.len()));
-    timings("vector", &|q| Ok(index.search_vector(&query_vectors[q], K, &all)?.len()));
+    timings("bm25", &|q| {
+        Ok(index.search_bm25(&query_texts[q], K, &all)?.len())
+    });
+    timings("vector", &|q| {
+        Ok(index.search_vector(&query_vectors[q], K, &all)?.len())
+    });
 
     let mut found = 0;
     for query in &query_vectors {
         let truth = exact_top_k(&vectors, query, K);
         let hits = index.search_vector(query, K, &all)?;
-        found += hits.iter().filter(|h| truth.contains(&(h.chunk_id as usize))).count();
+        found += hits
+            .iter()
+            .filter(|h| truth.contains(&(h.chunk_id as usize)))
+            .count();
     }
-    println!("HNSW recall@10 vs exact: {:.4}", found as f64 / (QUERIES * K) as f64);
+    println!(
+        "HNSW recall@10 vs exact: {:.4}",
+        found as f64 / (QUERIES * K) as f64
+    );
     drop(index);
 
     std::fs::remove_dir_all(dir.join("vectors"))?;
     let started = Instant::now();
     let index = Index::open(dir, config())?;
-    println!("open (dump deleted, HNSW rebuilt from tantivy): {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "open (dump deleted, HNSW rebuilt from tantivy): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     drop(index);
     Ok(())
 }
@@ -142,7 +177,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 100_000]
+    } else {
+        sizes
+    };
     for n in sizes {
         let dir = tempfile::tempdir()?;
         run(n, dir.path())?;

@@ -160,7 +160,7 @@ pub fn encode_vector(vector: &[f32]) -> Vec<u8> {
 }
 
 pub fn decode_vector(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Error::Corrupt {
             path: "tantivy stored field".into(),
             reason: format!(

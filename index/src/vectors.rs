@@ -566,7 +566,7 @@ mod tests {
         let hits = graph.search(&items[42].1, 5, 64, &|_| true);
         assert_eq!(hits.first().map(|h| h.0), Some(42));
         assert!(hits[0].1 > 0.999);
-        let even_only = |id: u64| id % 2 == 0;
+        let even_only = |id: u64| id.is_multiple_of(2);
         let hits = graph.search(&items[43].1, 10, 64, &even_only);
         assert!(!hits.is_empty());
         assert!(hits.iter().all(|(id, _)| id % 2 == 0));

@@ -24,7 +24,11 @@ fn hnsw_recall_at_10_is_at_least_095() -> Result<(), Box<dyn std::error::Error>>
     let vectors = clustered_vectors(N, DIM, 50, 0.8, 42);
     let mut batch = Batch::default();
     for (d, group) in vectors.chunks(10).enumerate() {
-        let doc = document(&format!("doc{d}"), if d % 2 == 0 { "a" } else { "b" }, group.len() as u32);
+        let doc = document(
+            &format!("doc{d}"),
+            if d % 2 == 0 { "a" } else { "b" },
+            group.len() as u32,
+        );
         let chunks = group
             .iter()
             .enumerate()
@@ -43,17 +47,29 @@ fn hnsw_recall_at_10_is_at_least_095() -> Result<(), Box<dyn std::error::Error>>
         // Chunk ids are assigned in insertion order, so id == position in `vectors`.
         let truth = exact_top_k(&vectors, query, K);
         let hits = index.search_vector(query, K, &Filter::default())?;
-        found += hits.iter().filter(|h| truth.contains(&(h.chunk_id as usize))).count();
+        found += hits
+            .iter()
+            .filter(|h| truth.contains(&(h.chunk_id as usize)))
+            .count();
 
-        let truth_b: Vec<usize> = exact_top_k(&in_b, query, K).into_iter().map(|i| b_ids[i]).collect();
+        let truth_b: Vec<usize> = exact_top_k(&in_b, query, K)
+            .into_iter()
+            .map(|i| b_ids[i])
+            .collect();
         let hits = index.search_vector(query, K, &Filter::collections(["b"]))?;
         assert!(hits.iter().all(|h| h.chunk.collection == "b"));
-        found_filtered += hits.iter().filter(|h| truth_b.contains(&(h.chunk_id as usize))).count();
+        found_filtered += hits
+            .iter()
+            .filter(|h| truth_b.contains(&(h.chunk_id as usize)))
+            .count();
     }
     let recall = found as f64 / (QUERIES * K) as f64;
     let recall_filtered = found_filtered as f64 / (QUERIES * K) as f64;
     println!("recall@10 = {recall:.4}, filtered recall@10 = {recall_filtered:.4}");
     assert!(recall >= 0.95, "recall@10 {recall}");
-    assert!(recall_filtered >= 0.95, "filtered recall@10 {recall_filtered}");
+    assert!(
+        recall_filtered >= 0.95,
+        "filtered recall@10 {recall_filtered}"
+    );
     Ok(())
 }
