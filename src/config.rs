@@ -68,13 +68,22 @@ impl Config {
 
     fn merge(file: FileConfig, o: Overrides) -> Config {
         Config {
-            data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
-            models_dir: o.models_dir.or(file.models_dir).unwrap_or_else(|| PathBuf::from("models")),
+            data_dir: o
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            models_dir: o
+                .models_dir
+                .or(file.models_dir)
+                .unwrap_or_else(|| PathBuf::from("models")),
             embed_model: o
                 .embed_model
                 .or(file.embed_model)
                 .unwrap_or_else(|| DEFAULT_EMBED_MODEL.to_string()),
-            collection: o.collection.or(file.collection).unwrap_or_else(|| "default".to_string()),
+            collection: o
+                .collection
+                .or(file.collection)
+                .unwrap_or_else(|| "default".to_string()),
             max_file_mb: o.max_file_mb.or(file.max_file_mb).unwrap_or(100),
             chunk_tokens: o.chunk_tokens.or(file.chunk_tokens).unwrap_or(200),
             chunk_overlap: o.chunk_overlap.or(file.chunk_overlap).unwrap_or(40),
@@ -112,7 +121,10 @@ mod tests {
         let file: FileConfig =
             toml::from_str("data_dir = \"/srv/lore\"\ncollection = \"hr\"\nchunk_tokens = 150\n")
                 .expect("valid toml");
-        let overrides = Overrides { collection: Some("legal".into()), ..Default::default() };
+        let overrides = Overrides {
+            collection: Some("legal".into()),
+            ..Default::default()
+        };
         let c = Config::merge(file, overrides);
         assert_eq!(c.data_dir, PathBuf::from("/srv/lore"));
         assert_eq!(c.collection, "legal");

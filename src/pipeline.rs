@@ -47,7 +47,8 @@ impl Engine {
 
 pub fn load_embedder(config: &Config) -> Result<Embedder> {
     let dir = config.embed_model_dir();
-    Embedder::load(&dir).with_context(|| format!("cannot load the embedding model from {}", dir.display()))
+    Embedder::load(&dir)
+        .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
 }
 
 /// A file found on disk and the identity it gets in the index.
@@ -79,7 +80,11 @@ pub struct FileIssue {
 
 /// What happened to one file.
 enum Outcome {
-    Ingested { chunks: usize, pages: u32, warnings: Vec<String> },
+    Ingested {
+        chunks: usize,
+        pages: u32,
+        warnings: Vec<String>,
+    },
     Unchanged,
     Skipped(String),
     Failed(String),
@@ -89,7 +94,13 @@ enum Outcome {
 pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32> {
     let mut engine = Engine::open(config)?;
     let progress = !(quiet || args.json);
-    let summary = ingest_paths(config, &mut engine, &args.paths, args.commit_every.max(1), progress)?;
+    let summary = ingest_paths(
+        config,
+        &mut engine,
+        &args.paths,
+        args.commit_every.max(1),
+        progress,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !quiet {
@@ -111,7 +122,11 @@ pub fn ingest_paths(
     let (candidates, walk_failures) = discover(paths, &config.collection);
     summary.failed.extend(walk_failures);
 
-    let bar = if progress { ProgressBar::new(candidates.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if progress {
+        ProgressBar::new(candidates.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files · {msg} · ETA {eta}",
@@ -120,10 +135,14 @@ pub fn ingest_paths(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
 
-    let limits = Limits { max_file_bytes: config.max_file_mb.saturating_mul(1024 * 1024), ..Limits::default() };
+    let limits = Limits {
+        max_file_bytes: config.max_file_mb.saturating_mul(1024 * 1024),
+        ..Limits::default()
+    };
     let chunk_opts = ChunkOptions {
         target_tokens: config.chunk_tokens,
-        max_tokens: (config.chunk_tokens + config.chunk_tokens / 5).min(engine.embedder.max_seq_len().saturating_sub(8)),
+        max_tokens: (config.chunk_tokens + config.chunk_tokens / 5)
+            .min(engine.embedder.max_seq_len().saturating_sub(8)),
         overlap_tokens: config.chunk_overlap,
     };
     let mut pending = Batch::default();
@@ -136,34 +155,53 @@ pub fn ingest_paths(
         ));
         let outcome = process_file(candidate, engine, &limits, &chunk_opts, &mut pending);
         match outcome {
-            Outcome::Ingested { chunks, pages, warnings } => {
+            Outcome::Ingested {
+                chunks,
+                pages,
+                warnings,
+            } => {
                 summary.ingested.push(candidate.doc_path.clone());
                 summary.chunks += chunks as u64;
                 summary.pages += u64::from(pages);
                 pending_chunks += chunks;
                 for w in warnings {
                     tracing::warn!(path = %candidate.doc_path, "{w}");
-                    summary.warnings.push(FileIssue { path: candidate.doc_path.clone(), reason: w });
+                    summary.warnings.push(FileIssue {
+                        path: candidate.doc_path.clone(),
+                        reason: w,
+                    });
                 }
             }
             Outcome::Unchanged => summary.unchanged.push(candidate.doc_path.clone()),
             Outcome::Skipped(reason) => {
                 tracing::info!(path = %candidate.doc_path, "skipped: {reason}");
-                summary.skipped.push(FileIssue { path: candidate.doc_path.clone(), reason });
+                summary.skipped.push(FileIssue {
+                    path: candidate.doc_path.clone(),
+                    reason,
+                });
             }
             Outcome::Failed(reason) => {
                 tracing::warn!(path = %candidate.doc_path, "failed: {reason}");
-                summary.failed.push(FileIssue { path: candidate.doc_path.clone(), reason });
+                summary.failed.push(FileIssue {
+                    path: candidate.doc_path.clone(),
+                    reason,
+                });
             }
         }
         if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= commit_every_docs {
-            engine.index.commit(std::mem::take(&mut pending)).context("index commit failed")?;
+            engine
+                .index
+                .commit(std::mem::take(&mut pending))
+                .context("index commit failed")?;
             pending_chunks = 0;
         }
         bar.inc(1);
     }
     if !pending.upserts.is_empty() {
-        engine.index.commit(pending).context("index commit failed")?;
+        engine
+            .index
+            .commit(pending)
+            .context("index commit failed")?;
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
@@ -186,7 +224,13 @@ fn process_file(
         return Outcome::Skipped("file is empty".into());
     }
     if size > limits.max_file_bytes {
-        return Outcome::Skipped(lore_ingest::Error::TooLarge { size, max: limits.max_file_bytes }.to_string());
+        return Outcome::Skipped(
+            lore_ingest::Error::TooLarge {
+                size,
+                max: limits.max_file_bytes,
+            }
+            .to_string(),
+        );
     }
     let bytes = match std::fs::read(&candidate.fs_path) {
         Ok(b) => b,
@@ -215,11 +259,17 @@ fn process_file(
     };
     let mut warnings = doc.warnings.clone();
     if candidate.fs_path.to_str().is_none() {
-        warnings.push(format!("file name is not valid UTF-8; indexed as {:?}", candidate.doc_path));
+        warnings.push(format!(
+            "file name is not valid UTF-8; indexed as {:?}",
+            candidate.doc_path
+        ));
     }
     let count = |s: &str| engine.embedder.count_tokens(s);
     let chunks = chunk_document(&doc, chunk_opts, &count);
-    let title = doc.title.clone().unwrap_or_else(|| candidate.doc_path.clone());
+    let title = doc
+        .title
+        .clone()
+        .unwrap_or_else(|| candidate.doc_path.clone());
     let embed_inputs: Vec<String> = chunks.iter().map(|c| embedding_input(&title, c)).collect();
     let refs: Vec<&str> = embed_inputs.iter().map(String::as_str).collect();
     let vectors = match engine.embedder.embed(&refs) {
@@ -261,14 +311,24 @@ fn process_file(
         .collect();
     let n = new_chunks.len();
     pending.upserts.push((record, new_chunks));
-    Outcome::Ingested { chunks: n, pages: page_count(&doc), warnings }
+    Outcome::Ingested {
+        chunks: n,
+        pages: page_count(&doc),
+        warnings,
+    }
 }
 
 /// What the embedder sees for a chunk: the document title and section path give a short
 /// passage the context a reader would have ("Kerberos admin guide › Principals").
 fn embedding_input(title: &str, chunk: &lore_ingest::Chunk) -> String {
     let mut context = vec![title];
-    context.extend(chunk.section_path.iter().map(String::as_str).filter(|h| *h != title));
+    context.extend(
+        chunk
+            .section_path
+            .iter()
+            .map(String::as_str)
+            .filter(|h| *h != title),
+    );
     format!("{}\n{}", context.join(" › "), chunk.text)
 }
 
@@ -307,7 +367,10 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(FileIssue { path: display(root), reason: format!("cannot open: {e}") });
+                failures.push(FileIssue {
+                    path: display(root),
+                    reason: format!("cannot open: {e}"),
+                });
                 continue;
             }
         };
@@ -339,7 +402,9 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
                     let path = err.path().map(display).unwrap_or_else(|| display(root));
                     let reason = match err.loop_ancestor() {
                         Some(a) => format!("symlink loop back to {}", a.display()),
-                        None => err.io_error().map_or_else(|| err.to_string(), |io| io.to_string()),
+                        None => err
+                            .io_error()
+                            .map_or_else(|| err.to_string(), |io| io.to_string()),
                     };
                     failures.push(FileIssue { path, reason });
                 }
@@ -401,8 +466,10 @@ pub fn run_remove(config: &Config, paths: &[String]) -> Result<()> {
     for p in paths {
         let wanted = clean_path(Path::new(p));
         let prefix = format!("{}/", wanted.trim_end_matches('/'));
-        let matched: Vec<&DocumentRecord> =
-            docs.iter().filter(|d| d.path == wanted || d.path.starts_with(&prefix)).collect();
+        let matched: Vec<&DocumentRecord> = docs
+            .iter()
+            .filter(|d| d.path == wanted || d.path.starts_with(&prefix))
+            .collect();
         if matched.is_empty() {
             missing.push(p.clone());
         }
@@ -412,7 +479,10 @@ pub fn run_remove(config: &Config, paths: &[String]) -> Result<()> {
         }
     }
     if !removals.is_empty() {
-        engine.index.commit(Batch { upserts: Vec::new(), removals })?;
+        engine.index.commit(Batch {
+            upserts: Vec::new(),
+            removals,
+        })?;
     }
     if !missing.is_empty() {
         anyhow::bail!(
@@ -454,6 +524,9 @@ mod tests {
         let paths: Vec<&str> = found.iter().map(|c| c.doc_path.as_str()).collect();
         assert_eq!(paths, vec!["sub/a.md"]);
         #[cfg(unix)]
-        assert!(failures.iter().any(|f| f.reason.contains("symlink loop")), "{failures:?}");
+        assert!(
+            failures.iter().any(|f| f.reason.contains("symlink loop")),
+            "{failures:?}"
+        );
     }
 }

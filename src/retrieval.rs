@@ -35,16 +35,31 @@ pub struct SearchOutput<'a> {
 }
 
 /// Runs one query against the engine.
-pub fn search(engine: &Engine, query: &str, mode: SearchMode, k: usize, filter: &Filter) -> Result<Vec<Passage>> {
+pub fn search(
+    engine: &Engine,
+    query: &str,
+    mode: SearchMode,
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<Passage>> {
     let vector = match mode {
         SearchMode::Bm25 => None,
         SearchMode::Vector | SearchMode::Hybrid => {
-            let mut v = engine.embedder.embed(&[query]).context("cannot embed the query")?;
+            let mut v = engine
+                .embedder
+                .embed(&[query])
+                .context("cannot embed the query")?;
             v.pop()
         }
     };
-    let hits = engine.index.search(mode, query, vector.as_deref(), k, filter)?;
-    Ok(hits.into_iter().enumerate().map(|(i, h)| passage(i + 1, h)).collect())
+    let hits = engine
+        .index
+        .search(mode, query, vector.as_deref(), k, filter)?;
+    Ok(hits
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| passage(i + 1, h))
+        .collect())
 }
 
 fn passage(rank: usize, hit: Hit) -> Passage {
@@ -76,7 +91,11 @@ pub fn run_search(config: &Config, args: &SearchArgs) -> Result<()> {
     let results = search(&engine, &args.query, args.mode, args.k.max(1), &filter)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let doc = SearchOutput { query: &args.query, mode: args.mode, results };
+        let doc = SearchOutput {
+            query: &args.query,
+            mode: args.mode,
+            results,
+        };
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(());
@@ -90,8 +109,16 @@ pub fn run_search(config: &Config, args: &SearchArgs) -> Result<()> {
             (Some(a), _) => format!("  p.{a}"),
             _ => String::new(),
         };
-        let heading = p.heading.as_deref().map(|h| format!("  § {h}")).unwrap_or_default();
-        writeln!(out, "{:>2}. {:.4}  {}{page}{heading}", p.rank, p.score, p.doc)?;
+        let heading = p
+            .heading
+            .as_deref()
+            .map(|h| format!("  § {h}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:>2}. {:.4}  {}{page}{heading}",
+            p.rank, p.score, p.doc
+        )?;
         writeln!(out, "    {}", snippet(&p.text, 240))?;
     }
     Ok(())
@@ -104,7 +131,10 @@ pub fn snippet(text: &str, max_chars: usize) -> String {
         return flat;
     }
     let cut: String = flat.chars().take(max_chars).collect();
-    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(a, _)| a).to_string();
+    let cut = cut
+        .rsplit_once(' ')
+        .map_or(cut.as_str(), |(a, _)| a)
+        .to_string();
     format!("{cut} …")
 }
 
@@ -139,8 +169,13 @@ pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<(
         if line.trim().is_empty() {
             continue;
         }
-        let q: EvalQuestion = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a question object", args.questions.display(), n + 1))?;
+        let q: EvalQuestion = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}:{}: not a question object",
+                args.questions.display(),
+                n + 1
+            )
+        })?;
         questions.push(q);
     }
     std::fs::create_dir_all(&args.out)?;
@@ -157,7 +192,13 @@ pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<(
             let line = EvalOutput {
                 id: &q.id,
                 answer: "",
-                sources: results.iter().map(|p| EvalSource { doc: &p.doc, text: &p.text }).collect(),
+                sources: results
+                    .iter()
+                    .map(|p| EvalSource {
+                        doc: &p.doc,
+                        text: &p.text,
+                    })
+                    .collect(),
             };
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;

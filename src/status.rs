@@ -22,7 +22,11 @@ struct StatusReport {
 pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<()> {
     let engine = Engine::open(config)?;
     let stats = engine.index.stats()?;
-    let docs = if list_documents { Some(engine.index.documents()?) } else { None };
+    let docs = if list_documents {
+        Some(engine.index.documents()?)
+    } else {
+        None
+    };
     let report = StatusReport {
         data_dir: config.data_dir.display().to_string(),
         documents: stats.documents,
@@ -41,13 +45,23 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
     println!("documents     {}", report.documents);
     println!("chunks        {}", report.chunks);
     println!("index size    {}", human_bytes(report.index_bytes));
-    println!("embed model   {} ({}-d, {})", report.embed_model, report.embed_dim, report.embed_model_dir);
+    println!(
+        "embed model   {} ({}-d, {})",
+        report.embed_model, report.embed_dim, report.embed_model_dir
+    );
     if let Some(docs) = &report.document_list {
         println!();
         for d in docs {
             let pages = d.pages.map(|p| format!("{p} p. · ")).unwrap_or_default();
-            let warn = if d.warnings.is_empty() { String::new() } else { format!(" · ⚠ {}", d.warnings.join("; ")) };
-            println!("{:<10} {}  ({}{} chunks · {}){warn}", d.collection, d.path, pages, d.chunks, d.format);
+            let warn = if d.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" · ⚠ {}", d.warnings.join("; "))
+            };
+            println!(
+                "{:<10} {}  ({}{} chunks · {}){warn}",
+                d.collection, d.path, pages, d.chunks, d.format
+            );
         }
     }
     Ok(())

@@ -16,7 +16,15 @@ const SMALL_CORPUS: &[&str] = &[
 ];
 
 fn search_json(lore: &Lore, query: &str, mode: &str, k: usize) -> Vec<Value> {
-    let out = lore.ok(&["search", query, "--mode", mode, "--k", &k.to_string(), "--json"]);
+    let out = lore.ok(&[
+        "search",
+        query,
+        "--mode",
+        mode,
+        "--k",
+        &k.to_string(),
+        "--json",
+    ]);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
     assert_eq!(v["query"], query);
     assert_eq!(v["mode"], mode);
@@ -25,9 +33,15 @@ fn search_json(lore: &Lore, query: &str, mode: &str, k: usize) -> Vec<Value> {
 
 /// Finds the rank (1-based) of the first result from `doc` whose text contains `needle`.
 fn rank_of(results: &[Value], doc: &str, needle: &str) -> Option<usize> {
-    results.iter().position(|r| {
-        r["doc"] == doc && r["text"].as_str().is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))
-    }).map(|i| i + 1)
+    results
+        .iter()
+        .position(|r| {
+            r["doc"] == doc
+                && r["text"]
+                    .as_str()
+                    .is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))
+        })
+        .map(|i| i + 1)
 }
 
 #[test]
@@ -35,15 +49,34 @@ fn ingest_search_reingest_change_remove() {
     let corpus = TempCorpus::from_dev_corpus(SMALL_CORPUS);
     let lore = Lore::new();
     let summary = lore.ingest_json(&[corpus.path()]);
-    assert_eq!(summary["ingested"].as_array().map(Vec::len), Some(SMALL_CORPUS.len()), "{summary}");
-    assert!(summary["failed"].as_array().is_some_and(Vec::is_empty), "{summary}");
+    assert_eq!(
+        summary["ingested"].as_array().map(Vec::len),
+        Some(SMALL_CORPUS.len()),
+        "{summary}"
+    );
+    assert!(
+        summary["failed"].as_array().is_some_and(Vec::is_empty),
+        "{summary}"
+    );
     assert!(summary["chunks"].as_u64().unwrap_or(0) > 20, "{summary}");
 
     // Known passages, in the top 3 for every mode. Queries are worded by us.
     let cases = [
-        ("give another person access to my account with a .k5login file", "krb5-doc/user.pdf", ".k5login"),
-        ("sudo asks for a password and the user is not in the sudoers file", "sudo/TROUBLESHOOTING.md", "sudoers"),
-        ("Debian will remain 100% free software", "doc-debian/social-contract.txt", "free"),
+        (
+            "give another person access to my account with a .k5login file",
+            "krb5-doc/user.pdf",
+            ".k5login",
+        ),
+        (
+            "sudo asks for a password and the user is not in the sudoers file",
+            "sudo/TROUBLESHOOTING.md",
+            "sudoers",
+        ),
+        (
+            "Debian will remain 100% free software",
+            "doc-debian/social-contract.txt",
+            "free",
+        ),
     ];
     for mode in ["hybrid", "bm25", "vector"] {
         for (query, doc, needle) in cases {
@@ -51,7 +84,10 @@ fn ingest_search_reingest_change_remove() {
             assert!(
                 rank_of(&results, doc, needle).is_some(),
                 "{mode}: {query:?} did not find {doc} in the top 3: {:#?}",
-                results.iter().map(|r| (&r["doc"], &r["heading"])).collect::<Vec<_>>()
+                results
+                    .iter()
+                    .map(|r| (&r["doc"], &r["heading"]))
+                    .collect::<Vec<_>>()
             );
         }
     }
@@ -63,7 +99,11 @@ fn ingest_search_reingest_change_remove() {
 
     // Re-ingesting unchanged files does no work.
     let again = lore.ingest_json(&[corpus.path()]);
-    assert_eq!(again["unchanged"].as_array().map(Vec::len), Some(SMALL_CORPUS.len()), "{again}");
+    assert_eq!(
+        again["unchanged"].as_array().map(Vec::len),
+        Some(SMALL_CORPUS.len()),
+        "{again}"
+    );
     assert_eq!(again["chunks"], 0, "{again}");
 
     // A changed file replaces its chunks.
@@ -71,43 +111,86 @@ fn ingest_search_reingest_change_remove() {
     std::fs::write(&faq, "Chrony notes\n\nThe quartz oscillator drift of the zeppelin server is compensated nightly.\n")
         .expect("rewrite");
     let changed = lore.ingest_json(&[corpus.path()]);
-    assert_eq!(changed["ingested"], serde_json::json!(["chrony/FAQ"]), "{changed}");
+    assert_eq!(
+        changed["ingested"],
+        serde_json::json!(["chrony/FAQ"]),
+        "{changed}"
+    );
     let results = search_json(&lore, "zeppelin oscillator drift", "bm25", 5);
     assert_eq!(rank_of(&results, "chrony/FAQ", "zeppelin"), Some(1));
     let old = search_json(&lore, "chronyd NTP server makestep", "bm25", 20);
-    assert!(old.iter().all(|r| r["doc"] != "chrony/FAQ" || r["text"].as_str().is_some_and(|t| t.contains("zeppelin"))));
+    assert!(old
+        .iter()
+        .all(|r| r["doc"] != "chrony/FAQ"
+            || r["text"].as_str().is_some_and(|t| t.contains("zeppelin"))));
 
     // Removal: gone from every mode.
     lore.ok(&["remove", "krb5-doc/user.pdf"]);
     for mode in ["hybrid", "bm25", "vector"] {
         let results = search_json(&lore, "k5login file in the home directory", mode, 10);
-        assert!(results.iter().all(|r| r["doc"] != "krb5-doc/user.pdf"), "{mode} still returns a removed doc");
+        assert!(
+            results.iter().all(|r| r["doc"] != "krb5-doc/user.pdf"),
+            "{mode} still returns a removed doc"
+        );
     }
     let status: Value = serde_json::from_str(&lore.ok(&["status", "--json"])).expect("status json");
-    assert_eq!(status["documents"], SMALL_CORPUS.len() as u64 - 1, "{status}");
+    assert_eq!(
+        status["documents"],
+        SMALL_CORPUS.len() as u64 - 1,
+        "{status}"
+    );
     // Removing what is not there is an error that says so.
     let err = lore.fails(&["remove", "no/such.pdf"]);
-    assert!(err.contains("no indexed document matches no/such.pdf"), "{err}");
+    assert!(
+        err.contains("no indexed document matches no/such.pdf"),
+        "{err}"
+    );
 }
 
 #[test]
 fn collections_filter_every_mode() {
-    let corpus = TempCorpus::from_dev_corpus(&["sudo/TROUBLESHOOTING.md", "doc-debian/social-contract.txt"]);
+    let corpus =
+        TempCorpus::from_dev_corpus(&["sudo/TROUBLESHOOTING.md", "doc-debian/social-contract.txt"]);
     let lore = Lore::new();
-    lore.ok(&["ingest", "--collection", "it", &corpus.path().join("sudo").to_string_lossy()]);
-    lore.ok(&["ingest", "--collection", "charter", &corpus.path().join("doc-debian").to_string_lossy()]);
+    lore.ok(&[
+        "ingest",
+        "--collection",
+        "it",
+        &corpus.path().join("sudo").to_string_lossy(),
+    ]);
+    lore.ok(&[
+        "ingest",
+        "--collection",
+        "charter",
+        &corpus.path().join("doc-debian").to_string_lossy(),
+    ]);
     for mode in ["hybrid", "bm25", "vector"] {
-        let out = lore.ok(&["search", "sudoers file", "--mode", mode, "--collection", "charter", "--json"]);
+        let out = lore.ok(&[
+            "search",
+            "sudoers file",
+            "--mode",
+            mode,
+            "--collection",
+            "charter",
+            "--json",
+        ]);
         let v: Value = serde_json::from_str(&out).expect("json");
         let results = v["results"].as_array().cloned().unwrap_or_default();
-        assert!(!results.is_empty(), "{mode}: nothing in the charter collection");
-        assert!(results.iter().all(|r| r["collection"] == "charter"), "{mode}: {results:?}");
+        assert!(
+            !results.is_empty(),
+            "{mode}: nothing in the charter collection"
+        );
+        assert!(
+            results.iter().all(|r| r["collection"] == "charter"),
+            "{mode}: {results:?}"
+        );
     }
 }
 
 #[test]
 fn bad_inputs_fail_clearly_and_the_rest_lands() {
-    let corpus = TempCorpus::from_dev_corpus(&["sudo/SECURITY.md", "fonts-sil-gentiumplus/faq.pdf"]);
+    let corpus =
+        TempCorpus::from_dev_corpus(&["sudo/SECURITY.md", "fonts-sil-gentiumplus/faq.pdf"]);
     let dir = corpus.path();
     let good_pdf = dir.join("fonts-sil-gentiumplus/faq.pdf");
     let bytes = std::fs::read(&good_pdf).expect("read pdf");
@@ -123,17 +206,33 @@ fn bad_inputs_fail_clearly_and_the_rest_lands() {
         std::os::unix::fs::symlink(dir, dir.join("loop")).expect("symlink");
         use std::os::unix::ffi::OsStrExt;
         let name = std::ffi::OsStr::from_bytes(b"caf\xe9-notes.txt");
-        std::fs::write(dir.join(name), "The espresso machine is descaled every Friday.\n").expect("write");
+        std::fs::write(
+            dir.join(name),
+            "The espresso machine is descaled every Friday.\n",
+        )
+        .expect("write");
     }
 
     let lore = Lore::new();
-    let (code, stdout, _stderr) = lore.run(&["ingest", "--max-file-mb", "1", "--json", &dir.to_string_lossy()]);
-    assert_eq!(code, 2, "some files failed, so the exit status is 2: {stdout}");
+    let (code, stdout, _stderr) = lore.run(&[
+        "ingest",
+        "--max-file-mb",
+        "1",
+        "--json",
+        &dir.to_string_lossy(),
+    ]);
+    assert_eq!(
+        code, 2,
+        "some files failed, so the exit status is 2: {stdout}"
+    );
     let summary: Value = serde_json::from_str(&stdout).expect("json summary");
     let reason = |list: &str, path: &str| -> String {
         summary[list]
             .as_array()
-            .and_then(|a| a.iter().find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(path))))
+            .and_then(|a| {
+                a.iter()
+                    .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with(path)))
+            })
             .and_then(|f| f["reason"].as_str())
             .unwrap_or_else(|| panic!("{path} not in {list}: {summary:#}"))
             .to_lowercase()
@@ -146,26 +245,45 @@ fn bad_inputs_fail_clearly_and_the_rest_lands() {
     assert!(reason("failed", "bomb.docx").contains("zip bomb"));
     assert!(reason("skipped", "photo.jpg").contains("unsupported"));
     assert!(reason("failed", "loop").contains("symlink loop"));
-    let ingested: Vec<&str> =
-        summary["ingested"].as_array().expect("ingested").iter().filter_map(Value::as_str).collect();
+    let ingested: Vec<&str> = summary["ingested"]
+        .as_array()
+        .expect("ingested")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(ingested.contains(&"sudo/SECURITY.md"), "{summary:#}");
-    assert!(ingested.contains(&"fonts-sil-gentiumplus/faq.pdf"), "{summary:#}");
+    assert!(
+        ingested.contains(&"fonts-sil-gentiumplus/faq.pdf"),
+        "{summary:#}"
+    );
     #[cfg(unix)]
     {
-        assert!(ingested.iter().any(|p| p.starts_with("caf") && p.ends_with("-notes.txt")), "{summary:#}");
+        assert!(
+            ingested
+                .iter()
+                .any(|p| p.starts_with("caf") && p.ends_with("-notes.txt")),
+            "{summary:#}"
+        );
         let hits = search_json(&lore, "espresso machine descaled", "bm25", 3);
-        assert!(hits.first().is_some_and(|h| h["text"].as_str().is_some_and(|t| t.contains("espresso"))));
+        assert!(hits
+            .first()
+            .is_some_and(|h| h["text"].as_str().is_some_and(|t| t.contains("espresso"))));
     }
     // The good documents are searchable.
     let hits = search_json(&lore, "Gentium Plus font", "hybrid", 5);
-    assert!(hits.iter().any(|h| h["doc"] == "fonts-sil-gentiumplus/faq.pdf"));
+    assert!(hits
+        .iter()
+        .any(|h| h["doc"] == "fonts-sil-gentiumplus/faq.pdf"));
 }
 
 #[test]
 fn missing_models_name_the_path_and_the_fix() {
     let lore = Lore::new().env("LORE_MODELS_DIR", "/nonexistent/models");
     let err = lore.fails(&["search", "anything"]);
-    assert!(err.contains("/nonexistent/models/all-minilm-l6-v2"), "{err}");
+    assert!(
+        err.contains("/nonexistent/models/all-minilm-l6-v2"),
+        "{err}"
+    );
     assert!(err.contains("scripts/fetch-models"), "{err}");
 }
 
@@ -198,28 +316,51 @@ fn kill_dash_nine_never_leaves_a_half_index() {
         rng ^= rng << 17;
         // Commit after every document so kills land between, during and after commits.
         let delay_ms = 200 + rng % 2500;
-        crashed.kill_after(&["ingest", "--commit-every", "1", &corpus.path().to_string_lossy()], delay_ms);
+        crashed.kill_after(
+            &[
+                "ingest",
+                "--commit-every",
+                "1",
+                &corpus.path().to_string_lossy(),
+            ],
+            delay_ms,
+        );
         // Whatever state it is in must open, and every document present must be whole.
         let now = document_chunk_counts(&crashed);
         for (doc, chunks) in &now {
-            assert_eq!(expected.get(doc), Some(chunks), "round {round}: {doc} is partial or unknown");
+            assert_eq!(
+                expected.get(doc),
+                Some(chunks),
+                "round {round}: {doc} is partial or unknown"
+            );
         }
-        let status: Value = serde_json::from_str(&crashed.ok(&["status", "--json"])).expect("status");
+        let status: Value =
+            serde_json::from_str(&crashed.ok(&["status", "--json"])).expect("status");
         let total: u64 = now.values().sum();
-        assert_eq!(status["chunks"], total, "round {round}: chunk count disagrees with documents");
+        assert_eq!(
+            status["chunks"], total,
+            "round {round}: chunk count disagrees with documents"
+        );
     }
     crashed.ok(&["ingest", &corpus.path().to_string_lossy()]);
     assert_eq!(document_chunk_counts(&crashed), expected);
     // Search results agree with the clean index.
     for q in ["k5login", "sudoers", "social contract"] {
-        let a: Vec<Value> = search_json(&clean, q, "hybrid", 5).iter().map(|r| r["text"].clone()).collect();
-        let b: Vec<Value> = search_json(&crashed, q, "hybrid", 5).iter().map(|r| r["text"].clone()).collect();
+        let a: Vec<Value> = search_json(&clean, q, "hybrid", 5)
+            .iter()
+            .map(|r| r["text"].clone())
+            .collect();
+        let b: Vec<Value> = search_json(&crashed, q, "hybrid", 5)
+            .iter()
+            .map(|r| r["text"].clone())
+            .collect();
         assert_eq!(a, b, "{q}");
     }
 }
 
 fn document_chunk_counts(lore: &Lore) -> std::collections::BTreeMap<String, u64> {
-    let status: Value = serde_json::from_str(&lore.ok(&["status", "--documents", "--json"])).expect("status");
+    let status: Value =
+        serde_json::from_str(&lore.ok(&["status", "--documents", "--json"])).expect("status");
     status["document_list"]
         .as_array()
         .map(|docs| {

@@ -14,7 +14,9 @@ pub fn repo_root() -> PathBuf {
 
 /// The models directory; the real models must be there (CI fetches them).
 pub fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("LORE_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"));
+    let dir = std::env::var_os("LORE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models"));
     assert!(
         dir.join("all-minilm-l6-v2/model.safetensors").is_file(),
         "embedding model missing in {}: run scripts/fetch-models embed",
@@ -38,7 +40,10 @@ pub struct Lore {
 
 impl Lore {
     pub fn new() -> Lore {
-        Lore { data: tempfile::tempdir().expect("tempdir"), envs: Vec::new() }
+        Lore {
+            data: tempfile::tempdir().expect("tempdir"),
+            envs: Vec::new(),
+        }
     }
 
     pub fn env(mut self, k: &str, v: &str) -> Lore {
@@ -76,7 +81,10 @@ impl Lore {
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let (code, stdout, stderr) = self.run(args);
-        assert_eq!(code, 0, "lore {args:?} failed ({code}):\n{stderr}\n{stdout}");
+        assert_eq!(
+            code, 0,
+            "lore {args:?} failed ({code}):\n{stderr}\n{stdout}"
+        );
         stdout
     }
 
@@ -93,12 +101,18 @@ impl Lore {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, stdout, stderr) = self.run(&refs);
         assert!(code == 0 || code == 2, "ingest crashed ({code}): {stderr}");
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad summary ({e}): {stdout}\n{stderr}"))
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("bad summary ({e}): {stdout}\n{stderr}"))
     }
 
     /// Starts the command and SIGKILLs it after `delay_ms` (if still running).
     pub fn kill_after(&self, args: &[&str], delay_ms: u64) {
-        let mut child = self.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL on Unix
         let _ = child.wait();
@@ -143,7 +157,14 @@ pub fn pseudo_random_bytes(n: usize) -> Vec<u8> {
 /// Re-writes a real PDF with a user password, with ghostscript.
 pub fn make_encrypted_pdf(src: &Path, dst: &Path) {
     let status = Command::new("gs")
-        .args(["-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=pdfwrite", "-sOwnerPassword=owner", "-sUserPassword=secret"])
+        .args([
+            "-q",
+            "-dNOPAUSE",
+            "-dBATCH",
+            "-sDEVICE=pdfwrite",
+            "-sOwnerPassword=owner",
+            "-sUserPassword=secret",
+        ])
         .arg(format!("-sOutputFile={}", dst.display()))
         .arg(src)
         .status()
@@ -164,6 +185,11 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED, compresslevel=9) as
             f.write(block)
         f.write(b"</w:t></w:r></w:p></w:body></w:document>")
 "#;
-    let status = Command::new("python3").arg("-c").arg(script).arg(dst).status().expect("python3");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dst)
+        .status()
+        .expect("python3");
     assert!(status.success(), "python3 failed to build the zip bomb");
 }
