@@ -1,7 +1,8 @@
 //! Throughput benchmark for `lore::embed::Embedder`, driven by `scripts/bench-embed`.
 //!
-//! Reads chunk texts (a JSON array of strings), embeds them in calls of `--batch` texts until
-//! `--seconds` have passed (after one warm-up pass), and prints one JSON line with chunks/s.
+//! Reads chunk texts (a JSON array of strings), embeds them in calls of `--batch` texts for
+//! `--windows` windows of `--seconds` each (after one warm-up pass), and prints one JSON line
+//! with the best window's chunks/s.
 //! Threads: candle reads RAYON_NUM_THREADS when its pools start, so `--threads` is applied
 //! to the environment before the model runs anything.
 
@@ -17,6 +18,7 @@ struct Args {
     threads: usize,
     batch: usize,
     seconds: f64,
+    windows: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -24,7 +26,8 @@ fn parse_args() -> Result<Args> {
     let mut texts = None;
     let mut threads = 2;
     let mut batch = 8;
-    let mut seconds = 5.0;
+    let mut seconds = 2.0;
+    let mut windows = 4;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -34,15 +37,16 @@ fn parse_args() -> Result<Args> {
             "--threads" => threads = value()?.parse()?,
             "--batch" => batch = value()?.parse()?,
             "--seconds" => seconds = value()?.parse()?,
+            "--windows" => windows = value()?.parse()?,
             other => bail!(
                 "unknown argument {other}; usage: bench_embed --texts FILE.json \
-                 [--model-dir DIR] [--threads N] [--batch B] [--seconds S]"
+                 [--model-dir DIR] [--threads N] [--batch B] [--seconds S] [--windows W]"
             ),
         }
     }
     let texts = texts.context("--texts FILE.json is required")?;
-    if threads == 0 || batch == 0 {
-        bail!("--threads and --batch must be at least 1");
+    if threads == 0 || batch == 0 || windows == 0 {
+        bail!("--threads, --batch and --windows must be at least 1");
     }
     Ok(Args {
         model_dir,
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args> {
         threads,
         batch,
         seconds,
+        windows,
     })
 }
 
@@ -70,22 +75,31 @@ fn main() -> Result<()> {
     for batch in texts.chunks(args.batch) {
         embedder.embed(batch)?;
     }
-    let start = Instant::now();
-    let mut done = 0usize;
-    'outer: loop {
-        for batch in texts.chunks(args.batch) {
-            embedder.embed(batch)?;
-            done += batch.len();
-            if start.elapsed().as_secs_f64() >= args.seconds {
-                break 'outer;
+    // Best of several windows: other load on the machine can only slow a window down.
+    let mut best: Option<(usize, f64)> = None;
+    for _ in 0..args.windows {
+        let start = Instant::now();
+        let mut done = 0usize;
+        'window: loop {
+            for batch in texts.chunks(args.batch) {
+                embedder.embed(batch)?;
+                done += batch.len();
+                if start.elapsed().as_secs_f64() >= args.seconds {
+                    break 'window;
+                }
             }
         }
+        let elapsed = start.elapsed().as_secs_f64();
+        if best.is_none_or(|(d, e)| done as f64 / elapsed > d as f64 / e) {
+            best = Some((done, elapsed));
+        }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let (done, elapsed) = best.context("no timed window ran")?;
     println!(
         "{}",
         serde_json::json!({
             "impl": "lore",
+            "backend": format!("{:?}", embedder.backend()),
             "threads": args.threads,
             "batch": args.batch,
             "chunks": done,
