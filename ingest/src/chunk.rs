@@ -27,7 +27,11 @@ pub struct ChunkOptions {
 
 impl Default for ChunkOptions {
     fn default() -> Self {
-        ChunkOptions { target_tokens: 200, max_tokens: 240, overlap_tokens: 40 }
+        ChunkOptions {
+            target_tokens: 200,
+            max_tokens: 240,
+            overlap_tokens: 40,
+        }
     }
 }
 
@@ -98,8 +102,10 @@ pub fn chunk_document(
         i = back;
     }
 
-    let mut offsets: Vec<usize> =
-        spans.iter().flat_map(|&(a, b)| [units[a].start, units[b - 1].end]).collect();
+    let mut offsets: Vec<usize> = spans
+        .iter()
+        .flat_map(|&(a, b)| [units[a].start, units[b - 1].end])
+        .collect();
     offsets.sort_unstable();
     offsets.dedup();
     let char_of = byte_to_char_offsets(&doc.text, &offsets);
@@ -113,10 +119,13 @@ pub fn chunk_document(
         .enumerate()
         .map(|(ordinal, &(a, b))| {
             let (start, end) = (units[a].start, units[b - 1].end);
-            let pages = units[a..b].iter().filter_map(|u| u.page).fold(None, |acc, p| match acc {
-                None => Some((p, p)),
-                Some((lo, hi)) => Some((p.min(lo), p.max(hi))),
-            });
+            let pages = units[a..b]
+                .iter()
+                .filter_map(|u| u.page)
+                .fold(None, |acc, p| match acc {
+                    None => Some((p, p)),
+                    Some((lo, hi)) => Some((p.min(lo), p.max(hi))),
+                });
             let path = &sections[units[a].section];
             Chunk {
                 text: doc.text[start..end].to_string(),
@@ -163,9 +172,22 @@ fn units_of(
         }
         // Headings are units too, so they appear in the chunk text they open.
         let section = sections.len() - 1;
-        split_block(block.start, block.end, &doc.text, max_tokens, count_tokens, &mut |s, e, t| {
-            units.push(Unit { start: s, end: e, page: block.page, tokens: t, section })
-        });
+        split_block(
+            block.start,
+            block.end,
+            &doc.text,
+            max_tokens,
+            count_tokens,
+            &mut |s, e, t| {
+                units.push(Unit {
+                    start: s,
+                    end: e,
+                    page: block.page,
+                    tokens: t,
+                    section,
+                })
+            },
+        );
     }
     (units, sections)
 }
@@ -283,7 +305,10 @@ fn sentence_spans(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
     if !slice[sent_start..].trim().is_empty() {
         spans.push(trim_span(slice, sent_start, slice.len()));
     }
-    spans.into_iter().map(|(s, e)| (start + s, start + e)).collect()
+    spans
+        .into_iter()
+        .map(|(s, e)| (start + s, start + e))
+        .collect()
 }
 
 fn trim_span(s: &str, a: usize, b: usize) -> (usize, usize) {
@@ -332,7 +357,11 @@ mod tests {
     }
 
     fn para(n: usize, tag: &str) -> String {
-        (0..n).map(|i| format!("{tag}{i}")).collect::<Vec<_>>().join(" ") + "."
+        (0..n)
+            .map(|i| format!("{tag}{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + "."
     }
 
     #[test]
@@ -351,7 +380,10 @@ mod tests {
         assert_eq!(chunks[0].heading.as_deref(), Some("Install"));
         assert!(chunks[0].text.starts_with("Install"));
         assert!(!chunks[0].text.contains("b0"));
-        assert_eq!(chunks[1].section_path, vec!["Install".to_string(), "Upgrade".to_string()]);
+        assert_eq!(
+            chunks[1].section_path,
+            vec!["Install".to_string(), "Upgrade".to_string()]
+        );
         assert_eq!(chunks[1].ordinal, 1);
     }
 
@@ -361,7 +393,11 @@ mod tests {
         let paras: Vec<String> = (0..20).map(|i| para(40, &format!("p{i}w"))).collect();
         let blocks: Vec<_> = paras.iter().map(|t| (p, t.as_str(), Some(1))).collect();
         let d = doc_with(&blocks);
-        let opts = ChunkOptions { target_tokens: 200, max_tokens: 240, overlap_tokens: 50 };
+        let opts = ChunkOptions {
+            target_tokens: 200,
+            max_tokens: 240,
+            overlap_tokens: 50,
+        };
         let chunks = chunk_document(&d, &opts, &words);
         assert!(chunks.len() >= 4, "{} chunks", chunks.len());
         for c in &chunks {
@@ -369,7 +405,10 @@ mod tests {
         }
         // Overlap: each chunk after the first starts inside the previous one.
         for w in chunks.windows(2) {
-            assert!(w[1].char_start < w[0].char_end, "no overlap between consecutive chunks");
+            assert!(
+                w[1].char_start < w[0].char_end,
+                "no overlap between consecutive chunks"
+            );
         }
         // Every paragraph is covered.
         for i in 0..20 {
@@ -379,7 +418,12 @@ mod tests {
 
     #[test]
     fn oversized_paragraph_is_split_by_sentences_then_words() {
-        let sentence = |i: usize| format!("{} end{i}.", para(30, &format!("s{i}x")).trim_end_matches('.'));
+        let sentence = |i: usize| {
+            format!(
+                "{} end{i}.",
+                para(30, &format!("s{i}x")).trim_end_matches('.')
+            )
+        };
         let long: String = (0..12).map(sentence).collect::<Vec<_>>().join(" ");
         let run_on = para(600, "r");
         let p = BlockKind::Paragraph;
@@ -393,11 +437,19 @@ mod tests {
     #[test]
     fn offsets_are_char_offsets_into_the_text() {
         let p = BlockKind::Paragraph;
-        let d = doc_with(&[(p, "Ünïcödé first paragraph — with dashes.", Some(2)), (p, "Zweiter Absatz.", Some(3))]);
+        let d = doc_with(&[
+            (p, "Ünïcödé first paragraph — with dashes.", Some(2)),
+            (p, "Zweiter Absatz.", Some(3)),
+        ]);
         let chunks = chunk_document(&d, &ChunkOptions::default(), &words);
         assert_eq!(chunks.len(), 1);
         let c = &chunks[0];
-        let via_chars: String = d.text.chars().skip(c.char_start).take(c.char_end - c.char_start).collect();
+        let via_chars: String = d
+            .text
+            .chars()
+            .skip(c.char_start)
+            .take(c.char_end - c.char_start)
+            .collect();
         assert_eq!(via_chars, c.text);
         assert_eq!(c.pages, Some((2, 3)));
     }

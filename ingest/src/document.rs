@@ -38,7 +38,9 @@ impl DocumentFormat {
             return Ok(DocumentFormat::Pdf);
         }
         if !ext.is_empty() && !looks_like_plain_name(&ext) {
-            return Err(Error::Unsupported(format!(".{ext} files are not supported")));
+            return Err(Error::Unsupported(format!(
+                ".{ext} files are not supported"
+            )));
         }
         if crate::text::looks_like_text(bytes) {
             let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
@@ -53,8 +55,10 @@ impl DocumentFormat {
 
 /// Extensions that are really part of a plain-text file's name (README.Debian, FAQ.old…).
 fn looks_like_plain_name(ext: &str) -> bool {
-    matches!(ext, "debian" | "old" | "gz_" | "en" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8")
-        || ext.chars().any(|c| c.is_ascii_uppercase())
+    matches!(
+        ext,
+        "debian" | "old" | "gz_" | "en" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8"
+    ) || ext.chars().any(|c| c.is_ascii_uppercase())
 }
 
 /// A structural unit of a document: a heading or a paragraph-like block of body text.
@@ -103,7 +107,12 @@ impl ParsedDocument {
         }
         let start = self.text.len();
         self.text.push_str(text);
-        self.blocks.push(Block { kind, start, end: self.text.len(), page });
+        self.blocks.push(Block {
+            kind,
+            start,
+            end: self.text.len(),
+            page,
+        });
     }
 
     pub fn block_text(&self, b: &Block) -> &str {

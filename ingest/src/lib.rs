@@ -83,7 +83,10 @@ impl Default for Limits {
 pub fn parse_file(path: &Path, limits: &Limits) -> Result<ParsedDocument> {
     let size = std::fs::metadata(path)?.len();
     if size > limits.max_file_bytes {
-        return Err(Error::TooLarge { size, max: limits.max_file_bytes });
+        return Err(Error::TooLarge {
+            size,
+            max: limits.max_file_bytes,
+        });
     }
     if size == 0 {
         return Err(Error::Empty);
