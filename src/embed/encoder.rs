@@ -466,7 +466,12 @@ mod kernels {
         const ROUND: f32 = 12_582_912.0;
         // Below this e^x is < 1e-37: zero for softmax purposes, and 2^n stays a normal float.
         let x = if x < -87.0 { -87.0 } else { x };
-        let n = (x * LOG2E + ROUND) - ROUND;
+        let shifted = x * LOG2E + ROUND;
+        let n = shifted - ROUND;
+        // n's integer value sits in the low mantissa bits of `shifted`; reading it from there
+        // (instead of `n as i32`, a saturating cast LLVM can only do one lane at a time)
+        // keeps the loop vectorised.
+        let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
         let r = x - n * LN2_HI - n * LN2_LO;
         let mut p = 1.987_569_1e-4;
         p = p * r + 1.398_2e-3;
@@ -475,7 +480,7 @@ mod kernels {
         p = p * r + 0.166_666_65;
         p = p * r + 0.5;
         let y = p * r * r + r + 1.0;
-        y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+        y * f32::from_bits((n_int.wrapping_add(127) << 23) as u32)
     }
 
     /// erf as a rational function of x on [-4, 4] (Eigen's / XLA's `erf` for f32): max
