@@ -116,7 +116,7 @@ impl Encoder {
         };
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
-        if heads == 0 || hidden % heads != 0 || config.type_vocab_size == 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) || config.type_vocab_size == 0 {
             return Err(EmbedError::Model(candle_core::Error::Msg(format!(
                 "unsupported BERT shape: hidden {hidden}, heads {heads}, token types {}",
                 config.type_vocab_size
