@@ -1,6 +1,6 @@
 //! Command-line interface: argument definitions (clap) and dispatch to the commands.
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ConfigLayer};
 use crate::{pipeline, retrieval, status};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -145,7 +145,7 @@ fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
 impl Cli {
     fn config(&self) -> Result<Config> {
         let g = &self.global;
-        let mut o = Overrides {
+        let mut o = ConfigLayer {
             data_dir: g.data_dir.clone(),
             models_dir: g.models_dir.clone(),
             embed_model: g.embed_model.clone(),

@@ -28,22 +28,11 @@ pub struct Config {
     pub chunk_overlap: usize,
 }
 
-/// The file form: every key optional, unknown keys rejected so typos are caught.
-#[derive(Debug, Default, Deserialize)]
+/// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
+/// (unknown keys rejected so typos are caught), or what env and flags gave.
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub data_dir: Option<PathBuf>,
-    pub models_dir: Option<PathBuf>,
-    pub embed_model: Option<String>,
-    pub collection: Option<String>,
-    pub max_file_mb: Option<u64>,
-    pub chunk_tokens: Option<usize>,
-    pub chunk_overlap: Option<usize>,
-}
-
-/// Values from env or flags (already merged by clap); `None` means "not given".
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
+pub struct ConfigLayer {
     pub data_dir: Option<PathBuf>,
     pub models_dir: Option<PathBuf>,
     pub embed_model: Option<String>,
@@ -57,16 +46,16 @@ pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
 
 impl Config {
     /// Loads `config_path` (or `./lore.toml` when it exists) and applies `overrides` on top.
-    pub fn load(config_path: Option<&Path>, overrides: Overrides) -> Result<Config> {
+    pub fn load(config_path: Option<&Path>, overrides: ConfigLayer) -> Result<Config> {
         let file = match config_path {
             Some(p) => read_file(p)?,
             None if Path::new("lore.toml").is_file() => read_file(Path::new("lore.toml"))?,
-            None => FileConfig::default(),
+            None => ConfigLayer::default(),
         };
         Ok(Config::merge(file, overrides))
     }
 
-    fn merge(file: FileConfig, o: Overrides) -> Config {
+    fn merge(file: ConfigLayer, o: ConfigLayer) -> Config {
         Config {
             data_dir: o
                 .data_dir
@@ -106,7 +95,7 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig> {
+fn read_file(path: &Path) -> Result<ConfigLayer> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
@@ -118,10 +107,10 @@ mod tests {
 
     #[test]
     fn precedence_is_defaults_then_file_then_overrides() {
-        let file: FileConfig =
+        let file: ConfigLayer =
             toml::from_str("data_dir = \"/srv/lore\"\ncollection = \"hr\"\nchunk_tokens = 150\n")
                 .expect("valid toml");
-        let overrides = Overrides {
+        let overrides = ConfigLayer {
             collection: Some("legal".into()),
             ..Default::default()
         };
@@ -134,13 +123,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<FileConfig>("data_dri = \"x\"").expect_err("typo must fail");
+        let err = toml::from_str::<ConfigLayer>("data_dri = \"x\"").expect_err("typo must fail");
         assert!(err.to_string().contains("data_dri"), "{err}");
     }
 
     #[test]
     fn model_name_or_path() {
-        let mut c = Config::merge(FileConfig::default(), Overrides::default());
+        let mut c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
         c.models_dir = PathBuf::from("/m");
         assert_eq!(c.embed_model_dir(), PathBuf::from("/m/all-minilm-l6-v2"));
         c.embed_model = "/opt/bge-small".into();
