@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// BERT-family sentence-embedding directory [default: all-minilm-l6-v2]
     #[arg(long, global = true, env = "LORE_EMBED_MODEL", value_name = "NAME|DIR")]
     pub embed_model: Option<String>,
+    /// Language model: quality (Qwen2.5-Coder-0.5B), tiny (SmolLM2-135M), a directory
+    /// under the models dir, or a path to a GGUF file [default: quality]
+    #[arg(long, global = true, env = "LORE_LLM_MODEL", value_name = "PROFILE|GGUF")]
+    pub llm_model: Option<String>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -57,6 +61,13 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Search the index and print the best passages.
     Search(SearchArgs),
+    /// Answer a question from the indexed documents, with citations.
+    ///
+    /// The answer streams as it is generated, then its sources. When no passage is
+    /// similar enough to the question, Lore says it could not find the answer without
+    /// asking the model.
+    #[command(verbatim_doc_comment)]
+    Ask(AskArgs),
     /// Remove documents (by path as ingested, or a folder prefix) from the index.
     Remove(RemoveArgs),
     /// Show documents, chunks, index size and models in use.
@@ -64,6 +75,9 @@ pub enum Command {
     /// Run retrieval over an eval-questions JSONL and write the scorer's JSONL per mode.
     #[command(hide = true)]
     EvalRetrieval(EvalRetrievalArgs),
+    /// Answer every question of an eval-questions JSONL; writes answers.jsonl.
+    #[command(hide = true)]
+    EvalAnswers(EvalAnswersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +121,57 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question, in plain words.
+    pub question: String,
+    /// Passages retrieved for the answer.
+    #[arg(long, short, default_value_t = 5)]
+    pub k: usize,
+    /// Restrict to these collections (repeatable).
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Maximum tokens in the answer.
+    #[arg(long, default_value_t = 384)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling (with a temperature above 0).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Penalty on tokens the answer already repeated (1 disables it).
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    /// Stop the answer at this string (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Abstain when no passage reaches this cosine similarity [default: 0.35]
+    #[arg(long, env = "LORE_MIN_SIMILARITY", value_name = "COS")]
+    pub min_similarity: Option<f32>,
+    /// Context window Lore uses, in tokens (capped by the model's) [default: 4096]
+    #[arg(long, env = "LORE_CONTEXT_TOKENS", value_name = "N")]
+    pub context_tokens: Option<usize>,
+    /// Print one JSON object (answer, abstained, cited, sources).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalAnswersArgs {
+    /// Questions JSONL (id, question, ...).
+    pub questions: PathBuf,
+    /// Output directory for answers.jsonl.
+    #[arg(long, default_value = "eval-out")]
+    pub out: PathBuf,
+    /// Passages retrieved per question.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Maximum tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// Document paths as ingested (see `lore status --documents`), or folder prefixes.
     #[arg(required = true, value_name = "PATH")]
@@ -136,6 +201,10 @@ pub struct EvalRetrievalArgs {
     /// Modes to run (repeatable) [default: hybrid, bm25, vector]
     #[arg(long = "mode", value_parser = parse_mode)]
     pub modes: Vec<SearchMode>,
+    /// Extra hybrid runs with these fusions, e.g. `rrf` or `convex:0.7` (repeatable); each
+    /// writes retrieval-hybrid-<fusion>.jsonl.
+    #[arg(long = "fusion", value_parser = crate::retrieval::parse_fusion)]
+    pub fusions: Vec<lore_index::Fusion>,
 }
 
 fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
@@ -151,6 +220,11 @@ impl Cli {
             embed_model: g.embed_model.clone(),
             ..Default::default()
         };
+        o.llm_model = self.global.llm_model.clone();
+        if let Command::Ask(a) = &self.command {
+            o.min_similarity = a.min_similarity;
+            o.context_tokens = a.context_tokens;
+        }
         if let Command::Ingest(a) = &self.command {
             o.collection = a.collection.clone();
             o.max_file_mb = a.max_file_mb;
@@ -169,6 +243,8 @@ pub fn run() -> Result<i32> {
     match cli.command {
         Command::Ingest(args) => pipeline::run_ingest(&config, &args, quiet),
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
+        Command::Ask(args) => crate::ask::run_ask(&config, &args),
+        Command::EvalAnswers(args) => crate::ask::run_eval_answers(&config, &args),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
         Command::EvalRetrieval(args) => retrieval::run_eval_retrieval(&config, &args).map(|_| 0),

@@ -26,6 +26,15 @@ pub struct Config {
     pub chunk_tokens: usize,
     /// Tokens repeated between consecutive chunks of a section.
     pub chunk_overlap: usize,
+    /// Language model: `quality` (default) or `tiny`, a directory under `models_dir`
+    /// holding one GGUF, or a path to a GGUF file.
+    pub llm_model: String,
+    /// Abstain without the model when no passage is at least this similar (cosine) to the
+    /// question.
+    pub min_similarity: f32,
+    /// Tokens of context Lore uses (prompt + answer), at most what the model supports:
+    /// longer prompts cost time to first token on a CPU.
+    pub context_tokens: usize,
 }
 
 /// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
@@ -40,9 +49,15 @@ pub struct ConfigLayer {
     pub max_file_mb: Option<u64>,
     pub chunk_tokens: Option<usize>,
     pub chunk_overlap: Option<usize>,
+    pub llm_model: Option<String>,
+    pub min_similarity: Option<f32>,
+    pub context_tokens: Option<usize>,
 }
 
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
+/// Directories `scripts/fetch-models` fills for the two language-model profiles.
+pub const QUALITY_LLM: &str = "qwen2.5-coder-0.5b-instruct";
+pub const TINY_LLM: &str = "smollm2-135m-instruct";
 
 impl Config {
     /// Loads `config_path` (or `./lore.toml` when it exists) and applies `overrides` on top.
@@ -76,6 +91,15 @@ impl Config {
             max_file_mb: o.max_file_mb.or(file.max_file_mb).unwrap_or(100),
             chunk_tokens: o.chunk_tokens.or(file.chunk_tokens).unwrap_or(200),
             chunk_overlap: o.chunk_overlap.or(file.chunk_overlap).unwrap_or(40),
+            llm_model: o
+                .llm_model
+                .or(file.llm_model)
+                .unwrap_or_else(|| "quality".to_string()),
+            min_similarity: o
+                .min_similarity
+                .or(file.min_similarity)
+                .unwrap_or(crate::rag::DEFAULT_MIN_SIMILARITY),
+            context_tokens: o.context_tokens.or(file.context_tokens).unwrap_or(4096),
         }
     }
 
@@ -87,6 +111,42 @@ impl Config {
             as_path.to_path_buf()
         } else {
             self.models_dir.join(as_path)
+        }
+    }
+
+    /// The GGUF file `llm_model` names: a profile (`quality`, `tiny`), a GGUF path, or a
+    /// directory (under `models_dir`, or a path) holding exactly one GGUF.
+    pub fn llm_model_path(&self) -> Result<PathBuf> {
+        let name = match self.llm_model.as_str() {
+            "quality" | "default" => QUALITY_LLM,
+            "tiny" => TINY_LLM,
+            other => other,
+        };
+        let as_path = Path::new(name);
+        let candidate = if as_path.is_absolute() || as_path.components().count() > 1 {
+            as_path.to_path_buf()
+        } else {
+            self.models_dir.join(as_path)
+        };
+        if !candidate.is_dir() {
+            // A file, or missing: loading reports a missing file with the fetch command.
+            return Ok(candidate);
+        }
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(&candidate)
+            .with_context(|| format!("cannot list {}", candidate.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+            .collect();
+        match ggufs.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => anyhow::bail!(
+                "no .gguf file in {}: run `scripts/fetch-models all`",
+                candidate.display()
+            ),
+            _ => anyhow::bail!(
+                "{} holds several .gguf files: set llm_model to one of them",
+                candidate.display()
+            ),
         }
     }
 

@@ -1,12 +1,15 @@
 //! The `lore` application: everything above the engine crates. Data flows one way:
 //! files → [`lore_ingest`] (parse + chunk, driven by [`pipeline`]) → [`embed`] (vectors)
-//! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → (later) prompt → SLM → answer with
-//! citations → CLI / HTTP / portal.
+//! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → [`rag`] (prompt, citations, abstention)
+//! on [`llm`] (the quantized SLM) → answer with citations → CLI ([`ask`]) / HTTP / portal.
 
+pub mod ask;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod llm;
 pub mod logging;
 pub mod pipeline;
+pub mod rag;
 pub mod retrieval;
 pub mod status;

@@ -6,7 +6,7 @@ use crate::cli::{EvalRetrievalArgs, SearchArgs};
 use crate::config::Config;
 use crate::pipeline::Engine;
 use anyhow::{Context, Result};
-use lore_index::{Filter, Hit, SearchMode};
+use lore_index::{Filter, Fusion, Hit, SearchMode};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 
@@ -15,6 +15,9 @@ use std::io::{BufRead, Write};
 pub struct Passage {
     pub rank: usize,
     pub score: f32,
+    /// Cosine similarity to the query (vector and hybrid modes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
     /// The document's path as ingested.
     pub doc: String,
     pub page: Option<u32>,
@@ -67,6 +70,7 @@ fn passage(rank: usize, hit: Hit) -> Passage {
     Passage {
         rank,
         score: hit.score,
+        similarity: hit.similarity,
         doc: c.path,
         page: c.page_start,
         page_end: c.page_end,
@@ -154,13 +158,16 @@ struct EvalOutput<'a> {
 #[derive(Debug, Serialize)]
 struct EvalSource<'a> {
     doc: &'a str,
+    page: Option<u32>,
+    char_start: u64,
+    score: f32,
     text: &'a str,
 }
 
 /// Hidden `lore eval-retrieval`: writes `retrieval-<mode>.jsonl` in the reference scorer's
 /// format (`{id, answer, sources:[{doc, text}]}`) for each mode; the answer stays empty.
 pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<()> {
-    let engine = Engine::open(config)?;
+    let mut engine = Engine::open(config)?;
     let file = std::fs::File::open(&args.questions)
         .with_context(|| format!("cannot open {}", args.questions.display()))?;
     let mut questions = Vec::new();
@@ -184,8 +191,21 @@ pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<(
     } else {
         args.modes.clone()
     };
-    for mode in modes {
-        let path = args.out.join(format!("retrieval-{mode}.jsonl"));
+    let default_fusion = engine.index.fusion();
+    let mut runs: Vec<(SearchMode, Fusion, String)> = modes
+        .into_iter()
+        .map(|m| (m, default_fusion, m.to_string()))
+        .collect();
+    for fusion in &args.fusions {
+        runs.push((
+            SearchMode::Hybrid,
+            *fusion,
+            format!("hybrid-{}", fusion_label(*fusion)),
+        ));
+    }
+    for (mode, fusion, label) in runs {
+        engine.index.set_fusion(fusion);
+        let path = args.out.join(format!("retrieval-{label}.jsonl"));
         let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
         for q in &questions {
             let results = search(&engine, &q.question, mode, args.k, &Filter::default())?;
@@ -196,6 +216,9 @@ pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<(
                     .iter()
                     .map(|p| EvalSource {
                         doc: &p.doc,
+                        page: p.page,
+                        char_start: p.char_start,
+                        score: p.score,
                         text: &p.text,
                     })
                     .collect(),
@@ -209,6 +232,27 @@ pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<(
     Ok(())
 }
 
+/// Parses `rrf` or `convex:W` (W = vector weight in [0, 1]).
+pub fn parse_fusion(text: &str) -> std::result::Result<Fusion, String> {
+    match text.split_once(':') {
+        None if text == "rrf" => Ok(Fusion::Rrf),
+        Some(("convex", weight)) => match weight.parse::<f32>() {
+            Ok(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { vector_weight: w }),
+            _ => Err(format!("vector weight {weight:?} is not a number in [0, 1]")),
+        },
+        _ => Err(format!(
+            "unknown fusion {text:?} (expected `rrf` or `convex:W`, e.g. convex:0.7)"
+        )),
+    }
+}
+
+fn fusion_label(fusion: Fusion) -> String {
+    match fusion {
+        Fusion::Rrf => "rrf".into(),
+        Fusion::Convex { vector_weight } => format!("convex{vector_weight}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +262,18 @@ mod tests {
         assert_eq!(snippet("a  b\nc", 10), "a b c");
         let s = snippet("alpha beta gamma delta", 12);
         assert_eq!(s, "alpha beta …");
+    }
+
+    #[test]
+    fn fusions_parse() {
+        assert_eq!(parse_fusion("rrf"), Ok(Fusion::Rrf));
+        assert_eq!(
+            parse_fusion("convex:0.25"),
+            Ok(Fusion::Convex {
+                vector_weight: 0.25
+            })
+        );
+        assert!(parse_fusion("convex:2").is_err());
+        assert!(parse_fusion("max").is_err());
     }
 }

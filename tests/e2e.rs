@@ -370,3 +370,79 @@ fn document_chunk_counts(lore: &Lore) -> std::collections::BTreeMap<String, u64>
         })
         .unwrap_or_default()
 }
+
+/// A made-up fact no model can know: the answer must come from the documents.
+const INVENTED_FACT: &str = "# Zephyr gateway onboarding\n\n\
+## Activation\n\n\
+New Zephyr-9 VPN gateways are activated with the product code QX-4471-LM, \
+entered on the gateway's console under Settings > Licence. The code is shared by \
+every gateway of the Oslo office and must not be given to contractors.\n\n\
+## Support\n\n\
+Questions about the gateways go to the network team's queue NET-OPS.\n";
+
+#[test]
+fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
+    let corpus = TempCorpus::from_dev_corpus(SMALL_CORPUS);
+    std::fs::write(corpus.path().join("zephyr-onboarding.md"), INVENTED_FACT).expect("write");
+    let lore = Lore::new();
+    lore.ingest_json(&[corpus.path()]);
+
+    let out = lore.ok(&[
+        "ask",
+        "Which product code activates a new Zephyr-9 VPN gateway?",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    let answer = v["answer"].as_str().unwrap_or_default();
+    assert!(answer.contains("QX-4471-LM"), "{v:#}");
+    assert_eq!(v["abstained"], false, "{v:#}");
+    let cited: Vec<&Value> = v["citations"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    assert!(
+        cited.iter().any(|c| c["doc"] == "zephyr-onboarding.md"
+            && c["text"].as_str().is_some_and(|t| t.contains("QX-4471-LM"))),
+        "the answer must cite the passage holding the code: {v:#}"
+    );
+    // Every marker in the text points at a listed source.
+    let sources = v["sources"].as_array().map(Vec::len).unwrap_or(0);
+    for n in v["cited"].as_array().into_iter().flatten() {
+        let n = n.as_u64().unwrap_or(0) as usize;
+        assert!((1..=sources).contains(&n), "phantom citation {n}: {v:#}");
+    }
+
+    let out = lore.ok(&[
+        "ask",
+        "What is on the staff cafeteria's lunch menu on Fridays?",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    assert_eq!(v["abstained"], true, "{v:#}");
+    assert!(v["citations"].as_array().is_some_and(Vec::is_empty), "{v:#}");
+
+    // Plain output streams the answer, then the sources.
+    let out = lore.ok(&["ask", "Where do questions about the Zephyr gateways go?"]);
+    assert!(out.contains("NET-OPS"), "{out}");
+    assert!(out.contains("Sources:") && out.contains("zephyr-onboarding.md"), "{out}");
+}
+
+#[test]
+fn ask_rejects_bad_inputs_clearly() {
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ"]);
+    let lore = Lore::new();
+    lore.ingest_json(&[corpus.path()]);
+
+    let err = lore.fails(&["ask", "   "]);
+    assert!(err.contains("question is empty"), "{err}");
+
+    // ~25,000 tokens: more than the 4,096-token context Lore uses by default.
+    let long = "why is the clock wrong ".repeat(5_000);
+    let err = lore.fails(&["ask", &long]);
+    assert!(err.contains("context"), "{err}");
+
+    let err = lore.fails(&["--llm-model", "/nonexistent/model.gguf", "ask", "what is chrony?"]);
+    assert!(err.contains("/nonexistent/model.gguf") && err.contains("scripts/fetch-models"), "{err}");
+
+    let bad = lore.data_dir().join("broken.gguf");
+    std::fs::write(&bad, pseudo_random_bytes(4096)).expect("write");
+    let err = lore.fails(&["--llm-model", &bad.to_string_lossy(), "ask", "what is chrony?"]);
+    assert!(err.contains("not a valid GGUF"), "{err}");
+}

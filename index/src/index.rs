@@ -12,7 +12,7 @@ use tantivy::directory::MmapDirectory;
 use tantivy::schema::TantivyDocument;
 use tantivy::{DocAddress, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError};
 
-use crate::fusion::reciprocal_rank_fusion;
+use crate::fusion::{Candidate, Fusion};
 use crate::layout::{self, DirLock};
 use crate::text::{self, Fields};
 use crate::vectors::{self, VectorGraph};
@@ -147,6 +147,8 @@ pub struct Index {
     payload: CommitPayload,
     /// Vector inserts and deletions not yet captured by the on-disk dump.
     unpersisted_changes: usize,
+    /// How hybrid search fuses its lists (a query-time choice, not persisted).
+    fusion: Fusion,
     /// Released last (fields drop in order): nothing else may open the directory meanwhile.
     _lock: DirLock,
 }
@@ -245,6 +247,7 @@ impl Index {
             graph,
             payload,
             unpersisted_changes: 0,
+            fusion: Fusion::default(),
             _lock: lock,
         };
         index.reconcile_graph(rebuilt)?;
@@ -540,12 +543,18 @@ impl Index {
         ranked
             .into_iter()
             .enumerate()
-            .map(|(i, (chunk_id, score))| self.hit_by_id(chunk_id, score, None, Some(i + 1)))
+            .map(|(i, (chunk_id, score))| {
+                let hit = self.hit_by_id(chunk_id, score, None, Some(i + 1))?;
+                Ok(Hit {
+                    similarity: Some(score),
+                    ..hit
+                })
+            })
             .collect()
     }
 
-    /// BM25 and vector top-N (N = max(4k, 50)) fused by reciprocal rank fusion (k = 60);
-    /// `score` is the fused score.
+    /// BM25 and vector top-N (N = max(4k, 50)) fused by [`crate::fuse`] (the index's
+    /// [`Fusion`]); `score` is the fused score.
     pub fn search_hybrid(
         &self,
         query: &str,
@@ -557,32 +566,72 @@ impl Index {
             return Ok(Vec::new());
         }
         let depth = (k * 4).max(50);
-        let bm25 = self.bm25_ranked(query, depth, filter)?;
-        let vector = self.vector_ranked(query_vector, depth, filter)?;
-        let addresses: HashMap<u64, DocAddress> = bm25
+        let candidates = self.hybrid_candidates(query, query_vector, depth, filter)?;
+        let addresses: HashMap<u64, DocAddress> = candidates
             .iter()
-            .map(|(id, _, address)| (*id, *address))
+            .filter_map(|c| c.address.map(|a| (c.chunk_id, a)))
             .collect();
-        let bm25_ids: Vec<u64> = bm25.iter().map(|(id, _, _)| *id).collect();
-        let vector_ids: Vec<u64> = vector.iter().map(|(id, _)| *id).collect();
-        reciprocal_rank_fusion(&bm25_ids, &vector_ids, k)
+        let fused = crate::fuse(&candidates, self.fusion, k);
+        fused
             .into_iter()
-            .map(|fused| match addresses.get(&fused.chunk_id) {
-                Some(&address) => self.hit(
-                    fused.chunk_id,
-                    address,
-                    fused.score,
-                    fused.bm25_rank,
-                    fused.vector_rank,
-                ),
-                None => self.hit_by_id(
-                    fused.chunk_id,
-                    fused.score,
-                    fused.bm25_rank,
-                    fused.vector_rank,
-                ),
+            .map(|f| {
+                let hit = match addresses.get(&f.chunk_id) {
+                    Some(&address) => {
+                        self.hit(f.chunk_id, address, f.score, f.bm25_rank, f.vector_rank)
+                    }
+                    None => self.hit_by_id(f.chunk_id, f.score, f.bm25_rank, f.vector_rank),
+                }?;
+                Ok(Hit {
+                    similarity: Some(f.similarity),
+                    ..hit
+                })
             })
             .collect()
+    }
+
+    /// The union of the BM25 and vector top-`depth` lists, each with its BM25 rank and score
+    /// (when in that list), vector rank, and exact cosine similarity to the query (read from
+    /// the stored vector for chunks the vector list did not return). The input of fusion.
+    pub fn hybrid_candidates(
+        &self,
+        query: &str,
+        query_vector: &[f32],
+        depth: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Candidate>> {
+        let unit_query = vectors::normalized(query_vector, self.config.dim)?;
+        let bm25 = self.bm25_ranked(query, depth, filter)?;
+        let vector = self.vector_ranked(&unit_query, depth, filter)?;
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(bm25.len() + vector.len());
+        let mut position: HashMap<u64, usize> = HashMap::new();
+        for (rank, (chunk_id, similarity)) in vector.into_iter().enumerate() {
+            position.insert(chunk_id, candidates.len());
+            candidates.push(Candidate {
+                chunk_id,
+                bm25: None,
+                vector_rank: Some(rank + 1),
+                similarity,
+                address: None,
+            });
+        }
+        for (rank, (chunk_id, score, address)) in bm25.into_iter().enumerate() {
+            if let Some(&at) = position.get(&chunk_id) {
+                candidates[at].bm25 = Some((rank + 1, score));
+                candidates[at].address = Some(address);
+                continue;
+            }
+            let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+            let stored = text::vector_from_tantivy(&self.fields, &doc)?;
+            position.insert(chunk_id, candidates.len());
+            candidates.push(Candidate {
+                chunk_id,
+                bm25: Some((rank + 1, score)),
+                vector_rank: None,
+                similarity: vectors::dot(&unit_query, &stored),
+                address: Some(address),
+            });
+        }
+        Ok(candidates)
     }
 
     fn bm25_ranked(
@@ -694,6 +743,7 @@ impl Index {
             chunk,
             bm25_rank,
             vector_rank,
+            similarity: None,
         })
     }
 
@@ -715,6 +765,15 @@ impl Index {
     }
 
     /// The configuration the index was opened with.
+    /// How hybrid search combines BM25 and vectors from now on.
+    pub fn set_fusion(&mut self, fusion: Fusion) {
+        self.fusion = fusion;
+    }
+
+    pub fn fusion(&self) -> Fusion {
+        self.fusion
+    }
+
     pub fn config(&self) -> &IndexConfig {
         &self.config
     }

@@ -65,7 +65,7 @@ mod text;
 mod types;
 mod vectors;
 
-pub use fusion::RRF_K;
+pub use fusion::{fuse, Candidate, Fused, Fusion, RRF_K};
 pub use index::Index;
 pub use layout::FORMAT_VERSION;
 pub use types::{

@@ -156,7 +156,7 @@ impl FromStr for SearchMode {
 }
 
 /// One search result. `score` depends on the mode: BM25 score, cosine similarity, or
-/// fused RRF score. The ranks (1-based) say where the chunk stood in each retriever's list.
+/// fused score. The ranks (1-based) say where the chunk stood in each retriever's list.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub chunk_id: u64,
@@ -164,6 +164,9 @@ pub struct Hit {
     pub chunk: ChunkRecord,
     pub bm25_rank: Option<usize>,
     pub vector_rank: Option<usize>,
+    /// Cosine similarity between the query and the chunk, in vector and hybrid mode: an
+    /// absolute measure of how well the best passages match (used to decide to abstain).
+    pub similarity: Option<f32>,
 }
 
 /// Size and identity of an index.

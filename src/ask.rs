@@ -1,0 +1,226 @@
+//! `lore ask` (a question answered on the terminal, streamed, or as JSON) and the hidden
+//! `lore eval-answers` (every question of an eval JSONL through the same path, written in
+//! the reference scorer's format).
+
+use std::io::{BufRead, Write};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use lore_index::Filter;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{AskArgs, EvalAnswersArgs};
+use crate::config::Config;
+use crate::llm::{GenerationParams, Generator, LanguageModel};
+use crate::pipeline::Engine;
+use crate::rag::{self, Answer, AskOptions, Source};
+
+/// Loads the configured GGUF and starts its generation thread.
+pub fn load_generator(config: &Config) -> Result<Generator> {
+    let path = config.llm_model_path()?;
+    let started = Instant::now();
+    let mut model = LanguageModel::load(&path)?;
+    model.info.context_length = model.info.context_length.min(config.context_tokens.max(512));
+    tracing::info!(
+        model = %model.info.name,
+        architecture = %model.info.architecture,
+        context = model.info.context_length,
+        load_s = started.elapsed().as_secs_f64(),
+        "language model loaded"
+    );
+    Ok(Generator::spawn(model, 4)?)
+}
+
+/// `lore ask --json`: the scorer's fields plus the cited sources apart from the retrieved.
+#[derive(Debug, Serialize)]
+struct AskJson<'a> {
+    question: &'a str,
+    answer: &'a str,
+    abstained: bool,
+    abstention: Option<rag::Abstention>,
+    cited: &'a [usize],
+    citations: Vec<JsonSource<'a>>,
+    sources: Vec<JsonSource<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<&'a crate::llm::GenerationStats>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonSource<'a> {
+    n: usize,
+    doc: &'a str,
+    page: Option<u32>,
+    heading: Option<&'a str>,
+    title: &'a str,
+    char_start: u64,
+    char_end: u64,
+    score: f32,
+    text: &'a str,
+}
+
+fn json_source(s: &Source) -> JsonSource<'_> {
+    JsonSource {
+        n: s.n,
+        doc: &s.doc,
+        page: s.page,
+        heading: s.heading.as_deref(),
+        title: &s.title,
+        char_start: s.char_start,
+        char_end: s.char_end,
+        score: s.score,
+        text: &s.text,
+    }
+}
+
+fn options(config: &Config, args: &AskArgs) -> AskOptions {
+    AskOptions {
+        k: args.k.max(1),
+        generation: GenerationParams {
+            max_tokens: args.max_tokens.max(1),
+            temperature: args.temperature.max(0.0),
+            top_p: args.top_p,
+            repeat_penalty: args.repeat_penalty,
+            stop: args.stop.clone(),
+            ..GenerationParams::default()
+        },
+        min_similarity: config.min_similarity,
+        filter: Filter {
+            collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
+        },
+    }
+}
+
+/// `lore ask`.
+pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
+    if args.question.trim().is_empty() {
+        anyhow::bail!("the question is empty: ask something, e.g. lore ask \"how do I reset my VPN token?\"");
+    }
+    let engine = Engine::open(config)?;
+    let generator = load_generator(config)?;
+    let options = options(config, args);
+    let mut out = std::io::stdout().lock();
+    let answer = if args.json {
+        rag::ask(&engine, &generator, &args.question, &[], &options, |_| {})?
+    } else {
+        let answer = rag::ask(&engine, &generator, &args.question, &[], &options, |text| {
+            // Streaming to a closed pipe is not an error worth stopping for.
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
+        })?;
+        writeln!(out)?;
+        answer
+    };
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &ask_json(&answer))?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    if !answer.citations.is_empty() {
+        writeln!(out, "\nSources:")?;
+        for s in &answer.citations {
+            writeln!(out, "  [{}] {}", s.n, describe(s))?;
+        }
+    }
+    if let Some(stats) = &answer.generation {
+        tracing::info!(
+            ttft_s = stats.time_to_first_token_s,
+            decode_tok_s = stats.decode_tok_s,
+            prompt_tokens = stats.prompt_tokens,
+            "generated"
+        );
+    }
+    Ok(0)
+}
+
+fn ask_json(answer: &Answer) -> AskJson<'_> {
+    AskJson {
+        question: &answer.question,
+        answer: &answer.answer,
+        abstained: answer.abstained,
+        abstention: answer.abstention,
+        cited: &answer.cited,
+        citations: answer.citations.iter().map(json_source).collect(),
+        sources: answer.sources.iter().map(json_source).collect(),
+        generation: answer.generation.as_ref(),
+    }
+}
+
+/// "handbook/vpn.pdf, p. 4 — Resetting tokens"
+pub fn describe(s: &Source) -> String {
+    let mut text = s.doc.clone();
+    match (s.page, s.page_end) {
+        (Some(a), Some(b)) if b != a => text.push_str(&format!(", p. {a}-{b}")),
+        (Some(a), _) => text.push_str(&format!(", p. {a}")),
+        _ => {}
+    }
+    if let Some(h) = s.heading.as_deref().filter(|h| !h.is_empty()) {
+        text.push_str(&format!(" — {h}"));
+    }
+    text
+}
+
+#[derive(Debug, Deserialize)]
+struct EvalQuestion {
+    id: String,
+    question: String,
+}
+
+/// One line of `answers.jsonl`: the scorer's `{id, answer, sources}` plus what Lore knows.
+#[derive(Debug, Serialize)]
+struct EvalLine<'a> {
+    id: &'a str,
+    #[serde(flatten)]
+    answer: AskJson<'a>,
+    retrieval_s: f64,
+}
+
+/// Hidden `lore eval-answers`: answers every question and writes `answers.jsonl`.
+pub fn run_eval_answers(config: &Config, args: &EvalAnswersArgs) -> Result<i32> {
+    let engine = Engine::open(config)?;
+    let generator = load_generator(config)?;
+    let ask_args = AskArgs {
+        question: String::new(),
+        k: args.k,
+        collections: Vec::new(),
+        max_tokens: args.max_tokens,
+        temperature: 0.0,
+        top_p: None,
+        repeat_penalty: 1.1,
+        stop: Vec::new(),
+        min_similarity: None,
+        context_tokens: None,
+        json: true,
+    };
+    let options = options(config, &ask_args);
+    let file = std::fs::File::open(&args.questions)
+        .with_context(|| format!("cannot open {}", args.questions.display()))?;
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("answers.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: EvalQuestion = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a question", args.questions.display(), n + 1))?;
+        let answer = rag::ask(&engine, &generator, &q.question, &[], &options, |_| {})?;
+        eprintln!(
+            "{} {} {:.1}s {}",
+            q.id,
+            if answer.abstained { "ABSTAIN" } else { "answer " },
+            answer.generation.as_ref().map_or(0.0, |g| g.total_s),
+            crate::retrieval::snippet(&answer.answer, 100)
+        );
+        let record = EvalLine {
+            id: &q.id,
+            answer: ask_json(&answer),
+            retrieval_s: answer.retrieval_s,
+        };
+        serde_json::to_writer(&mut out, &record)?;
+        writeln!(out)?;
+        out.flush()?;
+    }
+    println!("{}", path.display());
+    Ok(0)
+}

@@ -1,0 +1,531 @@
+//! Owns generation: the model lives on its own thread, fed by a bounded queue; each request
+//! carries a sender for its events (text deltas, then the final statistics). Text is sent
+//! only when the decoded output has grown by whole characters, stop strings are held back
+//! until they are ruled out, and a request whose receiver is dropped (or cancelled) stops.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::model::{LanguageModel, ModelInfo};
+use super::template::ChatMessage;
+use super::LlmError;
+
+/// How to decode. The default is greedy (deterministic) with a mild repeat penalty over the
+/// generated tokens only, so small models do not loop while copying from the passages stays
+/// free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationParams {
+    pub max_tokens: usize,
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    /// 1.0 disables it.
+    pub repeat_penalty: f32,
+    /// How many of the latest generated tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    /// Generation ends before any of these strings; they are not part of the output.
+    pub stop: Vec<String>,
+    pub seed: u64,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 384,
+            temperature: 0.0,
+            top_p: None,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            stop: Vec::new(),
+            seed: 299_792_458,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End-of-turn token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    Cancelled,
+}
+
+/// Timing and counts of one generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Time from the start of the request (prompt processing included) to the first token.
+    pub time_to_first_token_s: f64,
+    pub prompt_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub total_s: f64,
+    /// Time the request waited in the queue before the model took it.
+    pub queued_s: f64,
+    pub finish_reason: FinishReason,
+}
+
+/// What a request's receiver sees, in order: `Text` deltas, then `Done` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum GenerationEvent {
+    Text(String),
+    Done(GenerationStats),
+    Failed(String),
+}
+
+struct Job {
+    prompt: Prompt,
+    params: GenerationParams,
+    events: UnboundedSender<GenerationEvent>,
+    cancel: Arc<AtomicBool>,
+    submitted: Instant,
+}
+
+enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+}
+
+/// A running request. Dropping it cancels the generation.
+pub struct GenerationHandle {
+    pub events: UnboundedReceiver<GenerationEvent>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl GenerationHandle {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Blocks until the end, passing each text delta to `on_text` (for the CLI; async callers
+    /// read `events` directly). Returns the whole text and the statistics.
+    pub fn collect_blocking(
+        mut self,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<(String, GenerationStats), LlmError> {
+        let mut text = String::new();
+        while let Some(event) = self.events.blocking_recv() {
+            match event {
+                GenerationEvent::Text(delta) => {
+                    on_text(&delta);
+                    text.push_str(&delta);
+                }
+                GenerationEvent::Done(stats) => return Ok((text, stats)),
+                GenerationEvent::Failed(reason) => return Err(LlmError::Generation(reason)),
+            }
+        }
+        Err(LlmError::Stopped)
+    }
+}
+
+impl Drop for GenerationHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// Handle to the model thread. Cheap to clone; the thread ends when every clone is gone.
+#[derive(Clone)]
+pub struct Generator {
+    jobs: SyncSender<Job>,
+    queued: Arc<AtomicUsize>,
+    queue_capacity: usize,
+    info: ModelInfo,
+    tokenizer: tokenizers::Tokenizer,
+    template: Arc<super::template::ChatTemplate>,
+}
+
+impl Generator {
+    /// Moves `model` onto its own thread. At most `queue_capacity` requests wait for it;
+    /// more are refused with [`LlmError::Busy`].
+    pub fn spawn(model: LanguageModel, queue_capacity: usize) -> Result<Self, LlmError> {
+        let queue_capacity = queue_capacity.max(1);
+        let (jobs, receiver) = sync_channel::<Job>(queue_capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let info = model.info.clone();
+        let tokenizer = model.vocab.tokenizer.clone();
+        let template = Arc::clone(&model.template);
+        let thread_queued = Arc::clone(&queued);
+        std::thread::Builder::new()
+            .name("lore-llm".into())
+            .spawn(move || {
+                let mut worker = Worker { model };
+                while let Ok(job) = receiver.recv() {
+                    thread_queued.fetch_sub(1, Ordering::Relaxed);
+                    worker.run(job);
+                }
+            })
+            .map_err(|e| LlmError::Generation(format!("cannot start the model thread: {e}")))?;
+        Ok(Self {
+            jobs,
+            queued,
+            queue_capacity,
+            info,
+            tokenizer,
+            template,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Requests waiting for the model (not counting the one running).
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Number of tokens `text` takes (no special tokens added).
+    pub fn count_tokens(&self, text: &str) -> Result<usize, LlmError> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| LlmError::Tokenizer(e.to_string()))?
+            .len())
+    }
+
+    /// The prompt the model will see for `messages`.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
+        self.template.render(messages)
+    }
+
+    /// Queues a chat for generation.
+    pub fn chat(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenerationParams,
+    ) -> Result<GenerationHandle, LlmError> {
+        self.submit(Prompt::Chat(messages), params)
+    }
+
+    /// Queues raw prompt text (already templated) for generation.
+    pub fn complete(
+        &self,
+        prompt: String,
+        params: GenerationParams,
+    ) -> Result<GenerationHandle, LlmError> {
+        self.submit(Prompt::Text(prompt), params)
+    }
+
+    fn submit(
+        &self,
+        prompt: Prompt,
+        params: GenerationParams,
+    ) -> Result<GenerationHandle, LlmError> {
+        let (events, receiver) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            prompt,
+            params,
+            events,
+            cancel: Arc::clone(&cancel),
+            submitted: Instant::now(),
+        };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(GenerationHandle {
+                events: receiver,
+                cancel,
+            }),
+            Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(LlmError::Busy {
+                    queued: self.queue_capacity,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(LlmError::Stopped)
+            }
+        }
+    }
+}
+
+struct Worker {
+    model: LanguageModel,
+}
+
+impl Worker {
+    fn run(&mut self, job: Job) {
+        let events = job.events.clone();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.generate(job)));
+        let failure = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the model panicked during generation".to_string(),
+        };
+        tracing::error!(reason = %failure, "generation failed");
+        let _ = events.send(GenerationEvent::Failed(failure));
+    }
+
+    fn generate(&mut self, job: Job) -> Result<(), LlmError> {
+        let started = Instant::now();
+        let queued_s = started.duration_since(job.submitted).as_secs_f64();
+        if job.cancel.load(Ordering::Relaxed) || job.events.is_closed() {
+            return Ok(());
+        }
+        let prompt_text = match &job.prompt {
+            Prompt::Chat(messages) => self.model.template.render(messages)?,
+            Prompt::Text(text) => text.clone(),
+        };
+        let prompt = self
+            .model
+            .vocab
+            .tokenizer
+            .encode(prompt_text.as_str(), false)
+            .map_err(|e| LlmError::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        if prompt.is_empty() {
+            return Err(LlmError::Generation("the prompt is empty".into()));
+        }
+        let limit = self.model.info.context_length;
+        if prompt.len() >= limit {
+            return Err(LlmError::ContextOverflow {
+                tokens: prompt.len(),
+                limit,
+            });
+        }
+        let params = &job.params;
+        let max_tokens = params.max_tokens.min(limit - prompt.len());
+        let sampling = if params.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            match params.top_p {
+                Some(p) if p > 0.0 && p < 1.0 => Sampling::TopP {
+                    p,
+                    temperature: params.temperature,
+                },
+                _ => Sampling::All {
+                    temperature: params.temperature,
+                },
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
+        let mut output = TextStream::new(&params.stop);
+        let mut generated: Vec<u32> = Vec::new();
+        let mut logits = self.model.forward(&prompt, 0)?;
+        let prompt_done = Instant::now();
+        let mut first_token_at = None;
+        let mut finish = FinishReason::Length;
+        while generated.len() < max_tokens {
+            if job.cancel.load(Ordering::Relaxed) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            let next = self.sample(&mut sampler, &mut logits, &generated, params)?;
+            if first_token_at.is_none() {
+                first_token_at = Some(Instant::now());
+            }
+            if self.model.vocab.is_end_of_turn(next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            generated.push(next);
+            let text = self
+                .model
+                .vocab
+                .tokenizer
+                .decode(&generated, true)
+                .map_err(|e| LlmError::Tokenizer(e.to_string()))?;
+            let (delta, stopped) = output.push(&text);
+            if !delta.is_empty() && job.events.send(GenerationEvent::Text(delta)).is_err() {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if stopped {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if generated.len() >= max_tokens {
+                break;
+            }
+            logits = self
+                .model
+                .forward(&[next], prompt.len() + generated.len() - 1)?;
+        }
+        if finish != FinishReason::Cancelled {
+            let rest = output.finish();
+            if !rest.is_empty() {
+                let _ = job.events.send(GenerationEvent::Text(rest));
+            }
+        }
+        let end = Instant::now();
+        let prompt_s = prompt_done.duration_since(started).as_secs_f64();
+        let decode_s = end
+            .duration_since(first_token_at.unwrap_or(prompt_done))
+            .as_secs_f64();
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            generated_tokens: generated.len(),
+            time_to_first_token_s: first_token_at
+                .unwrap_or(end)
+                .duration_since(started)
+                .as_secs_f64(),
+            prompt_tok_s: rate(prompt.len(), prompt_s),
+            // The first token comes from the prompt pass; the rest are decode steps.
+            decode_tok_s: rate(generated.len().saturating_sub(1), decode_s),
+            total_s: end.duration_since(started).as_secs_f64(),
+            queued_s,
+            finish_reason: finish,
+        };
+        tracing::debug!(?stats, "generation finished");
+        let _ = job.events.send(GenerationEvent::Done(stats));
+        Ok(())
+    }
+
+    fn sample(
+        &self,
+        sampler: &mut LogitsProcessor,
+        logits: &mut [f32],
+        generated: &[u32],
+        params: &GenerationParams,
+    ) -> Result<u32, LlmError> {
+        if params.repeat_penalty != 1.0 && !generated.is_empty() {
+            let start = generated.len().saturating_sub(params.repeat_last_n);
+            apply_repeat_penalty(logits, params.repeat_penalty, &generated[start..]);
+        }
+        let tensor = Tensor::new(&*logits, &Device::Cpu)?;
+        Ok(sampler.sample(&tensor)?)
+    }
+}
+
+fn rate(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The CTRL-paper penalty llama.cpp and candle use: positive logits divided, negative
+/// multiplied, once per distinct token.
+fn apply_repeat_penalty(logits: &mut [f32], penalty: f32, context: &[u32]) {
+    let mut seen = std::collections::HashSet::new();
+    for &token in context {
+        if !seen.insert(token) {
+            continue;
+        }
+        if let Some(logit) = logits.get_mut(token as usize) {
+            if *logit >= 0.0 {
+                *logit /= penalty;
+            } else {
+                *logit *= penalty;
+            }
+        }
+    }
+}
+
+/// Turns the growing decoded text into deltas: nothing is emitted while the text ends in a
+/// partial UTF-8 sequence (U+FFFD from a split multi-byte character) or in what may be the
+/// start of a stop string.
+struct TextStream {
+    stop: Vec<String>,
+    emitted: usize,
+    text: String,
+}
+
+impl TextStream {
+    fn new(stop: &[String]) -> Self {
+        Self {
+            stop: stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            emitted: 0,
+            text: String::new(),
+        }
+    }
+
+    /// Takes the whole decoded text so far; returns the new safe delta and whether a stop
+    /// string was reached.
+    fn push(&mut self, text: &str) -> (String, bool) {
+        self.text = text.to_string();
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            let delta = self.take_until(self.text.len());
+            return (delta, true);
+        }
+        if self.text.ends_with('\u{FFFD}') {
+            return (String::new(), false);
+        }
+        let mut safe = self.text.len();
+        for stop in &self.stop {
+            for (i, _) in stop.char_indices().skip(1) {
+                if self.text.ends_with(&stop[..i]) {
+                    safe = safe.min(self.text.len() - i);
+                }
+            }
+        }
+        (self.take_until(safe), false)
+    }
+
+    fn take_until(&mut self, end: usize) -> String {
+        if end <= self.emitted || !self.text.is_char_boundary(end) {
+            return String::new();
+        }
+        let Some(delta) = self.text.get(self.emitted..end) else {
+            return String::new();
+        };
+        let delta = delta.to_string();
+        self.emitted = end;
+        delta
+    }
+
+    /// What was held back, at the end of generation (minus a trailing broken character).
+    fn finish(&mut self) -> String {
+        let end = self.text.trim_end_matches('\u{FFFD}').len();
+        self.take_until(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_stream_emits_only_whole_characters() {
+        let mut s = TextStream::new(&[]);
+        assert_eq!(s.push("caf"), ("caf".into(), false));
+        assert_eq!(s.push("caf\u{FFFD}"), (String::new(), false));
+        assert_eq!(s.push("café"), ("é".into(), false));
+        assert_eq!(s.finish(), "");
+    }
+
+    #[test]
+    fn text_stream_holds_back_possible_stop_strings() {
+        let mut s = TextStream::new(&["\nQuestion:".to_string()]);
+        assert_eq!(s.push("Answer"), ("Answer".into(), false));
+        assert_eq!(s.push("Answer\nQue"), (String::new(), false));
+        // Not a stop after all: released.
+        assert_eq!(s.push("Answer\nQueue"), ("\nQueue".into(), false));
+        assert_eq!(s.push("Answer\nQueue\nQuestion: x"), (String::new(), true));
+        assert_eq!(s.finish(), "");
+    }
+
+    #[test]
+    fn text_stream_finish_releases_held_text() {
+        let mut s = TextStream::new(&["STOP".to_string()]);
+        assert_eq!(s.push("go ST"), ("go ".into(), false));
+        assert_eq!(s.finish(), "ST");
+    }
+
+    #[test]
+    fn repeat_penalty_pushes_logits_down_once_per_token() {
+        let mut logits = vec![2.0, -2.0, 1.0];
+        apply_repeat_penalty(&mut logits, 2.0, &[0, 1, 0]);
+        assert_eq!(logits, vec![1.0, -4.0, 1.0]);
+    }
+}

@@ -1,0 +1,212 @@
+//! Answering: a question in, a grounded answer with citations out. Retrieves passages
+//! ([`crate::retrieval`]), abstains without calling the model when the evidence is weak,
+//! builds the prompt ([`prompt`]), streams the model's answer ([`crate::llm`]) through a
+//! citation filter, and checks the result: phantom markers removed, uncited sentences
+//! attributed ([`citations`]), the model's own refusals recognised.
+
+pub mod citations;
+pub mod prompt;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use lore_index::{Filter, SearchMode};
+use serde::Serialize;
+
+use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator};
+use crate::pipeline::Engine;
+use crate::retrieval::{self, Passage};
+pub use prompt::NOT_FOUND;
+
+/// Below this cosine similarity between the question and its best passage, Lore answers
+/// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.35;
+
+/// How to answer.
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    /// Passages retrieved (fewer may reach the prompt when the context is short).
+    pub k: usize,
+    pub generation: GenerationParams,
+    /// Abstain without the model when the best passage's similarity is below this.
+    pub min_similarity: f32,
+    pub filter: Filter,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        Self {
+            k: 5,
+            generation: GenerationParams::default(),
+            min_similarity: DEFAULT_MIN_SIMILARITY,
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// Why an answer is "not found".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Abstention {
+    /// No passage was similar enough to the question; the model was not called.
+    WeakEvidence,
+    /// The model said the passages do not hold the answer.
+    ModelRefused,
+}
+
+/// A passage as a source of an answer: `n` is its number in the prompt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub n: usize,
+    pub doc: String,
+    pub page: Option<u32>,
+    pub page_end: Option<u32>,
+    pub heading: Option<String>,
+    pub title: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub score: f32,
+    pub similarity: Option<f32>,
+    pub text: String,
+}
+
+impl Source {
+    fn from_passage(n: usize, p: &Passage) -> Self {
+        Self {
+            n,
+            doc: p.doc.clone(),
+            page: p.page,
+            page_end: p.page_end,
+            heading: p.heading.clone(),
+            title: p.title.clone(),
+            char_start: p.char_start,
+            char_end: p.char_end,
+            score: p.score,
+            similarity: p.similarity,
+            text: p.text.clone(),
+        }
+    }
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub question: String,
+    pub answer: String,
+    pub abstained: bool,
+    pub abstention: Option<Abstention>,
+    /// Numbers of the passages the answer cites.
+    pub cited: Vec<usize>,
+    /// The cited passages.
+    pub citations: Vec<Source>,
+    /// Every retrieved passage, best first (those shown to the model are numbered 1..).
+    pub sources: Vec<Source>,
+    pub generation: Option<GenerationStats>,
+    pub retrieval_s: f64,
+}
+
+/// Retrieves, decides, generates and checks. `on_text` receives the answer as it streams
+/// (phantom citation markers already removed).
+pub fn ask(
+    engine: &Engine,
+    generator: &Generator,
+    question: &str,
+    history: &[ChatMessage],
+    options: &AskOptions,
+    mut on_text: impl FnMut(&str),
+) -> Result<Answer> {
+    let question = question.trim();
+    if question.is_empty() {
+        anyhow::bail!("the question is empty");
+    }
+    let started = Instant::now();
+    let retrieved = retrieval::search(
+        engine,
+        question,
+        SearchMode::Hybrid,
+        options.k.max(1),
+        &options.filter,
+    )?;
+    let retrieval_s = started.elapsed().as_secs_f64();
+    let best_similarity = retrieved
+        .iter()
+        .filter_map(|p| p.similarity)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut answer = Answer {
+        question: question.to_string(),
+        answer: NOT_FOUND.to_string(),
+        abstained: true,
+        abstention: Some(Abstention::WeakEvidence),
+        cited: Vec::new(),
+        citations: Vec::new(),
+        sources: Vec::new(),
+        generation: None,
+        retrieval_s,
+    };
+    if retrieved.is_empty() || best_similarity < options.min_similarity {
+        tracing::info!(best_similarity, "weak evidence: abstaining");
+        answer.sources = numbered(&retrieved);
+        on_text(NOT_FOUND);
+        return Ok(answer);
+    }
+    let built = prompt::build(
+        generator,
+        question,
+        history,
+        retrieved.clone(),
+        options.generation.max_tokens,
+    )
+    .context("cannot build the prompt")?;
+    let shown = built.passages.len();
+    let handle = generator
+        .chat(built.messages, options.generation.clone())
+        .context("cannot start generation")?;
+    let mut filter = citations::StreamFilter::new(shown);
+    let (raw, stats) = handle
+        .collect_blocking(|delta| {
+            let out = filter.push(delta);
+            if !out.is_empty() {
+                on_text(&out);
+            }
+        })
+        .context("generation failed")?;
+    let tail = filter.finish();
+    if !tail.is_empty() {
+        on_text(&tail);
+    }
+    // Shown passages first (numbered as in the prompt), then the ones that did not fit.
+    let mut ordered = built.passages.clone();
+    ordered.extend(
+        retrieved
+            .into_iter()
+            .filter(|p| !built.passages.iter().any(|b| b.char_start == p.char_start && b.doc == p.doc)),
+    );
+    answer.sources = numbered(&ordered);
+    answer.generation = Some(stats);
+    let cited = citations::validate(raw.trim(), shown);
+    if citations::is_refusal(&cited.text) {
+        answer.abstention = Some(Abstention::ModelRefused);
+        answer.answer = cited.text;
+        return Ok(answer);
+    }
+    let texts: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
+    let cited = citations::attribute(cited, &texts);
+    answer.abstained = false;
+    answer.abstention = None;
+    answer.citations = cited
+        .cited
+        .iter()
+        .filter_map(|&n| answer.sources.get(n - 1).cloned())
+        .collect();
+    answer.cited = cited.cited;
+    answer.answer = cited.text;
+    Ok(answer)
+}
+
+fn numbered(passages: &[Passage]) -> Vec<Source> {
+    passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Source::from_passage(i + 1, p))
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! Owns the prompt: which retrieved passages go in (duplicates dropped, best first, as many
+//! as fit the model's context with room for the answer) and the instructions around them.
+
+use crate::llm::{ChatMessage, Generator, LlmError};
+use crate::retrieval::Passage;
+
+/// The sentence Lore answers with when the documents do not hold the answer.
+pub const NOT_FOUND: &str = "I couldn't find this in the indexed documents.";
+
+const SYSTEM: &str = "You are Lore, a company's document assistant. Answer the question using only the numbered passages from the company's documents. \
+Cite the passage that supports each statement with its number in square brackets, like [1] or [2]. \
+Quote exact names, commands, options and values as they appear in the passages. \
+If the passages do not contain the answer, reply only: I couldn't find this in the indexed documents. \
+Answer in a few sentences.";
+
+/// A chat ready for the model, and the passages it shows, numbered from 1 in this order.
+#[derive(Debug, Clone)]
+pub struct BuiltPrompt {
+    pub messages: Vec<ChatMessage>,
+    pub passages: Vec<Passage>,
+    /// Tokens the rendered prompt takes.
+    pub prompt_tokens: usize,
+}
+
+/// Drops passages whose text repeats an earlier one (the same chunk ingested twice, or
+/// one passage contained in another).
+pub fn deduplicate(passages: Vec<Passage>) -> Vec<Passage> {
+    let mut kept: Vec<Passage> = Vec::with_capacity(passages.len());
+    for passage in passages {
+        let text = normalise(&passage.text);
+        if text.is_empty() {
+            continue;
+        }
+        if kept.iter().any(|k| {
+            let seen = normalise(&k.text);
+            seen.contains(&text) || text.contains(&seen)
+        }) {
+            continue;
+        }
+        kept.push(passage);
+    }
+    kept
+}
+
+fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+fn source_label(passage: &Passage) -> String {
+    let mut label = passage.title.trim().to_string();
+    if label.is_empty() {
+        label = passage.doc.clone();
+    }
+    if let Some(heading) = passage.heading.as_deref().filter(|h| !h.trim().is_empty()) {
+        label.push_str(" — ");
+        label.push_str(heading.trim());
+    }
+    if let Some(page) = passage.page {
+        label.push_str(&format!(", page {page}"));
+    }
+    label
+}
+
+fn render_user(question: &str, passages: &[Passage]) -> String {
+    let mut out = String::from("Passages:\n\n");
+    for (i, p) in passages.iter().enumerate() {
+        out.push_str(&format!(
+            "[{}] ({})\n{}\n\n",
+            i + 1,
+            source_label(p),
+            p.text.trim()
+        ));
+    }
+    out.push_str(&format!(
+        "Question: {}\nAnswer from the passages above, citing them as [n].",
+        question.trim()
+    ));
+    out
+}
+
+/// The prompt for `question` with as many of `passages` (best first) as fit in the model's
+/// context while leaving `answer_tokens` for the answer. `history` (earlier turns) goes
+/// before the question. Fails only when even the question alone does not fit.
+pub fn build(
+    generator: &Generator,
+    question: &str,
+    history: &[ChatMessage],
+    passages: Vec<Passage>,
+    answer_tokens: usize,
+) -> Result<BuiltPrompt, LlmError> {
+    let budget = generator
+        .info()
+        .context_length
+        .saturating_sub(answer_tokens);
+    let messages_for = |shown: &[Passage]| {
+        let mut messages = vec![ChatMessage::new("system", SYSTEM)];
+        messages.extend(history.iter().cloned());
+        messages.push(ChatMessage::new("user", render_user(question, shown)));
+        messages
+    };
+    let count = |messages: &[ChatMessage]| -> Result<usize, LlmError> {
+        generator.count_tokens(&generator.render_chat(messages)?)
+    };
+    let passages = deduplicate(passages);
+    // Passages are added best first while they fit; a later, shorter one may still fit.
+    let mut shown: Vec<Passage> = Vec::new();
+    let mut tokens = count(&messages_for(&shown))?;
+    if tokens > budget {
+        return Err(LlmError::ContextOverflow {
+            tokens: tokens + answer_tokens,
+            limit: generator.info().context_length,
+        });
+    }
+    for passage in passages {
+        shown.push(passage);
+        let with = count(&messages_for(&shown))?;
+        if with > budget {
+            shown.pop();
+            continue;
+        }
+        tokens = with;
+    }
+    Ok(BuiltPrompt {
+        messages: messages_for(&shown),
+        passages: shown,
+        prompt_tokens: tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(doc: &str, text: &str) -> Passage {
+        Passage {
+            rank: 1,
+            score: 1.0,
+            similarity: None,
+            doc: doc.into(),
+            page: Some(3),
+            page_end: Some(3),
+            heading: Some("Backups".into()),
+            title: "Ops guide".into(),
+            collection: "default".into(),
+            char_start: 0,
+            char_end: text.chars().count() as u64,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn duplicates_and_contained_passages_are_dropped() {
+        let kept = deduplicate(vec![
+            passage("a", "Backups run  nightly at 02:00."),
+            passage("b", "backups run nightly at 02:00."),
+            passage("c", "run nightly"),
+            passage("d", "Restores need a ticket."),
+            passage("e", "   "),
+        ]);
+        let docs: Vec<&str> = kept.iter().map(|p| p.doc.as_str()).collect();
+        assert_eq!(docs, vec!["a", "d"]);
+    }
+
+    #[test]
+    fn user_message_numbers_passages_and_ends_with_the_question() {
+        let text = render_user(
+            "When do backups run?",
+            &[passage("a", "Nightly."), passage("b", "At 2.")],
+        );
+        assert!(text.starts_with("Passages:\n\n[1] (Ops guide — Backups, page 3)\nNightly."));
+        assert!(text.contains("[2] (Ops guide — Backups, page 3)\nAt 2."));
+        assert!(text.contains("Question: When do backups run?"));
+    }
+}
