@@ -7,6 +7,8 @@ use std::collections::HashSet;
 /// Share of a sentence's content words that must occur in a passage for the sentence to be
 /// attributed to it.
 pub const ATTRIBUTION_MIN_OVERLAP: f32 = 0.5;
+/// Sentences with fewer content words are not attributed.
+const MIN_ATTRIBUTED_WORDS: usize = 3;
 
 /// The answer with valid markers only, and the passage numbers it cites (1-based, in order
 /// of first appearance).
@@ -116,7 +118,8 @@ pub fn attribute(cited: Cited, passages: &[&str]) -> Cited {
     let mut numbers = cited.cited;
     for sentence in sentences(&cited.text) {
         let has_marker = !validate(sentence, passages.len()).cited.is_empty();
-        if has_marker || sentence.trim().is_empty() {
+        // Fragments (list items, headings) carry too few words to attribute reliably.
+        if has_marker || content_words(sentence).len() < MIN_ATTRIBUTED_WORDS {
             text.push_str(sentence);
             continue;
         }

@@ -7,11 +7,10 @@ use crate::retrieval::Passage;
 /// The sentence Lore answers with when the documents do not hold the answer.
 pub const NOT_FOUND: &str = "I couldn't find this in the indexed documents.";
 
-const SYSTEM: &str = "You are Lore, a company's document assistant. Answer the question using only the numbered passages from the company's documents. \
-Cite the passage that supports each statement with its number in square brackets, like [1] or [2]. \
-Quote exact names, commands, options and values as they appear in the passages. \
-If the passages do not contain the answer, reply only: I couldn't find this in the indexed documents. \
-Answer in a few sentences.";
+const SYSTEM: &str = "You answer questions about a company's internal documents, using only the information in the context passages. \
+Keep the answer short: one to three sentences, with exact names, commands, options and values from the passages. \
+After each sentence, cite the passage it came from as [1], [2], etc. \
+If the context does not answer the question, say exactly: I couldn't find this in the indexed documents.";
 
 /// A chat ready for the model, and the passages it shows, numbered from 1 in this order.
 #[derive(Debug, Clone)]
@@ -65,19 +64,16 @@ fn source_label(passage: &Passage) -> String {
 }
 
 fn render_user(question: &str, passages: &[Passage]) -> String {
-    let mut out = String::from("Passages:\n\n");
+    let mut out = String::from("Context:\n\n");
     for (i, p) in passages.iter().enumerate() {
         out.push_str(&format!(
-            "[{}] ({})\n{}\n\n",
+            "[{}] {}:\n{}\n\n",
             i + 1,
             source_label(p),
             p.text.trim()
         ));
     }
-    out.push_str(&format!(
-        "Question: {}\nAnswer from the passages above, citing them as [n].",
-        question.trim()
-    ));
+    out.push_str(&format!("Question: {}", question.trim()));
     out
 }
 
@@ -170,8 +166,8 @@ mod tests {
             "When do backups run?",
             &[passage("a", "Nightly."), passage("b", "At 2.")],
         );
-        assert!(text.starts_with("Passages:\n\n[1] (Ops guide — Backups, page 3)\nNightly."));
-        assert!(text.contains("[2] (Ops guide — Backups, page 3)\nAt 2."));
-        assert!(text.contains("Question: When do backups run?"));
+        assert!(text.starts_with("Context:\n\n[1] Ops guide — Backups, page 3:\nNightly."));
+        assert!(text.contains("[2] Ops guide — Backups, page 3:\nAt 2."));
+        assert!(text.ends_with("Question: When do backups run?"));
     }
 }
