@@ -11,12 +11,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{AskArgs, EvalAnswersArgs};
 use crate::config::Config;
-use crate::llm::{GenerationParams, Generator, LanguageModel};
+use crate::llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
 use crate::pipeline::Engine;
 use crate::rag::{self, Answer, AskOptions, Source};
 
-/// Loads the configured GGUF and starts its generation thread.
+/// The configured generator: the local GGUF on its own thread, or the remote server.
 pub fn load_generator(config: &Config) -> Result<Generator> {
+    match config.generator.as_str() {
+        "local" => {}
+        "openai" => {
+            let base_url = config.openai_url.clone().context(
+                "generator = \"openai\" needs openai_url (--openai-url or LORE_OPENAI_URL)",
+            )?;
+            let remote = RemoteConfig {
+                base_url,
+                model: config.openai_model.clone().unwrap_or_else(|| "default".into()),
+                api_key: config.openai_api_key.clone(),
+                timeout: std::time::Duration::from_secs(600),
+            };
+            return Ok(Generator::remote(remote, config.context_tokens.max(512), 4)?);
+        }
+        other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
+    }
     let path = config.llm_model_path()?;
     let started = Instant::now();
     let mut model = LanguageModel::load(&path)?;

@@ -44,6 +44,16 @@ pub struct GlobalArgs {
     /// under the models dir, or a path to a GGUF file [default: quality]
     #[arg(long, global = true, env = "LORE_LLM_MODEL", value_name = "PROFILE|GGUF")]
     pub llm_model: Option<String>,
+    /// Where answers are generated: local (the GGUF, in-process) or openai (an
+    /// OpenAI-compatible server on your network: llama.cpp, vLLM, Ollama) [default: local]
+    #[arg(long, global = true, env = "LORE_GENERATOR", value_name = "local|openai")]
+    pub generator: Option<String>,
+    /// Base URL of the OpenAI-compatible server, e.g. http://10.0.0.5:8000/v1
+    #[arg(long, global = true, env = "LORE_OPENAI_URL", value_name = "URL")]
+    pub openai_url: Option<String>,
+    /// Model name to request from that server.
+    #[arg(long, global = true, env = "LORE_OPENAI_MODEL", value_name = "NAME")]
+    pub openai_model: Option<String>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -145,7 +155,7 @@ pub struct AskArgs {
     /// Stop the answer at this string (repeatable).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Abstain when no passage reaches this cosine similarity [default: 0.35]
+    /// Abstain when no passage reaches this cosine similarity [default: 0.55]
     #[arg(long, env = "LORE_MIN_SIMILARITY", value_name = "COS")]
     pub min_similarity: Option<f32>,
     /// Context window Lore uses, in tokens (capped by the model's) [default: 4096]
@@ -221,6 +231,10 @@ impl Cli {
             ..Default::default()
         };
         o.llm_model = self.global.llm_model.clone();
+        o.generator = self.global.generator.clone();
+        o.openai_url = self.global.openai_url.clone();
+        o.openai_model = self.global.openai_model.clone();
+        o.openai_api_key = std::env::var("LORE_OPENAI_API_KEY").ok();
         if let Command::Ask(a) = &self.command {
             o.min_similarity = a.min_similarity;
             o.context_tokens = a.context_tokens;

@@ -35,6 +35,14 @@ pub struct Config {
     /// Tokens of context Lore uses (prompt + answer), at most what the model supports:
     /// longer prompts cost time to first token on a CPU.
     pub context_tokens: usize,
+    /// `local` (the GGUF in-process) or `openai` (a chat-completions server on the network).
+    pub generator: String,
+    /// Base URL of the OpenAI-compatible server, e.g. `http://10.0.0.5:8000/v1`.
+    pub openai_url: Option<String>,
+    /// Model name sent to that server.
+    pub openai_model: Option<String>,
+    /// Bearer token for that server, if it wants one.
+    pub openai_api_key: Option<String>,
 }
 
 /// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
@@ -52,6 +60,10 @@ pub struct ConfigLayer {
     pub llm_model: Option<String>,
     pub min_similarity: Option<f32>,
     pub context_tokens: Option<usize>,
+    pub generator: Option<String>,
+    pub openai_url: Option<String>,
+    pub openai_model: Option<String>,
+    pub openai_api_key: Option<String>,
 }
 
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
@@ -100,6 +112,13 @@ impl Config {
                 .or(file.min_similarity)
                 .unwrap_or(crate::rag::DEFAULT_MIN_SIMILARITY),
             context_tokens: o.context_tokens.or(file.context_tokens).unwrap_or(4096),
+            generator: o
+                .generator
+                .or(file.generator)
+                .unwrap_or_else(|| "local".to_string()),
+            openai_url: o.openai_url.or(file.openai_url),
+            openai_model: o.openai_model.or(file.openai_model),
+            openai_api_key: o.openai_api_key.or(file.openai_api_key),
         }
     }
 

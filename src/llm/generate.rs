@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::model::{LanguageModel, ModelInfo};
+use super::remote::RemoteConfig;
 use super::template::ChatMessage;
 use super::LlmError;
 
@@ -134,15 +135,26 @@ impl Drop for GenerationHandle {
     }
 }
 
-/// Handle to the model thread. Cheap to clone; the thread ends when every clone is gone.
+/// Where generation happens: the local model thread, or a remote OpenAI-compatible server.
+#[derive(Clone)]
+enum Backend {
+    Local {
+        jobs: SyncSender<Job>,
+        tokenizer: Box<tokenizers::Tokenizer>,
+        template: Arc<super::template::ChatTemplate>,
+    },
+    Remote(Arc<RemoteConfig>),
+}
+
+/// Handle to the model. Cheap to clone; a local model's thread ends when every clone is
+/// gone.
 #[derive(Clone)]
 pub struct Generator {
-    jobs: SyncSender<Job>,
+    backend: Backend,
+    /// Requests accepted and not finished (local: waiting for the thread; remote: running).
     queued: Arc<AtomicUsize>,
     queue_capacity: usize,
     info: ModelInfo,
-    tokenizer: tokenizers::Tokenizer,
-    template: Arc<super::template::ChatTemplate>,
 }
 
 impl Generator {
@@ -153,7 +165,7 @@ impl Generator {
         let (jobs, receiver) = sync_channel::<Job>(queue_capacity);
         let queued = Arc::new(AtomicUsize::new(0));
         let info = model.info.clone();
-        let tokenizer = model.vocab.tokenizer.clone();
+        let tokenizer = Box::new(model.vocab.tokenizer.clone());
         let template = Arc::clone(&model.template);
         let thread_queued = Arc::clone(&queued);
         std::thread::Builder::new()
@@ -167,12 +179,36 @@ impl Generator {
             })
             .map_err(|e| LlmError::Generation(format!("cannot start the model thread: {e}")))?;
         Ok(Self {
-            jobs,
+            backend: Backend::Local {
+                jobs,
+                tokenizer,
+                template,
+            },
             queued,
             queue_capacity,
             info,
-            tokenizer,
-            template,
+        })
+    }
+
+    /// A generator that streams from a remote OpenAI-compatible server. `context_length`
+    /// is the prompt + answer budget the prompt builder keeps to.
+    pub fn remote(
+        config: RemoteConfig,
+        context_length: usize,
+        max_concurrent: usize,
+    ) -> Result<Self, LlmError> {
+        super::remote::validate(&config)?;
+        let info = ModelInfo {
+            name: config.model.clone(),
+            path: std::path::PathBuf::from(&config.base_url),
+            architecture: "openai".into(),
+            context_length,
+        };
+        Ok(Self {
+            backend: Backend::Remote(Arc::new(config)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            queue_capacity: max_concurrent.max(1),
+            info,
         })
     }
 
@@ -180,23 +216,33 @@ impl Generator {
         &self.info
     }
 
-    /// Requests waiting for the model (not counting the one running).
+    /// Requests accepted and not yet taken by the model (local) or still running (remote).
     pub fn queue_depth(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Number of tokens `text` takes (no special tokens added).
+    /// Number of tokens `text` takes (no special tokens added). A remote model's tokenizer
+    /// is unknown here, so its count is a generous estimate (one token per 3 bytes).
     pub fn count_tokens(&self, text: &str) -> Result<usize, LlmError> {
-        Ok(self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| LlmError::Tokenizer(e.to_string()))?
-            .len())
+        match &self.backend {
+            Backend::Local { tokenizer, .. } => Ok(tokenizer
+                .encode(text, false)
+                .map_err(|e| LlmError::Tokenizer(e.to_string()))?
+                .len()),
+            Backend::Remote(_) => Ok(text.len().div_ceil(3)),
+        }
     }
 
-    /// The prompt the model will see for `messages`.
+    /// The prompt the model will see for `messages` (for a remote model, an approximation
+    /// used only to count tokens).
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
-        self.template.render(messages)
+        match &self.backend {
+            Backend::Local { template, .. } => template.render(messages),
+            Backend::Remote(_) => Ok(messages
+                .iter()
+                .map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content))
+                .collect()),
+        }
     }
 
     /// Queues a chat for generation.
@@ -208,7 +254,8 @@ impl Generator {
         self.submit(Prompt::Chat(messages), params)
     }
 
-    /// Queues raw prompt text (already templated) for generation.
+    /// Queues raw prompt text (already templated) for generation; a remote model gets it
+    /// as one user message.
     pub fn complete(
         &self,
         prompt: String,
@@ -224,28 +271,63 @@ impl Generator {
     ) -> Result<GenerationHandle, LlmError> {
         let (events, receiver) = unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let job = Job {
-            prompt,
-            params,
-            events,
+        let handle = GenerationHandle {
+            events: receiver,
             cancel: Arc::clone(&cancel),
-            submitted: Instant::now(),
         };
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        match self.jobs.try_send(job) {
-            Ok(()) => Ok(GenerationHandle {
-                events: receiver,
-                cancel,
-            }),
-            Err(TrySendError::Full(_)) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                Err(LlmError::Busy {
-                    queued: self.queue_capacity,
-                })
+        match &self.backend {
+            Backend::Local { jobs, .. } => {
+                let job = Job {
+                    prompt,
+                    params,
+                    events,
+                    cancel,
+                    submitted: Instant::now(),
+                };
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                match jobs.try_send(job) {
+                    Ok(()) => Ok(handle),
+                    Err(TrySendError::Full(_)) => {
+                        self.queued.fetch_sub(1, Ordering::Relaxed);
+                        Err(LlmError::Busy {
+                            queued: self.queue_capacity,
+                        })
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        self.queued.fetch_sub(1, Ordering::Relaxed);
+                        Err(LlmError::Stopped)
+                    }
+                }
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                Err(LlmError::Stopped)
+            Backend::Remote(config) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) >= self.queue_capacity {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    return Err(LlmError::Busy {
+                        queued: self.queue_capacity,
+                    });
+                }
+                let messages = match prompt {
+                    Prompt::Chat(messages) => messages,
+                    Prompt::Text(text) => vec![ChatMessage::new("user", text)],
+                };
+                let config = Arc::clone(config);
+                let running = Arc::clone(&self.queued);
+                let spawned = std::thread::Builder::new()
+                    .name("lore-remote".into())
+                    .spawn(move || {
+                        let result =
+                            super::remote::stream_chat(&config, &messages, &params, &events, &cancel);
+                        if let Err(e) = result {
+                            tracing::warn!(error = %e, "remote generation failed");
+                            let _ = events.send(GenerationEvent::Failed(e.to_string()));
+                        }
+                        running.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    return Err(LlmError::Generation(format!("cannot start a thread: {e}")));
+                }
+                Ok(handle)
             }
         }
     }

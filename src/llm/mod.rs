@@ -1,10 +1,11 @@
 //! The on-prem language model runtime: GGUF files loaded with candle's quantized models
 //! ([`model`]), a tokenizer rebuilt from the GGUF metadata ([`tokenizer`]), the chat template
 //! ([`template`]), and a generation thread fed by a bounded queue that streams tokens back to
-//! each caller ([`generate`]).
+//! each caller ([`generate`]), or a remote OpenAI-compatible server ([`remote`]).
 
 pub mod generate;
 pub mod model;
+pub mod remote;
 pub mod template;
 pub mod tokenizer;
 
@@ -15,6 +16,7 @@ pub use generate::{
     Generator,
 };
 pub use model::{LanguageModel, ModelInfo, SUPPORTED_ARCHITECTURES};
+pub use remote::RemoteConfig;
 pub use template::ChatMessage;
 
 /// What can go wrong loading or running a language model.
@@ -42,6 +44,8 @@ pub enum LlmError {
     Busy { queued: usize },
     #[error("generation failed: {0}")]
     Generation(String),
+    #[error("remote model: {0}")]
+    Remote(String),
     #[error("the model thread has stopped")]
     Stopped,
     #[error("inference failed: {0}")]

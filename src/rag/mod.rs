@@ -20,7 +20,7 @@ pub use prompt::NOT_FOUND;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers
 /// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.35;
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.55;
 
 /// How to answer.
 #[derive(Debug, Clone)]
