@@ -25,18 +25,28 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
             )?;
             let remote = RemoteConfig {
                 base_url,
-                model: config.openai_model.clone().unwrap_or_else(|| "default".into()),
+                model: config
+                    .openai_model
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 api_key: config.openai_api_key.clone(),
                 timeout: std::time::Duration::from_secs(600),
             };
-            return Ok(Generator::remote(remote, config.context_tokens.max(512), 4)?);
+            return Ok(Generator::remote(
+                remote,
+                config.context_tokens.max(512),
+                4,
+            )?);
         }
         other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
     }
     let path = config.llm_model_path()?;
     let started = Instant::now();
     let mut model = LanguageModel::load(&path)?;
-    model.info.context_length = model.info.context_length.min(config.context_tokens.max(512));
+    model.info.context_length = model
+        .info
+        .context_length
+        .min(config.context_tokens.max(512));
     tracing::info!(
         model = %model.info.name,
         architecture = %model.info.architecture,
@@ -109,7 +119,9 @@ fn options(config: &Config, args: &AskArgs) -> AskOptions {
 /// `lore ask`.
 pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
     if args.question.trim().is_empty() {
-        anyhow::bail!("the question is empty: ask something, e.g. lore ask \"how do I reset my VPN token?\"");
+        anyhow::bail!(
+            "the question is empty: ask something, e.g. lore ask \"how do I reset my VPN token?\""
+        );
     }
     let engine = Engine::open(config)?;
     let generator = load_generator(config)?;
@@ -224,7 +236,11 @@ pub fn run_eval_answers(config: &Config, args: &EvalAnswersArgs) -> Result<i32> 
         eprintln!(
             "{} {} {:.1}s {}",
             q.id,
-            if answer.abstained { "ABSTAIN" } else { "answer " },
+            if answer.abstained {
+                "ABSTAIN"
+            } else {
+                "answer "
+            },
             answer.generation.as_ref().map_or(0.0, |g| g.total_s),
             crate::retrieval::snippet(&answer.answer, 100)
         );

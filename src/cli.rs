@@ -42,11 +42,21 @@ pub struct GlobalArgs {
     pub embed_model: Option<String>,
     /// Language model: quality (Qwen2.5-Coder-0.5B), tiny (SmolLM2-135M), a directory
     /// under the models dir, or a path to a GGUF file [default: quality]
-    #[arg(long, global = true, env = "LORE_LLM_MODEL", value_name = "PROFILE|GGUF")]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_LLM_MODEL",
+        value_name = "PROFILE|GGUF"
+    )]
     pub llm_model: Option<String>,
     /// Where answers are generated: local (the GGUF, in-process) or openai (an
     /// OpenAI-compatible server on your network: llama.cpp, vLLM, Ollama) [default: local]
-    #[arg(long, global = true, env = "LORE_GENERATOR", value_name = "local|openai")]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_GENERATOR",
+        value_name = "local|openai"
+    )]
     pub generator: Option<String>,
     /// Base URL of the OpenAI-compatible server, e.g. http://10.0.0.5:8000/v1
     #[arg(long, global = true, env = "LORE_OPENAI_URL", value_name = "URL")]

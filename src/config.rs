@@ -154,7 +154,10 @@ impl Config {
         let ggufs: Vec<PathBuf> = std::fs::read_dir(&candidate)
             .with_context(|| format!("cannot list {}", candidate.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+            })
             .collect();
         match ggufs.as_slice() {
             [one] => Ok(one.clone()),

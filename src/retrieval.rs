@@ -238,7 +238,9 @@ pub fn parse_fusion(text: &str) -> std::result::Result<Fusion, String> {
         None if text == "rrf" => Ok(Fusion::Rrf),
         Some(("convex", weight)) => match weight.parse::<f32>() {
             Ok(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { vector_weight: w }),
-            _ => Err(format!("vector weight {weight:?} is not a number in [0, 1]")),
+            _ => Err(format!(
+                "vector weight {weight:?} is not a number in [0, 1]"
+            )),
         },
         _ => Err(format!(
             "unknown fusion {text:?} (expected `rrf` or `convex:W`, e.g. convex:0.7)"

@@ -396,7 +396,10 @@ fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
     let answer = v["answer"].as_str().unwrap_or_default();
     assert!(answer.contains("QX-4471-LM"), "{v:#}");
     assert_eq!(v["abstained"], false, "{v:#}");
-    let cited: Vec<&Value> = v["citations"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let cited: Vec<&Value> = v["citations"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     assert!(
         cited.iter().any(|c| c["doc"] == "zephyr-onboarding.md"
             && c["text"].as_str().is_some_and(|t| t.contains("QX-4471-LM"))),
@@ -416,12 +419,18 @@ fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
     ]);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
     assert_eq!(v["abstained"], true, "{v:#}");
-    assert!(v["citations"].as_array().is_some_and(Vec::is_empty), "{v:#}");
+    assert!(
+        v["citations"].as_array().is_some_and(Vec::is_empty),
+        "{v:#}"
+    );
 
     // Plain output streams the answer, then the sources.
     let out = lore.ok(&["ask", "Where do questions about the Zephyr gateways go?"]);
     assert!(out.contains("NET-OPS"), "{out}");
-    assert!(out.contains("Sources:") && out.contains("zephyr-onboarding.md"), "{out}");
+    assert!(
+        out.contains("Sources:") && out.contains("zephyr-onboarding.md"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -438,11 +447,125 @@ fn ask_rejects_bad_inputs_clearly() {
     let err = lore.fails(&["ask", &long]);
     assert!(err.contains("context"), "{err}");
 
-    let err = lore.fails(&["--llm-model", "/nonexistent/model.gguf", "ask", "what is chrony?"]);
-    assert!(err.contains("/nonexistent/model.gguf") && err.contains("scripts/fetch-models"), "{err}");
+    let err = lore.fails(&[
+        "--llm-model",
+        "/nonexistent/model.gguf",
+        "ask",
+        "what is chrony?",
+    ]);
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.contains("scripts/fetch-models"),
+        "{err}"
+    );
 
     let bad = lore.data_dir().join("broken.gguf");
     std::fs::write(&bad, pseudo_random_bytes(4096)).expect("write");
-    let err = lore.fails(&["--llm-model", &bad.to_string_lossy(), "ask", "what is chrony?"]);
+    let err = lore.fails(&[
+        "--llm-model",
+        &bad.to_string_lossy(),
+        "ask",
+        "what is chrony?",
+    ]);
     assert!(err.contains("not a valid GGUF"), "{err}");
+}
+
+/// llama.cpp's OpenAI-compatible server (llama-cpp-python, installed by scripts/install-deps)
+/// serving `gguf` on a free loopback port; killed on drop.
+struct LlamaServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LlamaServer {
+    fn start(gguf: &std::path::Path) -> LlamaServer {
+        let venv = std::env::var_os("LORE_LLAMA_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                    .join(".cache/lore-llama-venv")
+            });
+        let python = venv.join("bin/python");
+        assert!(
+            python.is_file(),
+            "{} missing: run scripts/install-deps (it builds llama-cpp-python[server])",
+            python.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new(python)
+            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(gguf)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--n_ctx", "4096", "--n_threads", "2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start llama_cpp.server");
+        let server = LlamaServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/v1"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "llama server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        server
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ask_through_a_remote_openai_compatible_server() {
+    let gguf =
+        models_dir().join("qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    assert!(gguf.is_file(), "run scripts/fetch-models all");
+    let server = LlamaServer::start(&gguf);
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ"]);
+    std::fs::write(corpus.path().join("zephyr-onboarding.md"), INVENTED_FACT).expect("write");
+    let lore = Lore::new()
+        .env("LORE_GENERATOR", "openai")
+        .env("LORE_OPENAI_URL", &server.url)
+        .env("LORE_OPENAI_MODEL", "qwen");
+    lore.ingest_json(&[corpus.path()]);
+    let out = lore.ok(&[
+        "ask",
+        "Which product code activates a new Zephyr-9 VPN gateway?",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    assert!(
+        v["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("QX-4471-LM")),
+        "{v:#}"
+    );
+    assert!(
+        v["generation"]["generated_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{v:#}"
+    );
+
+    // A server that is not there is a clear error, not a hang or a panic.
+    drop(server);
+    let err = lore.fails(&[
+        "ask",
+        "Which product code activates a new Zephyr-9 VPN gateway?",
+    ]);
+    assert!(
+        err.contains("remote model") && err.contains("127.0.0.1"),
+        "{err}"
+    );
 }

@@ -124,7 +124,12 @@ fn scaled(value: f32, lo: f32, hi: f32) -> f32 {
 mod tests {
     use super::*;
 
-    fn candidate(id: u64, bm25: Option<(usize, f32)>, vector_rank: Option<usize>, sim: f32) -> Candidate {
+    fn candidate(
+        id: u64,
+        bm25: Option<(usize, f32)>,
+        vector_rank: Option<usize>,
+        sim: f32,
+    ) -> Candidate {
         Candidate {
             chunk_id: id,
             bm25,

@@ -315,8 +315,9 @@ impl Generator {
                 let spawned = std::thread::Builder::new()
                     .name("lore-remote".into())
                     .spawn(move || {
-                        let result =
-                            super::remote::stream_chat(&config, &messages, &params, &events, &cancel);
+                        let result = super::remote::stream_chat(
+                            &config, &messages, &params, &events, &cancel,
+                        );
                         if let Err(e) = result {
                             tracing::warn!(error = %e, "remote generation failed");
                             let _ = events.send(GenerationEvent::Failed(e.to_string()));

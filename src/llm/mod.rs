@@ -12,8 +12,7 @@ pub mod tokenizer;
 use std::path::PathBuf;
 
 pub use generate::{
-    FinishReason, GenerationEvent, GenerationHandle, GenerationParams, GenerationStats,
-    Generator,
+    FinishReason, GenerationEvent, GenerationHandle, GenerationParams, GenerationStats, Generator,
 };
 pub use model::{LanguageModel, ModelInfo, SUPPORTED_ARCHITECTURES};
 pub use remote::RemoteConfig;
@@ -28,10 +27,7 @@ pub enum LlmError {
     )]
     MissingModel { path: PathBuf },
     #[error("{}: unsupported model architecture {architecture:?}; supported: {}", path.display(), SUPPORTED_ARCHITECTURES.join(", "))]
-    UnsupportedArchitecture {
-        path: PathBuf,
-        architecture: String,
-    },
+    UnsupportedArchitecture { path: PathBuf, architecture: String },
     #[error("{}: not a valid GGUF model: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("chat template: {0}")]

@@ -251,12 +251,19 @@ mod tests {
         let path = dir.path().join("neox.gguf");
         let arch = Value::String("gptneox".into());
         let mut file = File::create(&path)?;
-        candle_core::quantized::gguf_file::write(&mut file, &[("general.architecture", &arch)], &[])?;
+        candle_core::quantized::gguf_file::write(
+            &mut file,
+            &[("general.architecture", &arch)],
+            &[],
+        )?;
         drop(file);
         let err = load_err(&path);
         assert!(matches!(err, LlmError::UnsupportedArchitecture { .. }));
         let message = err.to_string();
-        assert!(message.contains("gptneox") && message.contains("qwen2, llama"), "{message}");
+        assert!(
+            message.contains("gptneox") && message.contains("qwen2, llama"),
+            "{message}"
+        );
         Ok(())
     }
 

@@ -69,7 +69,10 @@ pub fn validate(answer: &str, passages: usize) -> Cited {
 /// Lower-cased words of three letters or more that are not stop words.
 fn content_words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
-        .map(|w| w.trim_matches(|c: char| c == '.' || c == '-').to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c: char| c == '.' || c == '-')
+                .to_lowercase()
+        })
         .filter(|w| w.chars().count() >= 3 && !STOP_WORDS.contains(&w.as_str()))
         .collect()
 }
@@ -135,7 +138,7 @@ pub fn attribute(cited: Cited, passages: &[&str]) -> Cited {
                 let body = sentence.trim_end();
                 let trailing = &sentence[body.len()..];
                 let (core, punct) = match body.char_indices().last() {
-                    Some((at, c)) if matches!(c, '.' | '!' | '?') => (&body[..at], &body[at..]),
+                    Some((at, '.' | '!' | '?')) => (&body[..at], &body[at..]),
                     _ => (body, ""),
                 };
                 text.push_str(&format!("{core} [{n}]{punct}{trailing}"));
@@ -250,8 +253,14 @@ mod tests {
 
     #[test]
     fn brackets_that_are_not_citations_stay() {
-        let c = validate("Set [default] in the file; arrays like [] and [a, b] [0].", 2);
-        assert_eq!(c.text, "Set [default] in the file; arrays like [] and [a, b].");
+        let c = validate(
+            "Set [default] in the file; arrays like [] and [a, b] [0].",
+            2,
+        );
+        assert_eq!(
+            c.text,
+            "Set [default] in the file; arrays like [] and [a, b]."
+        );
         assert!(c.cited.is_empty());
         let c = validate("unclosed [1", 2);
         assert_eq!(c.text, "unclosed [1");
@@ -268,7 +277,10 @@ mod tests {
             cited: vec![],
         };
         let c = attribute(answer, &passages);
-        assert_eq!(c.text, "Full backups run nightly at 02:00 on bkp-07 [2]. Ask me anything!");
+        assert_eq!(
+            c.text,
+            "Full backups run nightly at 02:00 on bkp-07 [2]. Ask me anything!"
+        );
         assert_eq!(c.cited, vec![2]);
     }
 
@@ -276,7 +288,15 @@ mod tests {
     fn streamed_markers_are_filtered_across_deltas() {
         let mut f = StreamFilter::new(2);
         let mut shown = String::new();
-        for delta in ["Nightly ", "[", "1", "]. Tickets [", "9", "] and [x] done", "."] {
+        for delta in [
+            "Nightly ",
+            "[",
+            "1",
+            "]. Tickets [",
+            "9",
+            "] and [x] done",
+            ".",
+        ] {
             shown.push_str(&f.push(delta));
         }
         shown.push_str(&f.finish());
@@ -286,9 +306,13 @@ mod tests {
     #[test]
     fn refusals_are_recognised_in_the_first_sentence_only() {
         assert!(is_refusal("I couldn't find this in the indexed documents."));
-        assert!(is_refusal("The passages do not contain information about VPNs."));
+        assert!(is_refusal(
+            "The passages do not contain information about VPNs."
+        ));
         assert!(is_refusal("The documents don\u{2019}t mention it."));
-        assert!(!is_refusal("Backups run nightly [1]. Restores are not mentioned."));
+        assert!(!is_refusal(
+            "Backups run nightly [1]. Restores are not mentioned."
+        ));
     }
 
     #[test]

@@ -176,11 +176,12 @@ pub fn ask(
     }
     // Shown passages first (numbered as in the prompt), then the ones that did not fit.
     let mut ordered = built.passages.clone();
-    ordered.extend(
-        retrieved
-            .into_iter()
-            .filter(|p| !built.passages.iter().any(|b| b.char_start == p.char_start && b.doc == p.doc)),
-    );
+    ordered.extend(retrieved.into_iter().filter(|p| {
+        !built
+            .passages
+            .iter()
+            .any(|b| b.char_start == p.char_start && b.doc == p.doc)
+    }));
     answer.sources = numbered(&ordered);
     answer.generation = Some(stats);
     let cited = citations::validate(raw.trim(), shown);
