@@ -34,6 +34,11 @@ pub struct GenerationParams {
     /// Generation ends before any of these strings; they are not part of the output.
     pub stop: Vec<String>,
     pub seed: u64,
+    /// Tokens that may not start the output: the first token cannot begin with any of
+    /// these strings (leading spaces ignored). Answering uses `["["]` so a small model
+    /// starts with words, not with a bare citation or a copied passage header.
+    #[serde(default)]
+    pub banned_prefixes: Vec<String>,
 }
 
 impl Default for GenerationParams {
@@ -46,6 +51,7 @@ impl Default for GenerationParams {
             repeat_last_n: 64,
             stop: Vec::new(),
             seed: 299_792_458,
+            banned_prefixes: Vec::new(),
         }
     }
 }
@@ -339,6 +345,20 @@ struct Worker {
 }
 
 impl Worker {
+    /// Ids of the vocabulary entries whose text (leading whitespace ignored) starts with
+    /// one of `prefixes`.
+    fn tokens_starting_with(&self, prefixes: &[String]) -> Vec<u32> {
+        let tokenizer = &self.model.vocab.tokenizer;
+        (0..tokenizer.get_vocab_size(true) as u32)
+            .filter(|&id| {
+                tokenizer.decode(&[id], true).is_ok_and(|text| {
+                    let text = text.trim_start();
+                    prefixes.iter().any(|p| !p.is_empty() && text.starts_with(p.as_str()))
+                })
+            })
+            .collect()
+    }
+
     fn run(&mut self, job: Job) {
         let events = job.events.clone();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.generate(job)));
@@ -474,6 +494,13 @@ impl Worker {
         generated: &[u32],
         params: &GenerationParams,
     ) -> Result<u32, LlmError> {
+        if generated.is_empty() && !params.banned_prefixes.is_empty() {
+            for id in self.tokens_starting_with(&params.banned_prefixes) {
+                if let Some(logit) = logits.get_mut(id as usize) {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+        }
         if params.repeat_penalty != 1.0 && !generated.is_empty() {
             let start = generated.len().saturating_sub(params.repeat_last_n);
             apply_repeat_penalty(logits, params.repeat_penalty, &generated[start..]);

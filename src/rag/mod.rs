@@ -158,8 +158,15 @@ pub fn ask(
     )
     .context("cannot build the prompt")?;
     let shown = built.passages.len();
+    let mut params = options.generation.clone();
+    params.banned_prefixes.push("[".into());
+    // A line that starts like a passage header ("[2] Title…") means the model is copying
+    // the context, not answering: stop there.
+    params
+        .stop
+        .extend((1..=shown).map(|n| format!("\n[{n}] ")));
     let handle = generator
-        .chat(built.messages, options.generation.clone())
+        .chat(built.messages, params)
         .context("cannot start generation")?;
     let mut filter = citations::StreamFilter::new(shown);
     let (raw, stats) = handle

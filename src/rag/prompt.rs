@@ -10,7 +10,7 @@ pub const NOT_FOUND: &str = "I couldn't find this in the indexed documents.";
 // No "say you don't know" escape hatch: small models take it even when the answer is in
 // the passages. Abstention is decided from retrieval evidence before the model runs.
 const SYSTEM: &str = "You answer questions about a company's internal documents, using only the information in the context passages. \
-Keep the answer short: one to three sentences, with exact names, commands, options and values from the passages. \
+Answer briefly, in plain sentences, with exact names, commands, options and values from the passages. \
 After each sentence, cite the passage it came from as [1], [2], etc.";
 
 /// A chat ready for the model, and the passages it shows, numbered from 1 in this order.
