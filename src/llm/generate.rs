@@ -353,7 +353,9 @@ impl Worker {
             .filter(|&id| {
                 tokenizer.decode(&[id], true).is_ok_and(|text| {
                     let text = text.trim_start();
-                    prefixes.iter().any(|p| !p.is_empty() && text.starts_with(p.as_str()))
+                    prefixes
+                        .iter()
+                        .any(|p| !p.is_empty() && text.starts_with(p.as_str()))
                 })
             })
             .collect()

@@ -119,6 +119,16 @@ pub fn ask(
     if question.is_empty() {
         anyhow::bail!("the question is empty");
     }
+    // A question that cannot fit the model's context with room for an answer is an error,
+    // whatever retrieval would find.
+    let question_tokens = generator.count_tokens(question)?;
+    let context = generator.info().context_length;
+    if question_tokens + options.generation.max_tokens >= context {
+        anyhow::bail!(
+            "the question is {question_tokens} tokens long: with {} tokens kept for the answer it does not fit the model's context of {context} tokens",
+            options.generation.max_tokens
+        );
+    }
     let started = Instant::now();
     let retrieved = retrieval::search(
         engine,
@@ -160,11 +170,7 @@ pub fn ask(
     let shown = built.passages.len();
     let mut params = options.generation.clone();
     params.banned_prefixes.push("[".into());
-    // A line that starts like a passage header ("[2] Title…") means the model is copying
-    // the context, not answering: stop there.
-    params
-        .stop
-        .extend((1..=shown).map(|n| format!("\n[{n}] ")));
+    params.stop.push(prompt::PASSAGE_HEADER.into());
     let handle = generator
         .chat(built.messages, params)
         .context("cannot start generation")?;

@@ -4,6 +4,10 @@
 use crate::llm::{ChatMessage, Generator, LlmError};
 use crate::retrieval::Passage;
 
+/// What a passage's header starts with; the model writing it means it is copying the
+/// context instead of answering, so generation stops there.
+pub const PASSAGE_HEADER: &str = "Passage [";
+
 /// The sentence Lore answers with when the documents do not hold the answer.
 pub const NOT_FOUND: &str = "I couldn't find this in the indexed documents.";
 
@@ -64,17 +68,20 @@ fn source_label(passage: &Passage) -> String {
     label
 }
 
-fn render_user(question: &str, passages: &[Passage]) -> String {
-    let mut out = String::from("Context:\n\n");
+/// The instructions followed by the numbered passages. The passages go in the system turn
+/// and the user turn holds only the question: small models copy the start of a long user
+/// turn instead of answering it.
+fn render_system(passages: &[Passage]) -> String {
+    let mut out = format!("{SYSTEM}\n\nContext:\n\n");
     for (i, p) in passages.iter().enumerate() {
         out.push_str(&format!(
-            "[{}] {}:\n{}\n\n",
+            "{PASSAGE_HEADER}{}] ({}):\n{}\n\n",
             i + 1,
             source_label(p),
             p.text.trim()
         ));
     }
-    out.push_str(&format!("Question: {}", question.trim()));
+    out.truncate(out.trim_end().len());
     out
 }
 
@@ -93,9 +100,9 @@ pub fn build(
         .context_length
         .saturating_sub(answer_tokens);
     let messages_for = |shown: &[Passage]| {
-        let mut messages = vec![ChatMessage::new("system", SYSTEM)];
+        let mut messages = vec![ChatMessage::new("system", render_system(shown))];
         messages.extend(history.iter().cloned());
-        messages.push(ChatMessage::new("user", render_user(question, shown)));
+        messages.push(ChatMessage::new("user", question.trim()));
         messages
     };
     let count = |messages: &[ChatMessage]| -> Result<usize, LlmError> {
@@ -162,13 +169,10 @@ mod tests {
     }
 
     #[test]
-    fn user_message_numbers_passages_and_ends_with_the_question() {
-        let text = render_user(
-            "When do backups run?",
-            &[passage("a", "Nightly."), passage("b", "At 2.")],
-        );
-        assert!(text.starts_with("Context:\n\n[1] Ops guide — Backups, page 3:\nNightly."));
-        assert!(text.contains("[2] Ops guide — Backups, page 3:\nAt 2."));
-        assert!(text.ends_with("Question: When do backups run?"));
+    fn system_turn_holds_instructions_then_numbered_passages() {
+        let text = render_system(&[passage("a", "Nightly."), passage("b", "At 2.")]);
+        assert!(text.starts_with(SYSTEM));
+        assert!(text.contains("Context:\n\nPassage [1] (Ops guide — Backups, page 3):\nNightly."));
+        assert!(text.ends_with("Passage [2] (Ops guide — Backups, page 3):\nAt 2."));
     }
 }
