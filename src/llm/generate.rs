@@ -634,6 +634,98 @@ mod tests {
         assert_eq!(s.finish(), "ST");
     }
 
+    fn tiny_generator() -> Generator {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf");
+        assert!(path.is_file(), "run `scripts/fetch-models all`");
+        let model = LanguageModel::load(&path).expect("tiny model loads");
+        Generator::spawn(model, 2).expect("spawn")
+    }
+
+    fn ask(generator: &Generator, max_tokens: usize) -> GenerationHandle {
+        let params = GenerationParams {
+            max_tokens,
+            ..GenerationParams::default()
+        };
+        generator
+            .chat(
+                vec![ChatMessage::new(
+                    "user",
+                    "Write a long story about a lighthouse keeper.",
+                )],
+                params,
+            )
+            .expect("queued")
+    }
+
+    #[test]
+    fn greedy_generation_streams_and_is_deterministic() {
+        let generator = tiny_generator();
+        let mut deltas = 0;
+        let (first, stats) = ask(&generator, 24)
+            .collect_blocking(|_| deltas += 1)
+            .expect("generates");
+        assert!(deltas > 1, "text must arrive in pieces");
+        assert_eq!(stats.generated_tokens, 24);
+        assert_eq!(stats.finish_reason, FinishReason::Length);
+        assert!(stats.time_to_first_token_s > 0.0 && stats.decode_tok_s > 0.0);
+        let (second, _) = ask(&generator, 24).collect_blocking(|_| {}).expect("again");
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn cancelling_stops_generation_and_frees_the_model() {
+        let generator = tiny_generator();
+        let mut handle = ask(&generator, 500);
+        // Wait for the first text, then cancel.
+        loop {
+            match handle.events.blocking_recv() {
+                Some(GenerationEvent::Text(_)) => break,
+                Some(other) => panic!("unexpected {other:?}"),
+                None => panic!("channel closed"),
+            }
+        }
+        handle.cancel();
+        let stats = loop {
+            match handle.events.blocking_recv() {
+                Some(GenerationEvent::Done(stats)) => break stats,
+                Some(GenerationEvent::Text(_)) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(stats.finish_reason, FinishReason::Cancelled);
+        assert!(stats.generated_tokens < 500);
+        // A dropped handle cancels too, and the model takes the next request.
+        drop(ask(&generator, 500));
+        let (_, stats) = ask(&generator, 4).collect_blocking(|_| {}).expect("next");
+        assert_eq!(stats.generated_tokens, 4);
+    }
+
+    #[test]
+    fn a_full_queue_is_refused() {
+        let generator = tiny_generator();
+        let running = ask(&generator, 200);
+        let mut queued = Vec::new();
+        let mut refused = None;
+        for _ in 0..4 {
+            match generator.chat(
+                vec![ChatMessage::new("user", "hi")],
+                GenerationParams::default(),
+            ) {
+                Ok(h) => queued.push(h),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(
+            matches!(refused, Some(LlmError::Busy { .. })),
+            "{refused:?}"
+        );
+        drop(running);
+    }
+
     #[test]
     fn repeat_penalty_pushes_logits_down_once_per_token() {
         let mut logits = vec![2.0, -2.0, 1.0];
