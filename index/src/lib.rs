@@ -1,6 +1,6 @@
 //! `lore-index` owns Lore's hybrid index: BM25 over chunk text, title and heading
 //! (tantivy, English stemming) and cosine nearest neighbours over chunk embeddings
-//! (hnsw_rs), sharing chunk ids, fused by reciprocal rank fusion, persisted crash-safely.
+//! (hnsw_rs), sharing chunk ids, fused (convex score mix or RRF), persisted crash-safely.
 //! It knows nothing of parsing, models or HTTP: callers hand it records and vectors.
 //!
 //! A commit is atomic: after a crash the index reopens with the last committed batch
