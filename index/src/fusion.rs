@@ -3,8 +3,6 @@
 //! combination of normalised scores, which keeps how much better one candidate is than the
 //! next (RRF throws that away) and lets the stronger retriever weigh more.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use tantivy::DocAddress;
 
@@ -51,7 +49,7 @@ pub struct Fused {
     pub similarity: f32,
 }
 
-/// Fuses `candidates` and returns the `k` best, best first. Ties are broken by the better
+/// Fuses `candidates` (one entry per chunk, as `Index::hybrid_candidates` gives them) and returns the `k` best, best first. Ties are broken by the better
 /// single rank, then by chunk id, so results are deterministic.
 pub fn fuse(candidates: &[Candidate], fusion: Fusion, k: usize) -> Vec<Fused> {
     let scores: Vec<f32> = match fusion {
@@ -98,9 +96,6 @@ pub fn fuse(candidates: &[Candidate], fusion: Fusion, k: usize) -> Vec<Fused> {
             .then(best_rank(a).cmp(&best_rank(b)))
             .then(a.chunk_id.cmp(&b.chunk_id))
     });
-    // A chunk listed twice (never expected) keeps its best entry.
-    let mut seen: HashMap<u64, ()> = HashMap::with_capacity(fused.len());
-    fused.retain(|f| seen.insert(f.chunk_id, ()).is_none());
     fused.truncate(k);
     fused
 }
