@@ -1,15 +1,14 @@
-//! `lore ask` (a question answered on the terminal, streamed, or as JSON) and the hidden
-//! `lore eval-answers` (every question of an eval JSONL through the same path, written in
-//! the reference scorer's format).
+//! `lore ask`: a question answered on the terminal (streamed) or as JSON, and the choice of
+//! generator (the local GGUF or an OpenAI-compatible server) every answering command uses.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lore_index::Filter;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::cli::{AskArgs, EvalAnswersArgs};
+use crate::cli::AskArgs;
 use crate::config::Config;
 use crate::llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
 use crate::pipeline::Engine;
@@ -113,6 +112,7 @@ fn options(config: &Config, args: &AskArgs) -> AskOptions {
         filter: Filter {
             collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
         },
+        ..AskOptions::default()
     }
 }
 
@@ -185,74 +185,4 @@ pub fn describe(s: &Source) -> String {
         text.push_str(&format!(" — {h}"));
     }
     text
-}
-
-#[derive(Debug, Deserialize)]
-struct EvalQuestion {
-    id: String,
-    question: String,
-}
-
-/// One line of `answers.jsonl`: the scorer's `{id, answer, sources}` plus what Lore knows.
-#[derive(Debug, Serialize)]
-struct EvalLine<'a> {
-    id: &'a str,
-    #[serde(flatten)]
-    answer: AskJson<'a>,
-    retrieval_s: f64,
-}
-
-/// Hidden `lore eval-answers`: answers every question and writes `answers.jsonl`.
-pub fn run_eval_answers(config: &Config, args: &EvalAnswersArgs) -> Result<i32> {
-    let engine = Engine::open(config)?;
-    let generator = load_generator(config)?;
-    let ask_args = AskArgs {
-        question: String::new(),
-        k: args.k,
-        collections: Vec::new(),
-        max_tokens: args.max_tokens,
-        temperature: 0.0,
-        top_p: None,
-        repeat_penalty: 1.1,
-        stop: Vec::new(),
-        min_similarity: None,
-        context_tokens: None,
-        json: true,
-    };
-    let options = options(config, &ask_args);
-    let file = std::fs::File::open(&args.questions)
-        .with_context(|| format!("cannot open {}", args.questions.display()))?;
-    std::fs::create_dir_all(&args.out)?;
-    let path = args.out.join("answers.jsonl");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let q: EvalQuestion = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a question", args.questions.display(), n + 1))?;
-        let answer = rag::ask(&engine, &generator, &q.question, &[], &options, |_| {})?;
-        eprintln!(
-            "{} {} {:.1}s {}",
-            q.id,
-            if answer.abstained {
-                "ABSTAIN"
-            } else {
-                "answer "
-            },
-            answer.generation.as_ref().map_or(0.0, |g| g.total_s),
-            crate::retrieval::snippet(&answer.answer, 100)
-        );
-        let record = EvalLine {
-            id: &q.id,
-            answer: ask_json(&answer),
-            retrieval_s: answer.retrieval_s,
-        };
-        serde_json::to_writer(&mut out, &record)?;
-        writeln!(out)?;
-        out.flush()?;
-    }
-    println!("{}", path.display());
-    Ok(0)
 }

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 ///   lore search "backup retention" --mode bm25 --json
 ///   lore remove handbook/old-vpn.md
 ///   lore status
+///   lore ask "how long are backups kept?"
+///   lore eval questions.jsonl --out eval-out
 #[derive(Debug, Parser)]
 #[command(name = "lore", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
@@ -92,12 +94,20 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Show documents, chunks, index size and models in use.
     Status(StatusArgs),
-    /// Run retrieval over an eval-questions JSONL and write the scorer's JSONL per mode.
-    #[command(hide = true)]
-    EvalRetrieval(EvalRetrievalArgs),
-    /// Answer every question of an eval-questions JSONL; writes answers.jsonl.
-    #[command(hide = true)]
-    EvalAnswers(EvalAnswersArgs),
+    /// Measure retrieval and answer quality on your own questions.
+    ///
+    /// Runs every question of a JSONL file through the real pipeline against the
+    /// current index and reports evidence recall@1/3/5/10, MRR, document recall, answer
+    /// accuracy, abstention accuracy, false-abstention rate, citation precision and
+    /// latency. Writes metrics.json, report.html (opens offline) and the per-question
+    /// outputs-<mode>.jsonl in --out.
+    ///
+    /// Examples:
+    ///   lore eval questions.jsonl                       # hybrid retrieval + answers
+    ///   lore eval questions.jsonl --mode hybrid --mode bm25 --mode vector --retrieval-only
+    ///   lore eval --compare before/metrics.json after/metrics.json
+    #[command(verbatim_doc_comment)]
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -177,21 +187,6 @@ pub struct AskArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct EvalAnswersArgs {
-    /// Questions JSONL (id, question, ...).
-    pub questions: PathBuf,
-    /// Output directory for answers.jsonl.
-    #[arg(long, default_value = "eval-out")]
-    pub out: PathBuf,
-    /// Passages retrieved per question.
-    #[arg(long, default_value_t = 5)]
-    pub k: usize,
-    /// Maximum tokens per answer.
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-}
-
-#[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// Document paths as ingested (see `lore status --documents`), or folder prefixes.
     #[arg(required = true, value_name = "PATH")]
@@ -209,22 +204,37 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct EvalRetrievalArgs {
-    /// Questions JSONL (id, question, ...).
-    pub questions: PathBuf,
-    /// Output directory for retrieval-<mode>.jsonl.
-    #[arg(long, default_value = "eval-out")]
-    pub out: PathBuf,
-    /// Passages kept per question.
-    #[arg(long, default_value_t = 10)]
-    pub k: usize,
-    /// Modes to run (repeatable) [default: hybrid, bm25, vector]
+pub struct EvalArgs {
+    /// Questions JSONL: {"id", "question", "doc", "answer_contains", "evidence", "kind"} per
+    /// line (see README).
+    #[arg(value_name = "QUESTIONS", required_unless_present = "compare")]
+    pub questions: Option<PathBuf>,
+    /// Retrieval mode to measure (repeatable) [default: hybrid]
     #[arg(long = "mode", value_parser = parse_mode)]
     pub modes: Vec<SearchMode>,
-    /// Extra hybrid runs with these fusions, e.g. `rrf` or `convex:0.7` (repeatable); each
-    /// writes retrieval-hybrid-<fusion>.jsonl.
-    #[arg(long = "fusion", value_parser = crate::retrieval::parse_fusion)]
-    pub fusions: Vec<lore_index::Fusion>,
+    /// Passages given to the model per question (recall is measured over the top 10).
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.
+    #[arg(long, default_value = "eval-out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Measure retrieval only: no language model, no answers.
+    #[arg(long)]
+    pub retrieval_only: bool,
+    /// Maximum tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Share of an evidence's words a passage must hold to count as containing it.
+    #[arg(long, default_value_t = crate::eval::score::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Compare two metrics.json files (B − A) instead of running.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["questions", "modes", "retrieval_only"])]
+    pub compare: Vec<PathBuf>,
+    /// Print metrics.json to stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
@@ -268,9 +278,11 @@ pub fn run() -> Result<i32> {
         Command::Ingest(args) => pipeline::run_ingest(&config, &args, quiet),
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
         Command::Ask(args) => crate::ask::run_ask(&config, &args),
-        Command::EvalAnswers(args) => crate::ask::run_eval_answers(&config, &args),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
-        Command::EvalRetrieval(args) => retrieval::run_eval_retrieval(&config, &args).map(|_| 0),
+        Command::Eval(mut args) => {
+            args.quiet = quiet;
+            crate::eval::run_eval(&config, &args)
+        }
     }
 }

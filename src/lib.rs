@@ -7,6 +7,7 @@ pub mod ask;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod eval;
 pub mod llm;
 pub mod logging;
 pub mod pipeline;

@@ -2,13 +2,13 @@
 //! chosen mode (BM25, vector or hybrid fusion), and shapes results for the CLI (text or
 //! JSON) and for the retrieval evaluation.
 
-use crate::cli::{EvalRetrievalArgs, SearchArgs};
+use crate::cli::SearchArgs;
 use crate::config::Config;
 use crate::pipeline::Engine;
 use anyhow::{Context, Result};
-use lore_index::{Filter, Fusion, Hit, SearchMode};
-use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use lore_index::{Filter, Hit, SearchMode};
+use serde::Serialize;
+use std::io::Write;
 
 /// One passage as shown to users and written by `lore search --json`.
 #[derive(Debug, Clone, Serialize)]
@@ -45,16 +45,13 @@ pub fn search(
     k: usize,
     filter: &Filter,
 ) -> Result<Vec<Passage>> {
-    let vector = match mode {
-        SearchMode::Bm25 => None,
-        SearchMode::Vector | SearchMode::Hybrid => {
-            let mut v = engine
-                .embedder
-                .embed(&[query])
-                .context("cannot embed the query")?;
-            v.pop()
-        }
-    };
+    // Embedded in every mode: BM25 hits get their similarity too, which answering uses to
+    // decide whether the evidence is strong enough.
+    let vector = engine
+        .embedder
+        .embed(&[query])
+        .context("cannot embed the query")?
+        .pop();
     let hits = engine
         .index
         .search(mode, query, vector.as_deref(), k, filter)?;
@@ -142,119 +139,6 @@ pub fn snippet(text: &str, max_chars: usize) -> String {
     format!("{cut} …")
 }
 
-#[derive(Debug, Deserialize)]
-struct EvalQuestion {
-    id: String,
-    question: String,
-}
-
-#[derive(Debug, Serialize)]
-struct EvalOutput<'a> {
-    id: &'a str,
-    answer: &'a str,
-    sources: Vec<EvalSource<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct EvalSource<'a> {
-    doc: &'a str,
-    page: Option<u32>,
-    char_start: u64,
-    score: f32,
-    text: &'a str,
-}
-
-/// Hidden `lore eval-retrieval`: writes `retrieval-<mode>.jsonl` in the reference scorer's
-/// format (`{id, answer, sources:[{doc, text}]}`) for each mode; the answer stays empty.
-pub fn run_eval_retrieval(config: &Config, args: &EvalRetrievalArgs) -> Result<()> {
-    let mut engine = Engine::open(config)?;
-    let file = std::fs::File::open(&args.questions)
-        .with_context(|| format!("cannot open {}", args.questions.display()))?;
-    let mut questions = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let q: EvalQuestion = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: not a question object",
-                args.questions.display(),
-                n + 1
-            )
-        })?;
-        questions.push(q);
-    }
-    std::fs::create_dir_all(&args.out)?;
-    let modes = if args.modes.is_empty() {
-        vec![SearchMode::Hybrid, SearchMode::Bm25, SearchMode::Vector]
-    } else {
-        args.modes.clone()
-    };
-    let default_fusion = engine.index.fusion();
-    let mut runs: Vec<(SearchMode, Fusion, String)> = modes
-        .into_iter()
-        .map(|m| (m, default_fusion, m.to_string()))
-        .collect();
-    for fusion in &args.fusions {
-        runs.push((
-            SearchMode::Hybrid,
-            *fusion,
-            format!("hybrid-{}", fusion_label(*fusion)),
-        ));
-    }
-    for (mode, fusion, label) in runs {
-        engine.index.set_fusion(fusion);
-        let path = args.out.join(format!("retrieval-{label}.jsonl"));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        for q in &questions {
-            let results = search(&engine, &q.question, mode, args.k, &Filter::default())?;
-            let line = EvalOutput {
-                id: &q.id,
-                answer: "",
-                sources: results
-                    .iter()
-                    .map(|p| EvalSource {
-                        doc: &p.doc,
-                        page: p.page,
-                        char_start: p.char_start,
-                        score: p.score,
-                        text: &p.text,
-                    })
-                    .collect(),
-            };
-            serde_json::to_writer(&mut out, &line)?;
-            writeln!(out)?;
-        }
-        out.flush()?;
-        println!("{}", path.display());
-    }
-    Ok(())
-}
-
-/// Parses `rrf` or `convex:W` (W = vector weight in [0, 1]).
-pub fn parse_fusion(text: &str) -> std::result::Result<Fusion, String> {
-    match text.split_once(':') {
-        None if text == "rrf" => Ok(Fusion::Rrf),
-        Some(("convex", weight)) => match weight.parse::<f32>() {
-            Ok(w) if (0.0..=1.0).contains(&w) => Ok(Fusion::Convex { vector_weight: w }),
-            _ => Err(format!(
-                "vector weight {weight:?} is not a number in [0, 1]"
-            )),
-        },
-        _ => Err(format!(
-            "unknown fusion {text:?} (expected `rrf` or `convex:W`, e.g. convex:0.7)"
-        )),
-    }
-}
-
-fn fusion_label(fusion: Fusion) -> String {
-    match fusion {
-        Fusion::Rrf => "rrf".into(),
-        Fusion::Convex { vector_weight } => format!("convex{vector_weight}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,18 +148,5 @@ mod tests {
         assert_eq!(snippet("a  b\nc", 10), "a b c");
         let s = snippet("alpha beta gamma delta", 12);
         assert_eq!(s, "alpha beta …");
-    }
-
-    #[test]
-    fn fusions_parse() {
-        assert_eq!(parse_fusion("rrf"), Ok(Fusion::Rrf));
-        assert_eq!(
-            parse_fusion("convex:0.25"),
-            Ok(Fusion::Convex {
-                vector_weight: 0.25
-            })
-        );
-        assert!(parse_fusion("convex:2").is_err());
-        assert!(parse_fusion("max").is_err());
     }
 }

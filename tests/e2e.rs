@@ -569,3 +569,128 @@ fn ask_through_a_remote_openai_compatible_server() {
         "{err}"
     );
 }
+
+/// `lore eval` and the reference scorer (../shared/eval-dev/score.py) must agree on the
+/// same outputs. The dev questions whose documents are small text, Markdown and HTML files
+/// (plus the unanswerable ones) keep the run short; the tiny model answers.
+#[test]
+fn eval_metrics_agree_with_the_reference_scorer() {
+    let dev = repo_root().join("../shared/eval-dev");
+    let all = std::fs::read_to_string(dev.join("questions.jsonl")).expect("dev questions");
+    let small = |doc: &str| {
+        !doc.ends_with(".pdf")
+            && std::fs::metadata(dev.join("corpus").join(doc)).is_ok_and(|m| m.len() < 60_000)
+    };
+    let mut docs: Vec<String> = Vec::new();
+    let mut lines: Vec<&str> = Vec::new();
+    for line in all.lines().filter(|l| !l.trim().is_empty()) {
+        let q: Value = serde_json::from_str(line).expect("question JSON");
+        let wanted: Vec<String> = match &q["doc"] {
+            Value::String(d) => vec![d.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|d| d.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if wanted.iter().all(|d| small(d)) {
+            docs.extend(wanted);
+            lines.push(line);
+        }
+    }
+    docs.sort();
+    docs.dedup();
+    assert!(
+        lines.len() >= 10,
+        "too few small-document questions: {}",
+        lines.len()
+    );
+    let doc_refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let corpus = TempCorpus::from_dev_corpus(&doc_refs);
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    lore.ingest_json(&[corpus.path()]);
+    let questions = lore.data_dir().join("questions.jsonl");
+    std::fs::write(&questions, lines.join("\n") + "\n").expect("write questions");
+    let out = lore.data_dir().join("eval-out");
+    let stdout = lore.ok(&[
+        "eval",
+        questions.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--mode",
+        "hybrid",
+        "--mode",
+        "bm25",
+        "--max-tokens",
+        "48",
+    ]);
+    assert!(
+        stdout.contains("hybrid") && stdout.contains("ev@5"),
+        "{stdout}"
+    );
+    let ours: Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics.json"))
+            .expect("metrics JSON");
+    for mode in ["hybrid", "bm25"] {
+        let reference = out.join(format!("reference-{mode}.json"));
+        let status = std::process::Command::new("python3")
+            .arg(dev.join("score.py"))
+            .arg(out.join(format!("outputs-{mode}.jsonl")))
+            .arg("--questions")
+            .arg(&questions)
+            .args(["--k", "1,3,5,10", "--json"])
+            .arg(&reference)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("python3");
+        assert!(status.success(), "score.py failed");
+        let theirs: Value =
+            serde_json::from_slice(&std::fs::read(&reference).expect("reference")).expect("JSON");
+        let mine = &ours["modes"][mode]["metrics"];
+        let mut compared = 0;
+        for key in [
+            "evidence_recall@1",
+            "evidence_recall@3",
+            "evidence_recall@5",
+            "evidence_recall@10",
+            "doc_recall@1",
+            "doc_recall@5",
+            "doc_recall@10",
+            "answer_accuracy",
+            "abstention_accuracy",
+            "false_abstention_rate",
+            "n_answerable",
+            "n_unanswerable",
+        ] {
+            let (a, b) = (mine[key].as_f64(), theirs[key].as_f64());
+            assert!(a.is_some(), "{mode}: lore eval lacks {key}: {mine:#}");
+            assert!(
+                (a.unwrap_or(f64::NAN) - b.unwrap_or(f64::NAN)).abs() < 1e-9,
+                "{mode} {key}: lore eval {a:?} vs score.py {b:?}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 12);
+    }
+    // The report opens offline: one file, no external asset.
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(html.contains("<mark>"), "evidence is highlighted");
+    assert!(
+        !html.contains("<script") && !html.contains("<link"),
+        "self-contained"
+    );
+    for line in &lines {
+        let q: Value = serde_json::from_str(line).expect("question JSON");
+        let id = q["id"].as_str().unwrap_or_default();
+        assert!(html.contains(id), "report lacks {id}");
+    }
+    // Comparing a run with itself shows every delta as zero.
+    let metrics = out.join("metrics.json");
+    let metrics = metrics.to_str().expect("utf-8 path");
+    let diff = lore.ok(&["eval", "--compare", metrics, metrics]);
+    assert!(diff.contains("hybrid evidence_recall@5"), "{diff}");
+    for line in diff.lines().filter(|l| l.starts_with("hybrid ")) {
+        let delta = line.split_whitespace().last().unwrap_or_default();
+        assert!(delta == "+0.000" || delta == "-", "nonzero delta: {line}");
+    }
+}

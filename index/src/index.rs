@@ -499,7 +499,8 @@ impl Index {
         Ok(())
     }
 
-    /// Runs the search `mode` asks for. `query_vector` is required for vector and hybrid.
+    /// Runs the search `mode` asks for. `query_vector` is required for vector and hybrid;
+    /// given to BM25, it fills the hits' `similarity`.
     pub fn search(
         &self,
         mode: SearchMode,
@@ -513,10 +514,31 @@ impl Index {
                 .ok_or_else(|| Error::InvalidInput(format!("{mode} search needs a query vector")))
         };
         match mode {
-            SearchMode::Bm25 => self.search_bm25(query, k, filter),
+            SearchMode::Bm25 => {
+                let mut hits = self.search_bm25(query, k, filter)?;
+                if let Some(v) = query_vector {
+                    self.fill_similarity(&mut hits, v)?;
+                }
+                Ok(hits)
+            }
             SearchMode::Vector => self.search_vector(need_vector()?, k, filter),
             SearchMode::Hybrid => self.search_hybrid(query, need_vector()?, k, filter),
         }
+    }
+
+    /// Sets each hit's cosine similarity to `query_vector` from its stored vector, so BM25
+    /// results can be judged on the same scale as the other modes.
+    fn fill_similarity(&self, hits: &mut [Hit], query_vector: &[f32]) -> Result<()> {
+        let unit_query = vectors::normalized(query_vector, self.config.dim)?;
+        for hit in hits {
+            let Some(entry) = self.snapshot.chunks.get(&hit.chunk_id) else {
+                continue;
+            };
+            let doc: TantivyDocument = self.snapshot.searcher.doc(entry.address)?;
+            let stored = text::vector_from_tantivy(&self.fields, &doc)?;
+            hit.similarity = Some(vectors::dot(&unit_query, &stored));
+        }
+        Ok(())
     }
 
     /// Keyword search (BM25 over text, title ×1.5 and heading ×1.5). Any query string is

@@ -164,7 +164,7 @@ pub struct Hit {
     pub chunk: ChunkRecord,
     pub bm25_rank: Option<usize>,
     pub vector_rank: Option<usize>,
-    /// Cosine similarity between the query and the chunk, in vector and hybrid mode: an
+    /// Cosine similarity between the query and the chunk (every mode given a query vector): an
     /// absolute measure of how well the best passages match (used to decide to abstain).
     pub similarity: Option<f32>,
 }

@@ -31,6 +31,8 @@ pub struct AskOptions {
     /// Abstain without the model when the best passage's similarity is below this.
     pub min_similarity: f32,
     pub filter: Filter,
+    /// Retrieval mode (hybrid unless comparing modes in an evaluation).
+    pub mode: SearchMode,
 }
 
 impl Default for AskOptions {
@@ -40,6 +42,7 @@ impl Default for AskOptions {
             generation: GenerationParams::default(),
             min_similarity: DEFAULT_MIN_SIMILARITY,
             filter: Filter::default(),
+            mode: SearchMode::Hybrid,
         }
     }
 }
@@ -113,8 +116,25 @@ pub fn ask(
     question: &str,
     history: &[ChatMessage],
     options: &AskOptions,
-    mut on_text: impl FnMut(&str),
+    on_text: impl FnMut(&str),
 ) -> Result<Answer> {
+    let started = Instant::now();
+    let retrieved = retrieval::search(
+        engine,
+        question.trim(),
+        options.mode,
+        options.k.max(1),
+        &options.filter,
+    )?;
+    let retrieval_s = started.elapsed().as_secs_f64();
+    let mut answer = answer_from(generator, question, history, retrieved, options, on_text)?;
+    answer.retrieval_s = retrieval_s;
+    Ok(answer)
+}
+
+/// Rejects an empty question, or one that cannot fit the model's context with room for
+/// an answer, whatever retrieval would find.
+fn check_question(generator: &Generator, question: &str, options: &AskOptions) -> Result<()> {
     let question = question.trim();
     if question.is_empty() {
         anyhow::bail!("the question is empty");
@@ -129,15 +149,21 @@ pub fn ask(
             options.generation.max_tokens
         );
     }
-    let started = Instant::now();
-    let retrieved = retrieval::search(
-        engine,
-        question,
-        SearchMode::Hybrid,
-        options.k.max(1),
-        &options.filter,
-    )?;
-    let retrieval_s = started.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Answers `question` from passages already retrieved (best first): abstains when the
+/// evidence is weak, otherwise prompts the model and checks its answer.
+pub fn answer_from(
+    generator: &Generator,
+    question: &str,
+    history: &[ChatMessage],
+    retrieved: Vec<Passage>,
+    options: &AskOptions,
+    mut on_text: impl FnMut(&str),
+) -> Result<Answer> {
+    check_question(generator, question, options)?;
+    let question = question.trim();
     let best_similarity = retrieved
         .iter()
         .filter_map(|p| p.similarity)
@@ -151,7 +177,7 @@ pub fn ask(
         citations: Vec::new(),
         sources: Vec::new(),
         generation: None,
-        retrieval_s,
+        retrieval_s: 0.0,
     };
     if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");

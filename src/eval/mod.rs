@@ -1,0 +1,531 @@
+//! `lore eval`: runs a question set through the real pipeline (retrieval in each mode
+//! asked for, then the answering path of `lore ask`) against the current index, and
+//! reports retrieval and answer quality with latency. Writes, in the output folder:
+//! `outputs-<mode>.jsonl` (the reference scorer's input format, plus answer details),
+//! `metrics.json`, and `report.html` (self-contained, opens offline). `--compare` diffs two
+//! `metrics.json` files.
+
+mod report;
+pub mod score;
+
+use crate::ask::load_generator;
+use crate::cli::EvalArgs;
+use crate::config::Config;
+use crate::pipeline::Engine;
+use crate::rag::{self, AskOptions};
+use crate::retrieval::{self, Passage};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use lore_index::{Filter, SearchMode};
+use score::{Metrics, Question, Verdict};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Instant;
+
+/// Passages kept per question for recall, whatever `k` the answer uses: recall@10 needs 10.
+const RECALL_DEPTH: usize = 10;
+
+/// One question's outcome, as written to `outputs-<mode>.jsonl`. `id`, `answer` and
+/// `sources` (`doc`, `text`, best first) are what the reference scorer reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputLine {
+    pub id: String,
+    pub question: String,
+    pub answer: String,
+    pub abstained: bool,
+    /// Passage numbers (into `sources`, from 1) the answer cites.
+    pub cited: Vec<usize>,
+    pub sources: Vec<OutputSource>,
+    /// Seconds from the question to the first answer text (retrieval included).
+    pub ttft_s: Option<f64>,
+    pub total_s: f64,
+    pub retrieval_s: f64,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputSource {
+    pub doc: String,
+    pub page: Option<u32>,
+    pub heading: Option<String>,
+    pub score: f32,
+    pub text: String,
+}
+
+/// Latency percentiles over a run's questions, in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub retrieval_p50_s: Option<f64>,
+    pub retrieval_p95_s: Option<f64>,
+    pub ttft_p50_s: Option<f64>,
+    pub ttft_p95_s: Option<f64>,
+    pub total_p50_s: Option<f64>,
+    pub total_p95_s: Option<f64>,
+}
+
+/// Everything measured for one retrieval mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModeReport {
+    pub metrics: Metrics,
+    pub latency: Latency,
+}
+
+/// The `metrics.json` of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub questions: String,
+    pub k: usize,
+    pub threshold: f64,
+    pub answers: bool,
+    pub llm_model: Option<String>,
+    pub embed_model: String,
+    pub modes: BTreeMap<String, ModeReport>,
+}
+
+/// `lore eval`. Returns the exit code.
+pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
+    if !args.compare.is_empty() {
+        return compare(&args.compare[0], &args.compare[1]);
+    }
+    let Some(questions_path) = args.questions.as_deref() else {
+        anyhow::bail!("give a questions file (JSONL), or --compare A.json B.json");
+    };
+    let questions = load_questions(questions_path)?;
+    let k = args.k.max(1);
+    let modes = if args.modes.is_empty() {
+        vec![SearchMode::Hybrid]
+    } else {
+        let mut seen = HashSet::new();
+        args.modes
+            .iter()
+            .copied()
+            .filter(|m| seen.insert(*m))
+            .collect()
+    };
+    let engine = Engine::open(config)?;
+    let generator = if args.retrieval_only {
+        None
+    } else {
+        Some(load_generator(config)?)
+    };
+    let mut cutoffs: Vec<usize> = score::RECALL_CUTOFFS.to_vec();
+    if !cutoffs.contains(&k) && k <= RECALL_DEPTH {
+        cutoffs.push(k);
+        cutoffs.sort_unstable();
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut report = RunReport {
+        questions: questions_path.display().to_string(),
+        k,
+        threshold: args.threshold,
+        answers: generator.is_some(),
+        llm_model: generator.as_ref().map(|_| config.llm_model.clone()),
+        embed_model: config.embed_model.clone(),
+        modes: BTreeMap::new(),
+    };
+    let mut all_lines = BTreeMap::new();
+    for mode in modes {
+        let options = AskOptions {
+            k,
+            mode,
+            min_similarity: config.min_similarity,
+            generation: crate::llm::GenerationParams {
+                max_tokens: args.max_tokens,
+                ..Default::default()
+            },
+            filter: Filter::default(),
+        };
+        let lines = run_mode(&engine, generator.as_ref(), &questions, &options, args)?;
+        let path = args.out.join(format!("outputs-{mode}.jsonl"));
+        write_jsonl(&path, &lines)?;
+        let verdicts: Vec<Verdict> = lines.iter().map(|l| l.verdict.clone()).collect();
+        let mode_report = ModeReport {
+            metrics: score::aggregate(&verdicts, &cutoffs, generator.is_some()),
+            latency: latency(&lines),
+        };
+        report.modes.insert(mode.to_string(), mode_report);
+        all_lines.insert(mode.to_string(), lines);
+    }
+    let metrics_path = args.out.join("metrics.json");
+    std::fs::write(&metrics_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    let html_path = args.out.join("report.html");
+    let html = report::render(&report, &questions, &all_lines, &cutoffs)?;
+    std::fs::write(&html_path, html)
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report, &cutoffs);
+        println!(
+            "\nwrote {}, {} and outputs-<mode>.jsonl in {}",
+            metrics_path.display(),
+            html_path.display(),
+            args.out.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Reads a questions JSONL; every line must parse, ids must be unique, and answerable
+/// questions need their document(s) and evidence (or recall cannot be measured).
+pub fn load_questions(path: &Path) -> Result<Vec<Question>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut questions: Vec<Question> = Vec::new();
+    let mut ids = HashSet::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let q: Question = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "{}: not a question object ({{\"id\", \"question\", \"doc\", \"answer_contains\", \"evidence\", \"kind\"}})",
+                at()
+            )
+        })?;
+        if q.question.trim().is_empty() {
+            anyhow::bail!("{}: question {:?} is empty", at(), q.id);
+        }
+        if !ids.insert(q.id.clone()) {
+            anyhow::bail!("{}: id {:?} appears twice", at(), q.id);
+        }
+        if q.answerable() && (q.doc.items().is_empty() || q.evidence.items().is_empty()) {
+            anyhow::bail!(
+                "{}: question {:?} is answerable (kind {:?}) but gives no \"doc\" or no \"evidence\"; mark it \"kind\": \"unanswerable\" or add them",
+                at(),
+                q.id,
+                q.kind
+            );
+        }
+        questions.push(q);
+    }
+    if questions.is_empty() {
+        anyhow::bail!("{} holds no questions", path.display());
+    }
+    Ok(questions)
+}
+
+fn run_mode(
+    engine: &Engine,
+    generator: Option<&crate::llm::Generator>,
+    questions: &[Question],
+    options: &AskOptions,
+    args: &EvalArgs,
+) -> Result<Vec<OutputLine>> {
+    let bar = if args.json || args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(questions.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>7} [{bar:30}] {pos}/{len} questions  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(options.mode.to_string());
+    let mut lines = Vec::with_capacity(questions.len());
+    for q in questions {
+        bar.set_message(q.id.clone());
+        let started = Instant::now();
+        let retrieved = retrieval::search(
+            engine,
+            &q.question,
+            options.mode,
+            RECALL_DEPTH.max(options.k),
+            &options.filter,
+        )
+        .with_context(|| format!("question {}: retrieval failed", q.id))?;
+        let retrieval_s = started.elapsed().as_secs_f64();
+        let mut line = OutputLine {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            answer: String::new(),
+            abstained: false,
+            cited: Vec::new(),
+            sources: retrieved.iter().map(output_source).collect(),
+            ttft_s: None,
+            total_s: retrieval_s,
+            retrieval_s,
+            verdict: score::score(q, &score::Output::default(), args.threshold),
+        };
+        if let Some(generator) = generator {
+            let shown: Vec<Passage> = retrieved.iter().take(options.k).cloned().collect();
+            let mut first_text: Option<f64> = None;
+            let answer = rag::answer_from(generator, &q.question, &[], shown, options, |_| {
+                first_text.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            })
+            .with_context(|| format!("question {}: answering failed", q.id))?;
+            line.answer = answer.answer;
+            line.abstained = answer.abstained;
+            line.ttft_s = first_text;
+            line.total_s = started.elapsed().as_secs_f64();
+            // The answer's numbers refer to the passages it was shown, in prompt order;
+            // map them to positions in `sources` (retrieval order).
+            line.cited = answer
+                .citations
+                .iter()
+                .filter_map(|c| {
+                    retrieved
+                        .iter()
+                        .position(|p| p.doc == c.doc && p.char_start == c.char_start)
+                        .map(|i| i + 1)
+                })
+                .collect();
+        }
+        let cited: Vec<&str> = line
+            .cited
+            .iter()
+            .filter_map(|&n| line.sources.get(n - 1).map(|s| s.text.as_str()))
+            .collect();
+        let output = score::Output {
+            answer: &line.answer,
+            sources: line
+                .sources
+                .iter()
+                .map(|s| (s.doc.as_str(), s.text.as_str()))
+                .collect(),
+            cited,
+        };
+        line.verdict = score::score(q, &output, args.threshold);
+        lines.push(line);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(lines)
+}
+
+fn output_source(p: &Passage) -> OutputSource {
+    OutputSource {
+        doc: p.doc.clone(),
+        page: p.page,
+        heading: p.heading.clone(),
+        score: p.score,
+        text: p.text.clone(),
+    }
+}
+
+fn write_jsonl(path: &Path, lines: &[OutputLine]) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for line in lines {
+        serde_json::to_writer(&mut out, line)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The `p`-th percentile (nearest rank) of `values`.
+fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+fn latency(lines: &[OutputLine]) -> Latency {
+    let retrieval: Vec<f64> = lines.iter().map(|l| l.retrieval_s).collect();
+    let ttft: Vec<f64> = lines.iter().filter_map(|l| l.ttft_s).collect();
+    let total: Vec<f64> = lines.iter().map(|l| l.total_s).collect();
+    let answered = !ttft.is_empty();
+    Latency {
+        retrieval_p50_s: percentile(&retrieval, 50.0),
+        retrieval_p95_s: percentile(&retrieval, 95.0),
+        ttft_p50_s: percentile(&ttft, 50.0),
+        ttft_p95_s: percentile(&ttft, 95.0),
+        total_p50_s: answered.then(|| percentile(&total, 50.0)).flatten(),
+        total_p95_s: answered.then(|| percentile(&total, 95.0)).flatten(),
+    }
+}
+
+fn fmt_share(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+}
+
+fn fmt_secs(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.2}s"))
+}
+
+/// The terminal summary: one row per mode.
+fn print_table(report: &RunReport, cutoffs: &[usize]) {
+    let mut header = format!("{:<8}", "mode");
+    for k in cutoffs {
+        header.push_str(&format!(" {:>7}", format!("ev@{k}")));
+    }
+    header.push_str(&format!(" {:>6} {:>7}", "MRR", format!("doc@{}", report.k)));
+    if report.answers {
+        header.push_str(&format!(
+            " {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+            "answer", "abstain", "false-a", "cit-p", "ttft50", "ttft95", "total95"
+        ));
+    }
+    println!("{header}");
+    for (mode, r) in &report.modes {
+        let m = &r.metrics;
+        let mut row = format!("{mode:<8}");
+        for k in cutoffs {
+            row.push_str(&format!(
+                " {:>7}",
+                fmt_share(
+                    m.recall
+                        .get(&format!("evidence_recall@{k}"))
+                        .copied()
+                        .flatten()
+                )
+            ));
+        }
+        row.push_str(&format!(
+            " {:>6} {:>7}",
+            fmt_share(m.mrr),
+            fmt_share(
+                m.recall
+                    .get(&format!("doc_recall@{}", report.k))
+                    .copied()
+                    .flatten()
+            )
+        ));
+        if report.answers {
+            row.push_str(&format!(
+                " {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                fmt_share(m.answer_accuracy),
+                fmt_share(m.abstention_accuracy),
+                fmt_share(m.false_abstention_rate),
+                fmt_share(m.citation_precision),
+                fmt_secs(r.latency.ttft_p50_s),
+                fmt_secs(r.latency.ttft_p95_s),
+                fmt_secs(r.latency.total_p95_s),
+            ));
+        }
+        println!("{row}");
+    }
+    println!(
+        "\n{} questions ({} answerable, {} unanswerable); k = {}; evidence threshold {}",
+        report
+            .modes
+            .values()
+            .next()
+            .map_or(0, |r| r.metrics.n_questions),
+        report
+            .modes
+            .values()
+            .next()
+            .map_or(0, |r| r.metrics.n_answerable),
+        report
+            .modes
+            .values()
+            .next()
+            .map_or(0, |r| r.metrics.n_unanswerable),
+        report.k,
+        report.threshold
+    );
+}
+
+/// Every numeric leaf of a JSON value, keyed by its path (`hybrid.metrics.mrr`).
+fn numeric_leaves(value: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, f64>) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.insert(prefix.to_string(), x);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                numeric_leaves(v, &path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn read_report(path: &Path) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    if value.get("modes").is_none() {
+        anyhow::bail!(
+            "{} is not a metrics.json written by `lore eval` (no \"modes\")",
+            path.display()
+        );
+    }
+    Ok(value)
+}
+
+/// `lore eval --compare A B`: every metric of either run, with B − A.
+fn compare(a_path: &Path, b_path: &Path) -> Result<i32> {
+    let (a, b) = (read_report(a_path)?, read_report(b_path)?);
+    let (mut a_leaves, mut b_leaves) = (BTreeMap::new(), BTreeMap::new());
+    numeric_leaves(&a["modes"], "", &mut a_leaves);
+    numeric_leaves(&b["modes"], "", &mut b_leaves);
+    let keys: std::collections::BTreeSet<&String> =
+        a_leaves.keys().chain(b_leaves.keys()).collect();
+    println!("A = {}\nB = {}\n", a_path.display(), b_path.display());
+    println!("{:<44} {:>9} {:>9} {:>9}", "metric", "A", "B", "B - A");
+    let show = |x: Option<&f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    for key in keys {
+        let (x, y) = (a_leaves.get(key), b_leaves.get(key));
+        let delta = match (x, y) {
+            (Some(x), Some(y)) => format!("{:+.3}", y - x),
+            _ => "-".to_string(),
+        };
+        let name = key.replace(".metrics.", " ").replace(".latency.", " ");
+        println!("{name:<44} {:>9} {:>9} {delta:>9}", show(x), show(y));
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v = [3.0, 1.0, 2.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), Some(2.0));
+        assert_eq!(percentile(&v, 95.0), Some(4.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn questions_file_errors_name_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.jsonl");
+        std::fs::write(
+            &path,
+            "{\"id\": \"a\", \"question\": \"Why?\", \"kind\": \"unanswerable\"}\n\nnot json\n",
+        )
+        .expect("write");
+        let err = format!("{:#}", load_questions(&path).expect_err("bad line"));
+        assert!(err.contains("q.jsonl:3"), "{err}");
+        std::fs::write(
+            &path,
+            "{\"id\": \"a\", \"question\": \"Why?\", \"kind\": \"txt\", \"doc\": \"a.txt\"}\n",
+        )
+        .expect("write");
+        let err = format!("{:#}", load_questions(&path).expect_err("no evidence"));
+        assert!(err.contains("no \"evidence\""), "{err}");
+    }
+
+    #[test]
+    fn numeric_leaves_flatten_nested_metrics() {
+        let v: serde_json::Value = serde_json::json!({"hybrid": {"metrics": {"mrr": 0.5, "x": null}, "latency": {"ttft_p50_s": 2.0}}});
+        let mut out = BTreeMap::new();
+        numeric_leaves(&v, "", &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out["hybrid.metrics.mrr"], 0.5);
+    }
+}
