@@ -2,6 +2,7 @@
 //! generator (the local GGUF or an OpenAI-compatible server) every answering command uses.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -128,13 +129,30 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
     let options = options(config, args);
     let mut out = std::io::stdout().lock();
     let answer = if args.json {
-        rag::ask(&engine, &generator, &args.question, &[], &options, |_| {})?
+        rag::ask(
+            &engine.embedder,
+            &engine.index,
+            &generator,
+            &args.question,
+            &[],
+            &options,
+            |_| ControlFlow::Continue(()),
+        )?
     } else {
-        let answer = rag::ask(&engine, &generator, &args.question, &[], &options, |text| {
-            // Streaming to a closed pipe is not an error worth stopping for.
-            let _ = write!(out, "{text}");
-            let _ = out.flush();
-        })?;
+        let answer = rag::ask(
+            &engine.embedder,
+            &engine.index,
+            &generator,
+            &args.question,
+            &[],
+            &options,
+            |text| {
+                // Streaming to a closed pipe is not an error worth stopping for.
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+                ControlFlow::Continue(())
+            },
+        )?;
         writeln!(out)?;
         answer
     };

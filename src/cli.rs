@@ -90,6 +90,13 @@ pub enum Command {
     /// asking the model.
     #[command(verbatim_doc_comment)]
     Ask(AskArgs),
+    /// Serve the web portal and the HTTP API.
+    ///
+    /// Examples:
+    ///   lore serve                          # http://127.0.0.1:8080/
+    ///   lore serve --bind 0.0.0.0:8080      # reachable from the network (e.g. in Docker)
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
     /// Remove documents (by path as ingested, or a folder prefix) from the index.
     Remove(RemoveArgs),
     /// Show documents, chunks, index size and models in use.
@@ -187,6 +194,17 @@ pub struct AskArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "LORE_BIND", value_name = "ADDR:PORT")]
+    pub bind: Option<String>,
+    /// Answers admitted at once (one runs, the rest wait); more get 429 Retry-After
+    /// [default: 4]
+    #[arg(long, env = "LORE_ANSWER_QUEUE", value_name = "N")]
+    pub answer_queue: Option<usize>,
+}
+
+#[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// Document paths as ingested (see `lore status --documents`), or folder prefixes.
     #[arg(required = true, value_name = "PATH")]
@@ -259,6 +277,10 @@ impl Cli {
             o.min_similarity = a.min_similarity;
             o.context_tokens = a.context_tokens;
         }
+        if let Command::Serve(a) = &self.command {
+            o.bind = a.bind.clone();
+            o.answer_queue = a.answer_queue;
+        }
         if let Command::Ingest(a) = &self.command {
             o.collection = a.collection.clone();
             o.max_file_mb = a.max_file_mb;
@@ -278,6 +300,7 @@ pub fn run() -> Result<i32> {
         Command::Ingest(args) => pipeline::run_ingest(&config, &args, quiet),
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
         Command::Ask(args) => crate::ask::run_ask(&config, &args),
+        Command::Serve(_) => crate::serve::run_serve(&config),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
         Command::Eval(mut args) => {

@@ -43,6 +43,10 @@ pub struct Config {
     pub openai_model: Option<String>,
     /// Bearer token for that server, if it wants one.
     pub openai_api_key: Option<String>,
+    /// Address `lore serve` listens on (loopback unless told otherwise).
+    pub bind: String,
+    /// Answers `lore serve` admits at once (running + waiting); more get 429.
+    pub answer_queue: usize,
 }
 
 /// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
@@ -64,6 +68,8 @@ pub struct ConfigLayer {
     pub openai_url: Option<String>,
     pub openai_model: Option<String>,
     pub openai_api_key: Option<String>,
+    pub bind: Option<String>,
+    pub answer_queue: Option<usize>,
 }
 
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
@@ -119,6 +125,11 @@ impl Config {
             openai_url: o.openai_url.or(file.openai_url),
             openai_model: o.openai_model.or(file.openai_model),
             openai_api_key: o.openai_api_key.or(file.openai_api_key),
+            bind: o
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+            answer_queue: o.answer_queue.or(file.answer_queue).unwrap_or(4).max(1),
         }
     }
 

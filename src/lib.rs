@@ -13,4 +13,5 @@ pub mod logging;
 pub mod pipeline;
 pub mod rag;
 pub mod retrieval;
+pub mod serve;
 pub mod status;

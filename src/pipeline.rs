@@ -51,6 +51,45 @@ pub fn load_embedder(config: &Config) -> Result<Embedder> {
         .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
 }
 
+/// What ingestion needs from an index: look up a document's stored record (for change
+/// detection) and commit a batch. The CLI owns its [`Index`]; the server shares one behind a
+/// lock and takes it only for these short calls, never while parsing or embedding.
+pub trait IndexAccess {
+    fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>>;
+    fn commit(&mut self, batch: Batch) -> Result<()>;
+}
+
+impl IndexAccess for Index {
+    fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
+        Ok(Index::document(self, doc_id)?)
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<()> {
+        Ok(Index::commit(self, batch)?)
+    }
+}
+
+/// An index shared behind a lock (the server's): reads and commits take it briefly.
+pub struct SharedIndex<'a>(pub &'a std::sync::RwLock<Index>);
+
+impl IndexAccess for SharedIndex<'_> {
+    fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
+        let index = self
+            .0
+            .read()
+            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))?;
+        Ok(index.document(doc_id)?)
+    }
+
+    fn commit(&mut self, batch: Batch) -> Result<()> {
+        let mut index = self
+            .0
+            .write()
+            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))?;
+        Ok(index.commit(batch)?)
+    }
+}
+
 /// A file found on disk and the identity it gets in the index.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -60,7 +99,7 @@ pub struct Candidate {
     pub collection: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub ingested: Vec<String>,
     pub unchanged: Vec<String>,
@@ -96,10 +135,12 @@ pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32
     let progress = !(quiet || args.json);
     let summary = ingest_paths(
         config,
-        &mut engine,
+        &engine.embedder,
+        &mut engine.index,
         &args.paths,
         args.commit_every.max(1),
         progress,
+        &mut |_| {},
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -109,18 +150,51 @@ pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32
     Ok(if summary.failed.is_empty() { 0 } else { 2 })
 }
 
-/// Ingests `paths` into the engine's index, committing in atomic batches.
+/// Where a running ingestion stands, for observers (the server's job status).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct IngestProgress {
+    pub files_done: usize,
+    pub files_total: usize,
+    pub chunks: u64,
+}
+
+/// Ingests `paths` into `index`, committing in atomic batches. `progress` shows a bar on
+/// the terminal; `observe` is told after each file.
 pub fn ingest_paths(
     config: &Config,
-    engine: &mut Engine,
+    embedder: &Embedder,
+    index: &mut dyn IndexAccess,
     paths: &[PathBuf],
     commit_every_docs: usize,
     progress: bool,
+    observe: &mut dyn FnMut(IngestProgress),
+) -> Result<Summary> {
+    let (candidates, walk_failures) = discover(paths, &config.collection);
+    let mut summary = ingest_candidates(
+        config,
+        embedder,
+        index,
+        &candidates,
+        commit_every_docs,
+        progress,
+        observe,
+    )?;
+    summary.failed.extend(walk_failures);
+    Ok(summary)
+}
+
+/// Ingests files already discovered (each with its document path and collection).
+pub fn ingest_candidates(
+    config: &Config,
+    embedder: &Embedder,
+    index: &mut dyn IndexAccess,
+    candidates: &[Candidate],
+    commit_every_docs: usize,
+    progress: bool,
+    observe: &mut dyn FnMut(IngestProgress),
 ) -> Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let (candidates, walk_failures) = discover(paths, &config.collection);
-    summary.failed.extend(walk_failures);
 
     let bar = if progress {
         ProgressBar::new(candidates.len() as u64)
@@ -142,18 +216,25 @@ pub fn ingest_paths(
     let chunk_opts = ChunkOptions {
         target_tokens: config.chunk_tokens,
         max_tokens: (config.chunk_tokens + config.chunk_tokens / 5)
-            .min(engine.embedder.max_seq_len().saturating_sub(8)),
+            .min(embedder.max_seq_len().saturating_sub(8)),
         overlap_tokens: config.chunk_overlap,
     };
     let mut pending = Batch::default();
     let mut pending_chunks = 0usize;
-    for candidate in &candidates {
+    for (done, candidate) in candidates.iter().enumerate() {
         bar.set_message(format!(
             "{} chunks · {:.1} chunks/s",
             summary.chunks,
             summary.chunks as f64 / started.elapsed().as_secs_f64().max(1e-3)
         ));
-        let outcome = process_file(candidate, engine, &limits, &chunk_opts, &mut pending);
+        let outcome = process_file(
+            candidate,
+            embedder,
+            &*index,
+            &limits,
+            &chunk_opts,
+            &mut pending,
+        );
         match outcome {
             Outcome::Ingested {
                 chunks,
@@ -189,19 +270,20 @@ pub fn ingest_paths(
             }
         }
         if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= commit_every_docs {
-            engine
-                .index
+            index
                 .commit(std::mem::take(&mut pending))
                 .context("index commit failed")?;
             pending_chunks = 0;
         }
         bar.inc(1);
+        observe(IngestProgress {
+            files_done: done + 1,
+            files_total: candidates.len(),
+            chunks: summary.chunks,
+        });
     }
     if !pending.upserts.is_empty() {
-        engine
-            .index
-            .commit(pending)
-            .context("index commit failed")?;
+        index.commit(pending).context("index commit failed")?;
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
@@ -211,7 +293,8 @@ pub fn ingest_paths(
 /// Parses, chunks and embeds one file, adding it to `pending`. Never fails the batch.
 fn process_file(
     candidate: &Candidate,
-    engine: &Engine,
+    embedder: &Embedder,
+    index: &dyn IndexAccess,
     limits: &Limits,
     chunk_opts: &ChunkOptions,
     pending: &mut Batch,
@@ -238,7 +321,7 @@ fn process_file(
     };
     let content_hash = hex::encode(Sha256::digest(&bytes));
     let doc_id = doc_id(&candidate.collection, &candidate.doc_path);
-    match engine.index.document(&doc_id) {
+    match index.document(&doc_id) {
         Ok(Some(existing)) if existing.content_hash == content_hash => return Outcome::Unchanged,
         Ok(_) => {}
         Err(e) => return Outcome::Failed(format!("index lookup failed: {e}")),
@@ -264,7 +347,7 @@ fn process_file(
             candidate.doc_path
         ));
     }
-    let count = |s: &str| engine.embedder.count_tokens(s);
+    let count = |s: &str| embedder.count_tokens(s);
     let chunks = chunk_document(&doc, chunk_opts, &count);
     let title = doc
         .title
@@ -272,7 +355,7 @@ fn process_file(
         .unwrap_or_else(|| candidate.doc_path.clone());
     let embed_inputs: Vec<String> = chunks.iter().map(|c| embedding_input(&title, c)).collect();
     let refs: Vec<&str> = embed_inputs.iter().map(String::as_str).collect();
-    let vectors = match engine.embedder.embed(&refs) {
+    let vectors = match embedder.embed(&refs) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(format!("embedding failed: {e}")),
     };
@@ -288,6 +371,9 @@ fn process_file(
         bytes: size,
         ingested_at: unix_now(),
         warnings: warnings.clone(),
+        source: std::fs::canonicalize(&candidate.fs_path)
+            .ok()
+            .and_then(|p| p.to_str().map(String::from)),
     };
     let new_chunks: Vec<NewChunk> = chunks
         .into_iter()

@@ -4,9 +4,10 @@
 
 use crate::cli::SearchArgs;
 use crate::config::Config;
+use crate::embed::Embedder;
 use crate::pipeline::Engine;
 use anyhow::{Context, Result};
-use lore_index::{Filter, Hit, SearchMode};
+use lore_index::{Filter, Hit, Index, SearchMode};
 use serde::Serialize;
 use std::io::Write;
 
@@ -20,6 +21,8 @@ pub struct Passage {
     pub similarity: Option<f32>,
     /// The document's path as ingested.
     pub doc: String,
+    /// The document's id (for `/api/documents/{id}`).
+    pub doc_id: String,
     pub page: Option<u32>,
     pub page_end: Option<u32>,
     pub heading: Option<String>,
@@ -37,9 +40,10 @@ pub struct SearchOutput<'a> {
     pub results: Vec<Passage>,
 }
 
-/// Runs one query against the engine.
+/// Runs one query against the index.
 pub fn search(
-    engine: &Engine,
+    embedder: &Embedder,
+    index: &Index,
     query: &str,
     mode: SearchMode,
     k: usize,
@@ -47,14 +51,11 @@ pub fn search(
 ) -> Result<Vec<Passage>> {
     // Embedded in every mode: BM25 hits get their similarity too, which answering uses to
     // decide whether the evidence is strong enough.
-    let vector = engine
-        .embedder
+    let vector = embedder
         .embed(&[query])
         .context("cannot embed the query")?
         .pop();
-    let hits = engine
-        .index
-        .search(mode, query, vector.as_deref(), k, filter)?;
+    let hits = index.search(mode, query, vector.as_deref(), k, filter)?;
     Ok(hits
         .into_iter()
         .enumerate()
@@ -69,6 +70,7 @@ fn passage(rank: usize, hit: Hit) -> Passage {
         score: hit.score,
         similarity: hit.similarity,
         doc: c.path,
+        doc_id: c.doc_id,
         page: c.page_start,
         page_end: c.page_end,
         heading: c.heading,
@@ -89,7 +91,14 @@ pub fn run_search(config: &Config, args: &SearchArgs) -> Result<()> {
     let filter = Filter {
         collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
     };
-    let results = search(&engine, &args.query, args.mode, args.k.max(1), &filter)?;
+    let results = search(
+        &engine.embedder,
+        &engine.index,
+        &args.query,
+        args.mode,
+        args.k.max(1),
+        &filter,
+    )?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let doc = SearchOutput {

@@ -694,3 +694,240 @@ fn eval_metrics_agree_with_the_reference_scorer() {
         assert!(delta == "+0.000" || delta == "-", "nonzero delta: {line}");
     }
 }
+
+/// `lore serve` on a real socket: health, search, upload → job → listed → answered from
+/// (streamed), the original served back, delete, bad requests as JSON 4xx, a full answer
+/// queue as 429, graceful shutdown on SIGTERM.
+#[test]
+fn serve_api_end_to_end() {
+    let corpus = TempCorpus::from_dev_corpus(&["sudo/TROUBLESHOOTING.md", "chrony/FAQ"]);
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    lore.ingest_json(&[corpus.path()]);
+    let server = lore.serve(&["--answer-queue", "1"]);
+    let url = |path: &str| format!("{}{path}", server.url);
+    let json = Some("application/json");
+
+    assert_eq!(http("GET", &url("/healthz"), None, b"").text(), "ok");
+    let ready = http("GET", &url("/readyz"), None, b"").json();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["documents"], 2, "{ready}");
+    let page = http("GET", &url("/"), None, b"");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<script src=\"/app.js\">"));
+    assert!(
+        !page.text().contains("https://"),
+        "the portal loads nothing from outside"
+    );
+
+    let found = http(
+        "POST",
+        &url("/api/search"),
+        json,
+        br#"{"query": "chronyd as an NTP server for the local network", "k": 3}"#,
+    );
+    assert_eq!(found.status, 200, "{}", found.text());
+    let results = found.json()["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(results[0]["doc"], "chrony/FAQ", "{results:#?}");
+
+    // Upload → 202 + job → done → listed.
+    let (content_type, body) = multipart(&[("zephyr-onboarding.md", INVENTED_FACT.as_bytes())]);
+    let accepted = http("POST", &url("/api/documents"), Some(&content_type), &body);
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    let job_url = url(accepted.json()["status_url"].as_str().unwrap_or_default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let job = loop {
+        let job = http("GET", &job_url, None, b"").json();
+        if job["state"] != "running" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "job stuck: {job}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    let docs = http("GET", &url("/api/documents"), None, b"").json();
+    let zephyr = docs["documents"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["path"] == "zephyr-onboarding.md"))
+        .cloned()
+        .unwrap_or_else(|| panic!("upload not listed: {docs}"));
+    let id = zephyr["id"].as_str().unwrap_or_default().to_string();
+    let raw = http("GET", &url(&format!("/api/documents/{id}/raw")), None, b"");
+    assert_eq!(raw.status, 200);
+    assert_eq!(
+        raw.text(),
+        INVENTED_FACT,
+        "the original comes back byte for byte"
+    );
+
+    // Ask, streamed: retrieved passages first, then tokens, then the answer they add up to.
+    let asked = http(
+        "POST",
+        &url("/api/ask"),
+        json,
+        br#"{"question": "Which product code activates a new Zephyr-9 VPN gateway?", "max_tokens": 48}"#,
+    );
+    assert_eq!(asked.status, 200, "{}", asked.text());
+    assert!(asked
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/event-stream")));
+    let events = sse_events(&asked.text());
+    assert_eq!(
+        events.first().map(|e| e.0.as_str()),
+        Some("retrieved"),
+        "{events:?}"
+    );
+    assert_eq!(events[0].1["passages"][0]["doc"], "zephyr-onboarding.md");
+    let (last_event, answer) = events.last().cloned().expect("events");
+    assert_eq!(last_event, "answer", "{events:?}");
+    let streamed: String = events
+        .iter()
+        .filter(|e| e.0 == "token")
+        .filter_map(|e| e.1["text"].as_str())
+        .collect();
+    assert!(!streamed.is_empty(), "tokens arrive before the answer");
+    // The final answer is the streamed text plus the citations attributed after the fact.
+    let without_markers = |t: &str| {
+        let t = regex::Regex::new(r"\s*\[\d+\]")
+            .expect("regex")
+            .replace_all(t, "");
+        t.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(
+        without_markers(&streamed),
+        without_markers(answer["answer"].as_str().unwrap_or_default())
+    );
+    assert_eq!(
+        answer["sources"][0]["doc"], "zephyr-onboarding.md",
+        "{answer:#}"
+    );
+
+    // Delete: gone from the list and from answers; a second delete is a 404.
+    let deleted = http("DELETE", &url(&format!("/api/documents/{id}")), None, b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let again = http("DELETE", &url(&format!("/api/documents/{id}")), None, b"");
+    assert_eq!(again.status, 404);
+    let after = http(
+        "POST",
+        &url("/api/search"),
+        json,
+        br#"{"query": "Zephyr-9 VPN gateway product code QX-4471-LM", "k": 10}"#,
+    )
+    .json();
+    assert!(
+        !after.to_string().contains("zephyr-onboarding.md"),
+        "deleted document still found: {after}"
+    );
+
+    // Bad requests: JSON errors with a reason, never a 5xx.
+    for (method, path, content_type, body, status) in [
+        ("POST", "/api/ask", json, &b"{\"question\": "[..], 400),
+        (
+            "POST",
+            "/api/ask",
+            json,
+            &b"{\"question\": \"  \"}"[..],
+            400,
+        ),
+        (
+            "POST",
+            "/api/ask",
+            json,
+            &b"{\"question\": \"x\", \"k\": 0}"[..],
+            400,
+        ),
+        (
+            "POST",
+            "/api/ask",
+            json,
+            &b"{\"question\": \"x\", \"bogus\": 1}"[..],
+            400,
+        ),
+        (
+            "POST",
+            "/api/ask",
+            Some("text/plain"),
+            &b"{\"question\": \"x\"}"[..],
+            415,
+        ),
+        (
+            "POST",
+            "/api/search",
+            json,
+            &b"{\"query\": \"x\", \"mode\": \"magic\"}"[..],
+            400,
+        ),
+        ("GET", "/api/documents/nope/raw", None, &b""[..], 404),
+        ("GET", "/api/jobs/job-999", None, &b""[..], 404),
+        ("GET", "/no/such/route", None, &b""[..], 404),
+    ] {
+        let r = http(method, &url(path), content_type, body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        let error = r.json();
+        assert!(
+            error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+            "{error}"
+        );
+    }
+    let long = format!("{{\"question\": \"{}\"}}", "why ".repeat(100_000));
+    assert_eq!(
+        http("POST", &url("/api/ask"), json, long.as_bytes()).status,
+        413
+    );
+    let (content_type, body) = multipart(&[("tool.exe", &pseudo_random_bytes(4096))]);
+    let refused = http("POST", &url("/api/documents"), Some(&content_type), &body);
+    assert_eq!(refused.status, 415, "{}", refused.text());
+
+    // With one answer slot, a second question while the first streams gets 429 + Retry-After.
+    let mut first =
+        std::net::TcpStream::connect(server.url.trim_start_matches("http://")).expect("connect");
+    let request = br#"{"question": "How do I make chronyd serve time to the local network?", "max_tokens": 1024}"#;
+    use std::io::{Read, Write};
+    write!(
+        first,
+        "POST /api/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        request.len()
+    )
+    .expect("send");
+    first.write_all(request).expect("send");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: retrieved") {
+        let n = first.read(&mut buf).expect("read stream");
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let busy = http(
+        "POST",
+        &url("/api/ask"),
+        json,
+        br#"{"question": "And the firewall?"}"#,
+    );
+    assert_eq!(busy.status, 429, "{}", busy.text());
+    assert!(busy.header("retry-after").is_some());
+    // The first client hangs up: its generation is cancelled and the slot frees.
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = http(
+            "POST",
+            &url("/api/ask"),
+            json,
+            br#"{"question": "What does sudo's TROUBLESHOOTING file cover?", "stream": false, "max_tokens": 16}"#,
+        );
+        if r.status == 200 {
+            assert!(r.json()["answer"].is_string());
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(std::time::Instant::now() < deadline, "the slot never freed");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
+}

@@ -19,7 +19,7 @@
 //!     doc_id: "notes/otters.md".into(), path: "notes/otters.md".into(),
 //!     collection: "notes".into(), title: "Otters".into(), format: "markdown".into(),
 //!     content_hash: "c0ffee".into(), pages: None, chunks: 2, bytes: 120,
-//!     ingested_at: 1_700_000_000, warnings: vec![],
+//!     ingested_at: 1_700_000_000, warnings: vec![], source: None,
 //! };
 //! let chunk = |ordinal: u32, text: &str, vector: Vec<f32>| NewChunk {
 //!     record: ChunkRecord {

@@ -52,6 +52,10 @@ pub struct DocumentRecord {
     /// Unix time in seconds.
     pub ingested_at: i64,
     pub warnings: Vec<String>,
+    /// Where the file was read from (absolute), so the original can be served; absent in
+    /// indexes written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One searchable passage of a document.

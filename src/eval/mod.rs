@@ -234,7 +234,8 @@ fn run_mode(
         bar.set_message(q.id.clone());
         let started = Instant::now();
         let retrieved = retrieval::search(
-            engine,
+            &engine.embedder,
+            &engine.index,
             &q.question,
             options.mode,
             RECALL_DEPTH.max(options.k),
@@ -259,6 +260,7 @@ fn run_mode(
             let mut first_text: Option<f64> = None;
             let answer = rag::answer_from(generator, &q.question, &[], shown, options, |_| {
                 first_text.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                std::ops::ControlFlow::Continue(())
             })
             .with_context(|| format!("question {}: answering failed", q.id))?;
             line.answer = answer.answer;

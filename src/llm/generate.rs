@@ -3,6 +3,7 @@
 //! only when the decoded output has grown by whole characters, stop strings are held back
 //! until they are ruled out, and a request whose receiver is dropped (or cancelled) stops.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -117,14 +118,28 @@ impl GenerationHandle {
     /// Blocks until the end, passing each text delta to `on_text` (for the CLI; async callers
     /// read `events` directly). Returns the whole text and the statistics.
     pub fn collect_blocking(
-        mut self,
+        self,
         mut on_text: impl FnMut(&str),
+    ) -> Result<(String, GenerationStats), LlmError> {
+        self.collect_until(|delta| {
+            on_text(delta);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Like [`Self::collect_blocking`], but `on_text` may break: generation is cancelled
+    /// and the result is [`LlmError::Stopped`] (e.g. the client of a stream went away).
+    pub fn collect_until(
+        mut self,
+        mut on_text: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<(String, GenerationStats), LlmError> {
         let mut text = String::new();
         while let Some(event) = self.events.blocking_recv() {
             match event {
                 GenerationEvent::Text(delta) => {
-                    on_text(&delta);
+                    if on_text(&delta).is_break() {
+                        return Err(LlmError::Stopped);
+                    }
                     text.push_str(&delta);
                 }
                 GenerationEvent::Done(stats) => return Ok((text, stats)),

@@ -7,14 +7,15 @@
 pub mod citations;
 pub mod prompt;
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use lore_index::{Filter, SearchMode};
+use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
+use crate::embed::Embedder;
 use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator};
-use crate::pipeline::Engine;
 use crate::retrieval::{self, Passage};
 pub use prompt::NOT_FOUND;
 
@@ -62,6 +63,7 @@ pub enum Abstention {
 pub struct Source {
     pub n: usize,
     pub doc: String,
+    pub doc_id: String,
     pub page: Option<u32>,
     pub page_end: Option<u32>,
     pub heading: Option<String>,
@@ -78,6 +80,7 @@ impl Source {
         Self {
             n,
             doc: p.doc.clone(),
+            doc_id: p.doc_id.clone(),
             page: p.page,
             page_end: p.page_end,
             heading: p.heading.clone(),
@@ -109,18 +112,20 @@ pub struct Answer {
 }
 
 /// Retrieves, decides, generates and checks. `on_text` receives the answer as it streams
-/// (phantom citation markers already removed).
+/// (phantom citation markers already removed); breaking from it cancels generation.
 pub fn ask(
-    engine: &Engine,
+    embedder: &Embedder,
+    index: &Index,
     generator: &Generator,
     question: &str,
     history: &[ChatMessage],
     options: &AskOptions,
-    on_text: impl FnMut(&str),
+    on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer> {
     let started = Instant::now();
     let retrieved = retrieval::search(
-        engine,
+        embedder,
+        index,
         question.trim(),
         options.mode,
         options.k.max(1),
@@ -160,7 +165,7 @@ pub fn answer_from(
     history: &[ChatMessage],
     retrieved: Vec<Passage>,
     options: &AskOptions,
-    mut on_text: impl FnMut(&str),
+    mut on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer> {
     check_question(generator, question, options)?;
     let question = question.trim();
@@ -182,7 +187,7 @@ pub fn answer_from(
     if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");
         answer.sources = numbered(&retrieved);
-        on_text(NOT_FOUND);
+        let _ = on_text(NOT_FOUND);
         return Ok(answer);
     }
     let built = prompt::build(
@@ -202,16 +207,18 @@ pub fn answer_from(
         .context("cannot start generation")?;
     let mut filter = citations::StreamFilter::new(shown);
     let (raw, stats) = handle
-        .collect_blocking(|delta| {
+        .collect_until(|delta| {
             let out = filter.push(delta);
-            if !out.is_empty() {
-                on_text(&out);
+            if out.is_empty() {
+                ControlFlow::Continue(())
+            } else {
+                on_text(&out)
             }
         })
         .context("generation failed")?;
     let tail = filter.finish();
     if !tail.is_empty() {
-        on_text(&tail);
+        let _ = on_text(&tail);
     }
     // Shown passages first (numbered as in the prompt), then the ones that did not fit.
     let mut ordered = built.passages.clone();

@@ -144,6 +144,7 @@ mod tests {
             score: 1.0,
             similarity: None,
             doc: doc.into(),
+            doc_id: format!("id-{doc}"),
             page: Some(3),
             page_end: Some(3),
             heading: Some("Backups".into()),

@@ -143,6 +143,7 @@ pub fn document(doc_id: &str, collection: &str, chunks: u32) -> DocumentRecord {
         bytes: 1000,
         ingested_at: 1_700_000_000,
         warnings: vec![],
+        source: None,
     }
 }
 

@@ -1,0 +1,644 @@
+//! The JSON API handlers: ask (SSE or one JSON document), search, documents (list,
+//! upload, delete, original file), jobs, health. Each validates its input, moves blocking
+//! work to a blocking thread, and returns [`ApiError`] on failure.
+
+use super::error::{ApiError, ApiJson};
+use super::{SharedState, MAX_QUESTION_CHARS};
+use crate::llm::{ChatMessage, GenerationParams, LlmError};
+use crate::rag::{self, Answer, AskOptions};
+use crate::retrieval::{self, Passage};
+use axum::body::Body;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lore_index::{DocumentRecord, Filter, Index, SearchMode};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Seconds a client is told to wait when the answer queue is full.
+const RETRY_AFTER_S: u64 = 10;
+const MAX_K: usize = 20;
+const MAX_ANSWER_TOKENS: usize = 2048;
+const MAX_HISTORY_MESSAGES: usize = 20;
+
+/// Runs blocking work off the async workers; a panic becomes a 500.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("worker failed: {e}")))?
+}
+
+fn read_index(state: &SharedState) -> Result<std::sync::RwLockReadGuard<'_, Index>, ApiError> {
+    state
+        .index
+        .read()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("the index lock is poisoned")))
+}
+
+fn filter(collections: Option<Vec<String>>) -> Filter {
+    Filter {
+        collections: collections.filter(|c| !c.is_empty()),
+    }
+}
+
+fn check_k(k: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match k.unwrap_or(default) {
+        k @ 1..=MAX_K => Ok(k),
+        k => Err(ApiError::BadRequest(format!(
+            "k must be between 1 and {MAX_K}, not {k}"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------- search
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default)]
+    pub mode: Option<String>,
+    pub k: Option<usize>,
+    pub collections: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub query: String,
+    pub mode: SearchMode,
+    pub results: Vec<Passage>,
+}
+
+pub async fn search(
+    State(state): State<SharedState>,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let query = request.query.trim().to_string();
+    if query.is_empty() {
+        return Err(ApiError::BadRequest("query is empty".into()));
+    }
+    if query.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "query is longer than {MAX_QUESTION_CHARS} characters"
+        )));
+    }
+    let mode: SearchMode = match request.mode.as_deref() {
+        None => SearchMode::Hybrid,
+        Some(m) => m
+            .parse()
+            .map_err(|e: lore_index::Error| ApiError::BadRequest(e.to_string()))?,
+    };
+    let k = check_k(request.k, 10)?;
+    let filter = filter(request.collections);
+    let results = blocking(move || {
+        let index = read_index(&state)?;
+        retrieval::search(&state.embedder, &index, &query, mode, k, &filter)
+            .map(|results| SearchResponse {
+                query,
+                mode,
+                results,
+            })
+            .map_err(ApiError::internal)
+    })
+    .await?;
+    Ok(Json(results))
+}
+
+// ------------------------------------------------------------------------------- ask
+
+fn default_stream() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    pub question: String,
+    /// Earlier turns of the conversation, oldest first (`user` / `assistant`).
+    #[serde(default)]
+    pub history: Vec<ChatMessage>,
+    pub k: Option<usize>,
+    pub max_tokens: Option<usize>,
+    pub collections: Option<Vec<String>>,
+    /// Server-Sent Events (default) or one JSON document.
+    #[serde(default = "default_stream")]
+    pub stream: bool,
+}
+
+/// What `/api/ask` streams: `retrieved` once, `token`s, then `answer` (or `error`).
+#[derive(Debug)]
+enum AskEvent {
+    Retrieved(Vec<Passage>),
+    Token(String),
+    Answer(Box<Answer>),
+    Failed(ApiError),
+}
+
+impl AskEvent {
+    fn into_sse(self) -> Event {
+        let json = |name: &str, value: &dyn erased::Json| {
+            Event::default()
+                .event(name)
+                .data(value.to_json().unwrap_or_else(|_| "{}".to_string()))
+        };
+        match self {
+            AskEvent::Retrieved(passages) => json("retrieved", &RetrievedEvent { passages }),
+            AskEvent::Token(text) => json("token", &TokenEvent { text }),
+            AskEvent::Answer(answer) => json("answer", &*answer),
+            AskEvent::Failed(error) => json("error", &error.body()),
+        }
+    }
+}
+
+/// Serialising values of different types through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RetrievedEvent {
+    passages: Vec<Passage>,
+}
+
+#[derive(Serialize)]
+struct TokenEvent {
+    text: String,
+}
+
+/// The text retrieval searches with: a follow-up ("and on the backup server?") carries
+/// little on its own, so the previous user turn is folded in.
+pub fn standalone_query(history: &[ChatMessage], question: &str) -> String {
+    match history.iter().rev().find(|m| m.role == "user") {
+        Some(previous) if !previous.content.trim().is_empty() => {
+            format!("{} {}", previous.content.trim(), question)
+        }
+        _ => question.to_string(),
+    }
+}
+
+fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
+    let question = request.question.trim();
+    if question.is_empty() {
+        return Err(ApiError::BadRequest("question is empty".into()));
+    }
+    if question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "question is longer than {MAX_QUESTION_CHARS} characters"
+        )));
+    }
+    if request.history.len() > MAX_HISTORY_MESSAGES {
+        return Err(ApiError::BadRequest(format!(
+            "history holds more than {MAX_HISTORY_MESSAGES} messages"
+        )));
+    }
+    if let Some(m) = request
+        .history
+        .iter()
+        .find(|m| m.role != "user" && m.role != "assistant")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "history roles are \"user\" or \"assistant\", not {:?}",
+            m.role
+        )));
+    }
+    if let Some(n) = request.max_tokens {
+        if !(1..=MAX_ANSWER_TOKENS).contains(&n) {
+            return Err(ApiError::BadRequest(format!(
+                "max_tokens must be between 1 and {MAX_ANSWER_TOKENS}, not {n}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn ask(
+    State(state): State<SharedState>,
+    ApiJson(request): ApiJson<AskRequest>,
+) -> Result<Response, ApiError> {
+    validate_ask(&request)?;
+    let k = check_k(request.k, AskOptions::default().k)?;
+    // Admission: a permit per answer running or waiting, so a full queue is a 429 before
+    // any byte of the response is sent.
+    let permit = state
+        .answer_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            retry_after_s: RETRY_AFTER_S,
+        })?;
+    let options = AskOptions {
+        k,
+        generation: GenerationParams {
+            max_tokens: request
+                .max_tokens
+                .unwrap_or(GenerationParams::default().max_tokens),
+            ..GenerationParams::default()
+        },
+        min_similarity: state.config.min_similarity,
+        filter: filter(request.collections.clone()),
+        mode: SearchMode::Hybrid,
+    };
+    let (sender, mut receiver) = mpsc::channel::<AskEvent>(64);
+    let stream = request.stream;
+    let worker_state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let question = request.question.trim().to_string();
+        let result = answer(
+            &worker_state,
+            &request.history,
+            &question,
+            &options,
+            &sender,
+        );
+        let last = match result {
+            Ok(answer) => AskEvent::Answer(Box::new(answer)),
+            Err(error) => AskEvent::Failed(error),
+        };
+        let _ = sender.blocking_send(last);
+    });
+    if stream {
+        let events = ReceiverStream::new(receiver);
+        let events = tokio_stream::StreamExt::map(events, |e| Ok::<_, Infallible>(e.into_sse()));
+        let mut response = Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response();
+        // Proxies must not buffer the stream.
+        response
+            .headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return Ok(response);
+    }
+    while let Some(event) = receiver.recv().await {
+        match event {
+            AskEvent::Answer(answer) => return Ok(Json(answer).into_response()),
+            AskEvent::Failed(error) => return Err(error),
+            AskEvent::Retrieved(_) | AskEvent::Token(_) => {}
+        }
+    }
+    Err(ApiError::internal(anyhow::anyhow!(
+        "the answer worker stopped without a result"
+    )))
+}
+
+/// Retrieval (under the index's read lock, released before generation) then answering;
+/// events go to `sender`, and a closed receiver (client gone) cancels generation.
+fn answer(
+    state: &SharedState,
+    history: &[ChatMessage],
+    question: &str,
+    options: &AskOptions,
+    sender: &mpsc::Sender<AskEvent>,
+) -> Result<Answer, ApiError> {
+    let query = standalone_query(history, question);
+    let started = std::time::Instant::now();
+    let retrieved = {
+        let index = read_index(state)?;
+        retrieval::search(
+            &state.embedder,
+            &index,
+            &query,
+            options.mode,
+            options.k,
+            &options.filter,
+        )
+        .map_err(ApiError::internal)?
+    };
+    let retrieval_s = started.elapsed().as_secs_f64();
+    if sender
+        .blocking_send(AskEvent::Retrieved(retrieved.clone()))
+        .is_err()
+    {
+        return Err(ApiError::BadRequest("the client went away".into()));
+    }
+    let result = rag::answer_from(
+        &state.generator,
+        question,
+        history,
+        retrieved,
+        options,
+        |text| match sender.blocking_send(AskEvent::Token(text.to_string())) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        },
+    );
+    match result {
+        Ok(mut answer) => {
+            answer.retrieval_s = retrieval_s;
+            Ok(answer)
+        }
+        Err(e) => Err(match e.downcast_ref::<LlmError>() {
+            Some(LlmError::Busy { .. }) => ApiError::Busy {
+                retry_after_s: RETRY_AFTER_S,
+            },
+            Some(LlmError::ContextOverflow { .. }) => ApiError::BadRequest(format!("{e:#}")),
+            _ if e.to_string().contains("the question") => ApiError::BadRequest(format!("{e:#}")),
+            _ => ApiError::internal(e),
+        }),
+    }
+}
+
+// ------------------------------------------------------------------------- documents
+
+#[derive(Debug, Serialize)]
+pub struct DocumentView {
+    pub id: String,
+    pub path: String,
+    pub title: String,
+    pub collection: String,
+    pub format: String,
+    pub pages: Option<u32>,
+    pub chunks: u32,
+    pub bytes: u64,
+    pub ingested_at: i64,
+    pub status: &'static str,
+    pub warnings: Vec<String>,
+}
+
+impl From<DocumentRecord> for DocumentView {
+    fn from(d: DocumentRecord) -> Self {
+        DocumentView {
+            id: d.doc_id,
+            path: d.path,
+            title: d.title,
+            collection: d.collection,
+            format: d.format,
+            pages: d.pages,
+            chunks: d.chunks,
+            bytes: d.bytes,
+            ingested_at: d.ingested_at,
+            status: if d.warnings.is_empty() {
+                "indexed"
+            } else {
+                "indexed_with_warnings"
+            },
+            warnings: d.warnings,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DocumentList {
+    pub documents: Vec<DocumentView>,
+}
+
+pub async fn list_documents(
+    State(state): State<SharedState>,
+) -> Result<Json<DocumentList>, ApiError> {
+    blocking(move || {
+        let index = read_index(&state)?;
+        let documents = index.documents().map_err(ApiError::internal)?;
+        Ok(Json(DocumentList {
+            documents: documents.into_iter().map(DocumentView::from).collect(),
+        }))
+    })
+    .await
+}
+
+fn find_document(state: &SharedState, id: &str) -> Result<DocumentRecord, ApiError> {
+    let index = read_index(state)?;
+    index
+        .document(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("no document with id {id:?}")))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub id: String,
+    pub path: String,
+    pub chunks: u32,
+}
+
+pub async fn delete_document(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    blocking(move || {
+        let doc = find_document(&state, &id)?;
+        let mut index = state
+            .index
+            .write()
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("the index lock is poisoned")))?;
+        index
+            .commit(lore_index::Batch {
+                upserts: Vec::new(),
+                removals: vec![doc.doc_id.clone()],
+            })
+            .map_err(ApiError::internal)?;
+        drop(index);
+        // An uploaded original goes too; a file ingested from elsewhere is not ours to delete.
+        if let Some(source) = &doc.source {
+            let library = state.jobs.collection_dir(&doc.collection);
+            let source = std::path::Path::new(source);
+            if std::fs::canonicalize(&library).is_ok_and(|lib| source.starts_with(lib)) {
+                if let Err(e) = std::fs::remove_file(source) {
+                    tracing::warn!(path = %source.display(), "cannot delete the uploaded file: {e}");
+                }
+            }
+        }
+        Ok(Json(Deleted {
+            id: doc.doc_id,
+            path: doc.path,
+            chunks: doc.chunks,
+        }))
+    })
+    .await
+}
+
+pub async fn raw_document(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let doc = {
+        let state = state.clone();
+        blocking(move || find_document(&state, &id)).await?
+    };
+    let Some(source) = doc.source.clone() else {
+        return Err(ApiError::NotFound(format!(
+            "the original of {} was not recorded when it was ingested; ingest it again to serve it",
+            doc.path
+        )));
+    };
+    let bytes = tokio::fs::read(&source)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("the original of {} is gone: {e}", doc.path)))?;
+    let content_type = match doc.format.as_str() {
+        "pdf" => "application/pdf",
+        "html" => "text/html; charset=utf-8",
+        "markdown" => "text/markdown; charset=utf-8",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        _ => "text/plain; charset=utf-8",
+    };
+    let file_name = std::path::Path::new(&doc.path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("document")
+        .replace(['"', '\\'], "_");
+    let mut response = Response::new(Body::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // HTML from a document must not run as part of the portal's origin.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{file_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadAccepted {
+    pub job_id: String,
+    pub files: Vec<String>,
+    pub status_url: String,
+}
+
+pub async fn upload_documents(
+    State(state): State<SharedState>,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<UploadAccepted>), ApiError> {
+    let mut collection = state.config.collection.clone();
+    let mut files: Vec<(String, axum::body::Bytes)> = Vec::new();
+    while let Some(field) = multipart.next_field().await? {
+        match field.name() {
+            Some("collection") => {
+                let text = field.text().await?;
+                let text = text.trim();
+                if !text.is_empty() {
+                    collection = super::jobs::clean_name(text);
+                }
+            }
+            _ => {
+                let Some(name) = field.file_name().map(str::to_string) else {
+                    return Err(ApiError::BadRequest(
+                        "every file part needs a file name (multipart filename=)".into(),
+                    ));
+                };
+                let bytes = field.bytes().await?;
+                if bytes.is_empty() {
+                    return Err(ApiError::BadRequest(format!("{name} is empty")));
+                }
+                let probe = std::path::Path::new(&name);
+                if let Err(e) = lore_ingest::DocumentFormat::detect(probe, &bytes) {
+                    return Err(ApiError::UnsupportedMediaType(format!("{name}: {e}")));
+                }
+                files.push((name, bytes));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ApiError::BadRequest(
+            "no file in the upload (send multipart/form-data with one or more file parts)".into(),
+        ));
+    }
+    let worker_state = state.clone();
+    let accepted = blocking(move || {
+        let mut candidates = Vec::new();
+        for (name, bytes) in &files {
+            let candidate = worker_state
+                .jobs
+                .store(&collection, name, bytes)
+                .map_err(ApiError::internal)?;
+            candidates.push(candidate);
+        }
+        let docs: Vec<String> = candidates.iter().map(|c| c.doc_path.clone()).collect();
+        let job_id = worker_state.jobs.start(docs.clone());
+        Ok((job_id, docs, candidates))
+    })
+    .await?;
+    let (job_id, docs, candidates) = accepted;
+    let job_state = state.clone();
+    let id = job_id.clone();
+    tokio::task::spawn_blocking(move || job_state.jobs.run(&id, &job_state, &candidates));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UploadAccepted {
+            status_url: format!("/api/jobs/{job_id}"),
+            job_id,
+            files: docs,
+        }),
+    ))
+}
+
+pub async fn job_status(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<super::jobs::JobStatus>, ApiError> {
+    state
+        .jobs
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))
+}
+
+// ---------------------------------------------------------------------------- health
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ready {
+    pub ready: bool,
+    pub documents: u64,
+    pub chunks: u64,
+    pub embed_model: String,
+    pub llm_model: String,
+    pub answers_in_flight: usize,
+}
+
+pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Ready>, ApiError> {
+    blocking(move || {
+        let stats = read_index(&state)?.stats().map_err(ApiError::internal)?;
+        let free = state.answer_slots.available_permits();
+        Ok(Json(Ready {
+            ready: true,
+            documents: stats.documents,
+            chunks: stats.chunks,
+            embed_model: stats.model_id,
+            llm_model: state.generator.info().name.clone(),
+            answers_in_flight: state.answer_capacity.saturating_sub(free),
+        }))
+    })
+    .await
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_fold_in_the_previous_question() {
+        let history = vec![
+            ChatMessage::new("user", "How often is the mail server backed up?"),
+            ChatMessage::new("assistant", "Nightly [1]."),
+        ];
+        assert_eq!(
+            standalone_query(&history, "And the backup server?"),
+            "How often is the mail server backed up? And the backup server?"
+        );
+        assert_eq!(standalone_query(&[], "Why?"), "Why?");
+    }
+}

@@ -1,0 +1,130 @@
+//! The one place where errors become HTTP: every handler returns [`ApiError`], and this
+//! exhaustive match picks the status and the JSON body `{"error": {"code", "message"}}`.
+//! A 500 says little to the client and logs the detail.
+
+use axum::extract::multipart::MultipartError;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Malformed or invalid request: the message says what is wrong.
+    BadRequest(String),
+    NotFound(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    /// The answer queue is full; retry after this many seconds.
+    Busy {
+        retry_after_s: u64,
+    },
+    /// Not ready yet (models loading) or shutting down.
+    Unavailable(String),
+    /// Anything else: logged in full, reported as "internal error".
+    Internal(anyhow::Error),
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize)]
+pub struct ErrorDetail {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+
+    /// Status, machine-readable code and message.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::PayloadTooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                m.clone(),
+            ),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m.clone(),
+            ),
+            ApiError::Busy { retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!("the answer queue is full; retry in {retry_after_s} s"),
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error (details are in the server log)".to_string(),
+            ),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (_, code, message) = self.parts();
+        ErrorBody {
+            error: ErrorDetail { code, message },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            tracing::error!("request failed: {e:#}");
+        }
+        let (status, _, _) = self.parts();
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if let ApiError::Busy { retry_after_s } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "send JSON with the header Content-Type: application/json".into(),
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge(e.body_text())
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<MultipartError> for ApiError {
+    fn from(e: MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(e.body_text())
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
+    }
+}
+
+/// A JSON body whose rejections are [`ApiError`]s (so they get the JSON error format).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);

@@ -1,0 +1,195 @@
+//! Uploads and their ingestion jobs. An uploaded file is stored under
+//! `<data_dir>/library/<collection>/` with a cleaned name (never a path the client chose),
+//! written to a temporary file and renamed, then ingested on a blocking thread; its job
+//! reports progress and the per-file outcome.
+
+use crate::pipeline::{self, Candidate, IngestProgress, SharedIndex, Summary};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Finished jobs kept for status queries; older ones are forgotten first.
+const KEEP_FINISHED: usize = 256;
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub state: JobState,
+    /// Document paths (as ingested) of the uploaded files.
+    pub files: Vec<String>,
+    pub progress: IngestProgress,
+    /// Per-file outcome, when done.
+    pub summary: Option<Summary>,
+    /// Why the job as a whole failed.
+    pub error: Option<String>,
+}
+
+pub struct Jobs {
+    library: PathBuf,
+    next: AtomicU64,
+    table: Mutex<HashMap<String, JobStatus>>,
+}
+
+impl Jobs {
+    pub fn new(data_dir: &Path) -> Result<Jobs> {
+        let library = data_dir.join("library");
+        std::fs::create_dir_all(&library)
+            .with_context(|| format!("cannot create {}", library.display()))?;
+        Ok(Jobs {
+            library,
+            next: AtomicU64::new(1),
+            table: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where uploads to `collection` are stored.
+    pub fn collection_dir(&self, collection: &str) -> PathBuf {
+        self.library.join(clean_name(collection))
+    }
+
+    /// Stores one uploaded file, replacing an earlier upload of the same name; returns its
+    /// path on disk and its document path (as ingested).
+    pub fn store(&self, collection: &str, file_name: &str, bytes: &[u8]) -> Result<Candidate> {
+        let dir = self.collection_dir(collection);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let name = clean_name(file_name);
+        let path = dir.join(&name);
+        let temp = dir.join(format!(".{name}.part"));
+        std::fs::write(&temp, bytes).with_context(|| format!("cannot write {}", temp.display()))?;
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("cannot move the upload to {}", path.display()))?;
+        Ok(Candidate {
+            fs_path: path,
+            doc_path: name,
+            collection: collection.to_string(),
+        })
+    }
+
+    /// Registers a running job for `files` and returns its id.
+    pub fn start(&self, files: Vec<String>) -> String {
+        let id = format!("job-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let status = JobStatus {
+            id: id.clone(),
+            state: JobState::Running,
+            files,
+            progress: IngestProgress::default(),
+            summary: None,
+            error: None,
+        };
+        if let Ok(mut table) = self.table.lock() {
+            if table.len() >= KEEP_FINISHED {
+                let mut finished: Vec<String> = table
+                    .values()
+                    .filter(|j| j.state != JobState::Running)
+                    .map(|j| j.id.clone())
+                    .collect();
+                finished.sort_by_key(|id| id_number(id));
+                for old in finished.iter().take(table.len() + 1 - KEEP_FINISHED) {
+                    table.remove(old);
+                }
+            }
+            table.insert(id.clone(), status);
+        }
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<JobStatus> {
+        self.table.lock().ok()?.get(id).cloned()
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut JobStatus)) {
+        if let Ok(mut table) = self.table.lock() {
+            if let Some(job) = table.get_mut(id) {
+                f(job);
+            }
+        }
+    }
+
+    /// Ingests `candidates` into the shared index (blocking; run it off the async
+    /// workers), recording progress and outcome under job `id`.
+    pub fn run(&self, id: &str, state: &super::AppState, candidates: &[Candidate]) {
+        let mut index = SharedIndex(&state.index);
+        let result = pipeline::ingest_candidates(
+            &state.config,
+            &state.embedder,
+            &mut index,
+            candidates,
+            pipeline::COMMIT_EVERY_DOCS,
+            false,
+            &mut |p| self.update(id, |job| job.progress = p),
+        );
+        self.update(id, |job| match result {
+            Ok(summary) => {
+                job.state = if summary.failed.is_empty() {
+                    JobState::Done
+                } else {
+                    JobState::Failed
+                };
+                job.summary = Some(summary);
+            }
+            Err(e) => {
+                tracing::error!(job = id, "ingestion job failed: {e:#}");
+                job.state = JobState::Failed;
+                job.error = Some(format!("{e:#}"));
+            }
+        });
+    }
+}
+
+fn id_number(id: &str) -> u64 {
+    id.trim_start_matches("job-").parse().unwrap_or(0)
+}
+
+/// A file or folder name safe to create: the last path component of what the client sent,
+/// with separators, control characters and leading dots replaced; never empty.
+pub fn clean_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = last
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned: String = cleaned.chars().take(200).collect();
+    if cleaned.is_empty() {
+        "upload".to_string()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_cannot_escape_the_library() {
+        assert_eq!(clean_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(clean_name(".."), "upload");
+        assert_eq!(clean_name(".bashrc"), "bashrc");
+        assert_eq!(clean_name("a\u{0}b:c.pdf"), "a_b_c.pdf");
+        assert_eq!(
+            clean_name("Rapport annuel 2025.pdf"),
+            "Rapport annuel 2025.pdf"
+        );
+        assert_eq!(clean_name(""), "upload");
+    }
+}

@@ -1,0 +1,268 @@
+//! `lore serve`: the HTTP API and the web portal on axum. Owns the shared state (models,
+//! the index behind a lock, upload jobs), the router ([`app`], so tests drive it in-process)
+//! and the server's life (bind, graceful shutdown). Embedding, search, parsing and inference
+//! never run on tokio workers: handlers hand them to blocking threads, and the model has
+//! its own thread behind a bounded queue.
+
+mod api;
+mod error;
+mod jobs;
+mod portal;
+
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::llm::Generator;
+use crate::pipeline::Engine;
+use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use lore_index::Index;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// Largest JSON request body (questions, search queries, history).
+pub const MAX_JSON_BYTES: usize = 256 * 1024;
+/// Longest question accepted, in characters.
+pub const MAX_QUESTION_CHARS: usize = 4_000;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub embedder: Arc<Embedder>,
+    /// Searches take it shared; commits (uploads, deletions) take it exclusively, briefly.
+    pub index: Arc<RwLock<Index>>,
+    pub generator: Generator,
+    /// Answers admitted at once (running + waiting); more get 429.
+    pub answer_slots: Arc<Semaphore>,
+    pub answer_capacity: usize,
+    pub jobs: jobs::Jobs,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Opens the index and loads both models (the slow part of start-up).
+    pub fn load(config: Config, answer_queue: usize) -> Result<AppState> {
+        let Engine { embedder, index } = Engine::open(&config)?;
+        let generator = crate::ask::load_generator(&config)?;
+        let jobs = jobs::Jobs::new(&config.data_dir)?;
+        Ok(AppState {
+            config,
+            embedder: Arc::new(embedder),
+            index: Arc::new(RwLock::new(index)),
+            generator,
+            answer_slots: Arc::new(Semaphore::new(answer_queue.max(1))),
+            answer_capacity: answer_queue.max(1),
+            jobs,
+        })
+    }
+}
+
+/// The whole HTTP surface: API, portal, health.
+pub fn app(state: SharedState) -> Router {
+    // One upload request may carry several files of up to `max_file_mb` each.
+    let upload_limit = usize::try_from(state.config.max_file_mb.saturating_mul(4 << 20))
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let api = Router::new()
+        .route("/api/ask", post(api::ask))
+        .route("/api/search", post(api::search))
+        .route("/api/documents", get(api::list_documents))
+        .route(
+            "/api/documents",
+            post(api::upload_documents)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/api/documents/{id}", delete(api::delete_document))
+        .route("/api/documents/{id}/raw", get(api::raw_document))
+        .route("/api/jobs/{id}", get(api::job_status))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+    api.merge(portal::routes())
+        .fallback(api::not_found)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `lore serve`: binds, serves until SIGINT/SIGTERM, then drains in-flight requests.
+pub fn run_serve(config: &Config) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lore-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config.clone()))
+}
+
+async fn serve(config: Config) -> Result<i32> {
+    let bind = config.bind.clone();
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let address = listener.local_addr()?;
+    let queue = config.answer_queue;
+    let state = tokio::task::spawn_blocking(move || AppState::load(config, queue))
+        .await
+        .context("start-up panicked")??;
+    let state = Arc::new(state);
+    tracing::info!(%address, "serving");
+    println!("Lore is serving on http://{address}/ (Ctrl-C to stop)");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    // Let detached blocking work (a commit in progress) finish before the index drops.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigLayer;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// A state on an empty index with the real embedder and the tiny model.
+    fn state(data: &std::path::Path, queue: usize) -> SharedState {
+        let models = std::env::var_os("LORE_MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let config = Config::load(
+            None,
+            ConfigLayer {
+                data_dir: Some(data.to_path_buf()),
+                models_dir: Some(models),
+                llm_model: Some("tiny".into()),
+                ..ConfigLayer::default()
+            },
+        )
+        .expect("config");
+        Arc::new(AppState::load(config, queue).expect("models: run scripts/fetch-models all"))
+    }
+
+    async fn call(
+        app: Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_are_json_with_a_fitting_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path(), 1);
+        let app = app(state.clone());
+
+        let (status, _, body) = call(app.clone(), "POST", "/api/ask", "{\"question\": ").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("EOF")),
+            "{body}"
+        );
+
+        let (status, _, body) = call(app.clone(), "GET", "/nowhere", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+
+        let (status, _, body) = call(
+            app.clone(),
+            "POST",
+            "/api/search",
+            "{\"query\": \"backups\", \"k\": 500}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        // An empty index answers searches with nothing, not an error.
+        let (status, _, body) = call(
+            app.clone(),
+            "POST",
+            "/api/search",
+            "{\"query\": \"backups\"}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["results"], serde_json::json!([]));
+
+        // Every answer slot taken: 429 with Retry-After, before any work.
+        let held = state
+            .answer_slots
+            .clone()
+            .try_acquire_owned()
+            .expect("slot");
+        let (status, headers, body) = call(
+            app.clone(),
+            "POST",
+            "/api/ask",
+            "{\"question\": \"When do backups run?\"}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(headers.contains_key("retry-after"));
+        drop(held);
+
+        // With the slot back and nothing indexed, the answer is "not found", not an error.
+        let (status, _, body) = call(
+            app,
+            "POST",
+            "/api/ask",
+            "{\"question\": \"When do backups run?\", \"stream\": false}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["abstained"], true, "{body}");
+        assert_eq!(body["answer"], crate::rag::NOT_FOUND);
+    }
+}

@@ -1,0 +1,317 @@
+// Lore portal: the Ask page (answers stream over Server-Sent Events from POST /api/ask)
+// and the Library page (upload, list, delete, search). Plain DOM code, no framework.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+};
+
+// ------------------------------------------------------------------ tabs
+function show(view) {
+  for (const name of ["ask", "library"]) {
+    const on = name === view;
+    $(`#view-${name}`).hidden = !on;
+    $(`#tab-${name}`).setAttribute("aria-selected", String(on));
+  }
+  if (view === "library") loadDocuments();
+  else $("#question").focus();
+}
+$("#tab-ask").addEventListener("click", () => show("ask"));
+$("#tab-library").addEventListener("click", () => show("library"));
+
+async function apiError(response) {
+  try {
+    const body = await response.json();
+    return body.error ? body.error.message : response.statusText;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+async function refreshReady() {
+  try {
+    const r = await fetch("/readyz");
+    if (!r.ok) throw new Error(await apiError(r));
+    const s = await r.json();
+    $("#ready").textContent = `${s.documents} documents · ${s.chunks} passages · ${s.llm_model}`;
+  } catch (e) {
+    $("#ready").textContent = `not ready: ${e.message}`;
+  }
+}
+
+// ------------------------------------------------------------------- ask
+let history = [];
+let controller = null;
+
+function pageLabel(p) {
+  if (p.page == null) return "";
+  return p.page_end && p.page_end !== p.page ? `pages ${p.page}–${p.page_end}` : `page ${p.page}`;
+}
+
+function rawLink(p) {
+  const url = `/api/documents/${encodeURIComponent(p.doc_id)}/raw`;
+  return p.page != null ? `${url}#page=${p.page}` : url;
+}
+
+// Words of the answer sentence that cites a passage, highlighted in that passage.
+function highlighted(text, sentence) {
+  const words = new Set((sentence.toLowerCase().match(/[\p{L}\p{N}_-]{4,}/gu) || []));
+  const frag = document.createDocumentFragment();
+  for (const part of text.split(/([\p{L}\p{N}_-]+)/u)) {
+    if (words.has(part.toLowerCase())) frag.append(el("mark", {}, part));
+    else frag.append(part);
+  }
+  return frag;
+}
+
+function openPassage(p, sentence) {
+  $("#passage-title").textContent = p.title || p.doc;
+  $("#passage-meta").textContent = [p.doc, pageLabel(p), p.heading].filter(Boolean).join(" · ");
+  $("#passage-text").replaceChildren(highlighted(p.text, sentence || ""));
+  $("#passage-open").href = rawLink(p);
+  $("#passage-dialog").showModal();
+}
+
+// The answer text with each [n] turned into a button that opens passage n.
+function renderAnswer(target, text, sources) {
+  target.replaceChildren();
+  const byNumber = new Map(sources.map((s) => [s.n, s]));
+  const sentences = text.split(/(?<=[.!?])\s+/);
+  for (const sentence of sentences) {
+    for (const part of sentence.split(/(\[\d+\])/)) {
+      const m = part.match(/^\[(\d+)\]$/);
+      const source = m && byNumber.get(Number(m[1]));
+      if (source) {
+        target.append(el("button", {
+          class: "cite", type: "button",
+          "aria-label": `Open source ${m[1]}: ${source.doc}`,
+          onclick: () => openPassage(source, sentence),
+        }, part));
+      } else {
+        target.append(part);
+      }
+    }
+    target.append(" ");
+  }
+}
+
+function sourceItem(s, sentence) {
+  return el("li", {},
+    el("button", { class: "cite", type: "button", onclick: () => openPassage(s, sentence) }, `[${s.n}]`),
+    ` ${s.title || s.doc}`, el("span", { class: "muted" }, ` — ${[s.doc, pageLabel(s)].filter(Boolean).join(", ")}`));
+}
+
+// Parses a text/event-stream body: yields {event, data} objects.
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).replace(/^ /, "");
+      }
+      if (data) yield { event, data: JSON.parse(data) };
+    }
+  }
+}
+
+async function ask(question) {
+  const turn = el("div", { class: "turn" }, el("div", { class: "q" }, question));
+  const answer = el("div", { class: "a", "aria-busy": "true" }, el("span", { class: "muted" }, "Searching…"));
+  turn.append(answer);
+  $("#conversation").append(turn);
+  turn.scrollIntoView({ block: "end" });
+  controller = new AbortController();
+  $("#stop-button").hidden = false;
+  $("#ask-button").disabled = true;
+  let text = "";
+  try {
+    const response = await fetch("/api/ask", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ question, history }),
+      signal: controller.signal,
+    });
+    if (!response.ok) throw new Error(await apiError(response));
+    for await (const { event, data } of sseEvents(response)) {
+      if (event === "retrieved") {
+        answer.replaceChildren(el("span", { class: "muted" }, `Reading ${data.passages.length} passages…`));
+      } else if (event === "token") {
+        if (!text) answer.replaceChildren();
+        text += data.text;
+        answer.textContent = text;
+      } else if (event === "answer") {
+        answer.removeAttribute("aria-busy");
+        if (data.abstained) answer.classList.add("notfound");
+        renderAnswer(answer, data.answer, data.sources);
+        if (data.citations.length) {
+          turn.append(el("ol", { class: "sources", "aria-label": "Sources" },
+            ...data.citations.map((s) => sourceItem(s, ""))));
+        }
+        if (data.sources.length) {
+          turn.append(el("details", { class: "passages" },
+            el("summary", {}, `Retrieved passages (${data.sources.length})`),
+            el("ol", {}, ...data.sources.map((s) => sourceItem(s, data.answer)))));
+        }
+        history.push({ role: "user", content: question }, { role: "assistant", content: data.answer });
+        history = history.slice(-8);
+      } else if (event === "error") {
+        throw new Error(data.error.message);
+      }
+    }
+  } catch (e) {
+    answer.removeAttribute("aria-busy");
+    answer.classList.add("error");
+    answer.textContent = e.name === "AbortError" ? (text + " [stopped]") : `Error: ${e.message}`;
+  } finally {
+    controller = null;
+    $("#stop-button").hidden = true;
+    $("#ask-button").disabled = false;
+    turn.scrollIntoView({ block: "end" });
+  }
+}
+
+$("#ask-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const question = $("#question").value.trim();
+  if (!question || controller) return;
+  $("#question").value = "";
+  ask(question);
+});
+$("#question").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) {
+    e.preventDefault();
+    $("#ask-form").requestSubmit();
+  }
+});
+$("#stop-button").addEventListener("click", () => controller && controller.abort());
+$("#new-button").addEventListener("click", () => {
+  history = [];
+  $("#conversation").replaceChildren();
+  $("#question").focus();
+});
+
+// --------------------------------------------------------------- library
+async function loadDocuments() {
+  const body = $("#documents tbody");
+  try {
+    const r = await fetch("/api/documents");
+    if (!r.ok) throw new Error(await apiError(r));
+    const { documents } = await r.json();
+    body.replaceChildren(...documents.map((d) => el("tr", {},
+      el("td", {}, el("a", { href: `/api/documents/${encodeURIComponent(d.id)}/raw`, target: "_blank", rel: "noopener" }, d.title || d.path),
+        el("div", { class: "muted" }, d.path)),
+      el("td", {}, d.collection),
+      el("td", {}, d.pages == null ? "–" : String(d.pages)),
+      el("td", {}, String(d.chunks)),
+      el("td", {}, d.warnings.length ? el("span", { class: "warn", title: d.warnings.join("\n") }, "warnings") : "indexed"),
+      el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Delete ${d.path}`,
+        onclick: () => removeDocument(d) }, "Delete")))));
+    if (!documents.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No documents yet: drop some above.")));
+  } catch (e) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "warn" }, `Cannot list documents: ${e.message}`)));
+  }
+  refreshReady();
+}
+
+async function removeDocument(d) {
+  if (!confirm(`Delete ${d.path} from the index?`)) return;
+  const r = await fetch(`/api/documents/${encodeURIComponent(d.id)}`, { method: "DELETE" });
+  if (!r.ok) alert(`Cannot delete: ${await apiError(r)}`);
+  loadDocuments();
+}
+
+function upload(files) {
+  if (!files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("file", f, f.name);
+  const item = el("li", {}, `Uploading ${files.length} file(s)… `);
+  const bar = el("progress", { max: "100", value: "0", "aria-label": "Upload progress" });
+  item.append(bar);
+  $("#uploads").prepend(item);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/api/documents");
+  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
+  xhr.onload = () => {
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+    if (xhr.status !== 202) {
+      item.textContent = `Upload failed: ${body.error ? body.error.message : xhr.statusText}`;
+      return;
+    }
+    item.textContent = `Indexing ${body.files.join(", ")}…`;
+    pollJob(body.job_id, item);
+  };
+  xhr.onerror = () => { item.textContent = "Upload failed: network error"; };
+  xhr.send(form);
+}
+
+async function pollJob(id, item) {
+  for (;;) {
+    const r = await fetch(`/api/jobs/${encodeURIComponent(id)}`);
+    if (!r.ok) { item.textContent = `Job ${id}: ${await apiError(r)}`; return; }
+    const job = await r.json();
+    if (job.state === "running") {
+      item.textContent = `Indexing ${job.files.join(", ")}: ${job.progress.files_done}/${job.progress.files_total} files, ${job.progress.chunks} passages…`;
+      await new Promise((ok) => setTimeout(ok, 700));
+      continue;
+    }
+    const s = job.summary;
+    if (job.error) item.textContent = `Failed: ${job.error}`;
+    else {
+      const problems = [...s.failed, ...s.skipped].map((f) => `${f.path}: ${f.reason}`);
+      item.textContent = `Done: ${s.ingested.length} indexed, ${s.unchanged.length} unchanged` +
+        (problems.length ? ` — ${problems.join("; ")}` : "");
+    }
+    loadDocuments();
+    return;
+  }
+}
+
+const drop = $("#drop");
+drop.addEventListener("click", () => $("#file-input").click());
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#file-input").click(); } });
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload([...e.dataTransfer.files]); });
+$("#file-input").addEventListener("change", (e) => { upload([...e.target.files]); e.target.value = ""; });
+
+$("#search-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const query = $("#search").value.trim();
+  const out = $("#search-results");
+  if (!query) return;
+  out.textContent = "Searching…";
+  try {
+    const r = await fetch("/api/search", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query, k: 10 }),
+    });
+    if (!r.ok) throw new Error(await apiError(r));
+    const { results } = await r.json();
+    out.replaceChildren(el("ol", {}, ...results.map((p, i) => sourceItem({ ...p, n: i + 1 }, query))));
+    if (!results.length) out.textContent = "No passages found.";
+  } catch (err) {
+    out.textContent = `Search failed: ${err.message}`;
+  }
+});
+
+refreshReady();
+$("#question").focus();
