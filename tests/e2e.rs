@@ -930,3 +930,80 @@ fn serve_api_end_to_end() {
     }
     assert_eq!(server.terminate(), Some(0), "graceful shutdown exits 0");
 }
+
+/// The OpenAI-compatible endpoints, driven by the official `openai` Python package
+/// (installed by scripts/install-deps into the llama venv): non-streaming and streaming
+/// chat completions answer from the documents with sources; /v1/models lists Lore.
+#[test]
+fn openai_clients_talk_to_lore() {
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ"]);
+    std::fs::write(corpus.path().join("zephyr-onboarding.md"), INVENTED_FACT).expect("write");
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    lore.ingest_json(&[corpus.path()]);
+    let server = lore.serve(&[]);
+    let venv = std::env::var_os("LORE_LLAMA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/lore-llama-venv")
+        });
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1] + "/v1", api_key="not-needed")
+question = [{"role": "user", "content": "Which product code activates a new Zephyr-9 VPN gateway?"}]
+plain = client.chat.completions.create(model="lore", messages=question, max_tokens=48)
+stream = client.chat.completions.create(model="lore", messages=question, max_tokens=48, stream=True)
+deltas, last = [], None
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        deltas.append(chunk.choices[0].delta.content)
+    last = chunk
+print(json.dumps({
+    "content": plain.choices[0].message.content,
+    "finish": plain.choices[0].finish_reason,
+    "sources": (plain.model_extra or {}).get("sources"),
+    "streamed": "".join(deltas),
+    "chunks": len(deltas),
+    "stream_sources": (last.model_extra or {}).get("sources") if last else None,
+    "models": [m.id for m in client.models.list().data],
+}))
+"#;
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", script, &server.url])
+        .output()
+        .expect("python with openai: run scripts/install-deps");
+    assert!(
+        out.status.success(),
+        "openai client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("client output JSON");
+    let content = v["content"].as_str().unwrap_or_default();
+    assert!(!content.trim().is_empty(), "{v:#}");
+    assert_eq!(v["finish"], "stop");
+    assert!(
+        v["chunks"].as_u64().unwrap_or(0) > 1,
+        "streamed in pieces: {v:#}"
+    );
+    assert!(
+        v["models"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("lore-")),
+        "{v:#}"
+    );
+    // Sources ride along: in the extra field, and as a list in the text when cited.
+    for key in ["sources", "stream_sources"] {
+        assert!(v[key].is_array(), "{key} missing: {v:#}");
+        let sources = v[key].as_array().cloned().unwrap_or_default();
+        for s in &sources {
+            assert!(s["doc"].is_string() && s["n"].is_u64(), "{key}: {s}");
+        }
+        if !sources.is_empty() {
+            assert!(
+                content.contains("Sources:") || key == "stream_sources",
+                "{v:#}"
+            );
+        }
+    }
+}

@@ -29,7 +29,7 @@ const RECALL_DEPTH: usize = 10;
 
 /// One question's outcome, as written to `outputs-<mode>.jsonl`. `id`, `answer` and
 /// `sources` (`doc`, `text`, best first) are what the reference scorer reads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OutputLine {
     pub id: String,
     pub question: String,
@@ -37,21 +37,12 @@ pub struct OutputLine {
     pub abstained: bool,
     /// Passage numbers (into `sources`, from 1) the answer cites.
     pub cited: Vec<usize>,
-    pub sources: Vec<OutputSource>,
+    pub sources: Vec<Passage>,
     /// Seconds from the question to the first answer text (retrieval included).
     pub ttft_s: Option<f64>,
     pub total_s: f64,
     pub retrieval_s: f64,
     pub verdict: Verdict,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutputSource {
-    pub doc: String,
-    pub page: Option<u32>,
-    pub heading: Option<String>,
-    pub score: f32,
-    pub text: String,
 }
 
 /// Latency percentiles over a run's questions, in seconds.
@@ -249,7 +240,7 @@ fn run_mode(
             answer: String::new(),
             abstained: false,
             cited: Vec::new(),
-            sources: retrieved.iter().map(output_source).collect(),
+            sources: retrieved.clone(),
             ttft_s: None,
             total_s: retrieval_s,
             retrieval_s,
@@ -300,16 +291,6 @@ fn run_mode(
     }
     bar.finish_and_clear();
     Ok(lines)
-}
-
-fn output_source(p: &Passage) -> OutputSource {
-    OutputSource {
-        doc: p.doc.clone(),
-        page: p.page,
-        heading: p.heading.clone(),
-        score: p.score,
-        text: p.text.clone(),
-    }
 }
 
 fn write_jsonl(path: &Path, lines: &[OutputLine]) -> Result<()> {

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Seconds a client is told to wait when the answer queue is full.
 const RETRY_AFTER_S: u64 = 10;
 const MAX_K: usize = 20;
-const MAX_ANSWER_TOKENS: usize = 2048;
+pub(super) const MAX_ANSWER_TOKENS: usize = 2048;
 const MAX_HISTORY_MESSAGES: usize = 20;
 
 /// Runs blocking work off the async workers; a panic becomes a 500.
@@ -135,7 +135,7 @@ pub struct AskRequest {
 
 /// What `/api/ask` streams: `retrieved` once, `token`s, then `answer` (or `error`).
 #[derive(Debug)]
-enum AskEvent {
+pub(super) enum AskEvent {
     Retrieved(Vec<Passage>),
     Token(String),
     Answer(Box<Answer>),
@@ -182,7 +182,7 @@ struct TokenEvent {
 
 /// The text retrieval searches with: a follow-up ("and on the backup server?") carries
 /// little on its own, so the previous user turn is folded in.
-pub fn standalone_query(history: &[ChatMessage], question: &str) -> String {
+pub(super) fn standalone_query(history: &[ChatMessage], question: &str) -> String {
     match history.iter().rev().find(|m| m.role == "user") {
         Some(previous) if !previous.content.trim().is_empty() => {
             format!("{} {}", previous.content.trim(), question)
@@ -192,30 +192,7 @@ pub fn standalone_query(history: &[ChatMessage], question: &str) -> String {
 }
 
 fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
-    let question = request.question.trim();
-    if question.is_empty() {
-        return Err(ApiError::BadRequest("question is empty".into()));
-    }
-    if question.chars().count() > MAX_QUESTION_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "question is longer than {MAX_QUESTION_CHARS} characters"
-        )));
-    }
-    if request.history.len() > MAX_HISTORY_MESSAGES {
-        return Err(ApiError::BadRequest(format!(
-            "history holds more than {MAX_HISTORY_MESSAGES} messages"
-        )));
-    }
-    if let Some(m) = request
-        .history
-        .iter()
-        .find(|m| m.role != "user" && m.role != "assistant")
-    {
-        return Err(ApiError::BadRequest(format!(
-            "history roles are \"user\" or \"assistant\", not {:?}",
-            m.role
-        )));
-    }
+    validate_question(&request.question, &request.history)?;
     if let Some(n) = request.max_tokens {
         if !(1..=MAX_ANSWER_TOKENS).contains(&n) {
             return Err(ApiError::BadRequest(format!(
@@ -226,14 +203,98 @@ fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The checks every question gets: not empty, not too long, a short well-formed history.
+pub(super) fn validate_question(question: &str, history: &[ChatMessage]) -> Result<(), ApiError> {
+    let question = question.trim();
+    if question.is_empty() {
+        return Err(ApiError::BadRequest("question is empty".into()));
+    }
+    if question.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "question is longer than {MAX_QUESTION_CHARS} characters"
+        )));
+    }
+    if history.len() > MAX_HISTORY_MESSAGES {
+        return Err(ApiError::BadRequest(format!(
+            "history holds more than {MAX_HISTORY_MESSAGES} messages"
+        )));
+    }
+    if let Some(m) = history
+        .iter()
+        .find(|m| m.role != "user" && m.role != "assistant")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "history roles are \"user\" or \"assistant\", not {:?}",
+            m.role
+        )));
+    }
+    Ok(())
+}
+
 pub async fn ask(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, ApiError> {
     validate_ask(&request)?;
     let k = check_k(request.k, AskOptions::default().k)?;
-    // Admission: a permit per answer running or waiting, so a full queue is a 429 before
-    // any byte of the response is sent.
+    let options = ask_options(&state, k, request.max_tokens, request.collections.clone());
+    let mut receiver = start_answer(
+        &state,
+        request.question.trim().to_string(),
+        request.history,
+        options,
+    )?;
+    if request.stream {
+        let events = ReceiverStream::new(receiver);
+        let events = tokio_stream::StreamExt::map(events, |e| Ok::<_, Infallible>(e.into_sse()));
+        return Ok(sse_response(events));
+    }
+    final_answer(&mut receiver)
+        .await
+        .map(|a| Json(a).into_response())
+}
+
+pub(super) fn ask_options(
+    state: &SharedState,
+    k: usize,
+    max_tokens: Option<usize>,
+    collections: Option<Vec<String>>,
+) -> AskOptions {
+    AskOptions {
+        k,
+        generation: GenerationParams {
+            max_tokens: max_tokens.unwrap_or(GenerationParams::default().max_tokens),
+            ..GenerationParams::default()
+        },
+        min_similarity: state.config.min_similarity,
+        filter: filter(collections),
+        mode: SearchMode::Hybrid,
+    }
+}
+
+/// An SSE response that proxies must not buffer.
+pub(super) fn sse_response<S>(events: S) -> Response
+where
+    S: tokio_stream::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Admits an answer (a permit per answer running or waiting, so a full queue is a 429
+/// before any byte of the response is sent) and starts it on a blocking thread; its
+/// events arrive on the returned receiver, the last one `Answer` or `Failed`.
+pub(super) fn start_answer(
+    state: &SharedState,
+    question: String,
+    history: Vec<ChatMessage>,
+    options: AskOptions,
+) -> Result<mpsc::Receiver<AskEvent>, ApiError> {
     let permit = state
         .answer_slots
         .clone()
@@ -241,52 +302,26 @@ pub async fn ask(
         .map_err(|_| ApiError::Busy {
             retry_after_s: RETRY_AFTER_S,
         })?;
-    let options = AskOptions {
-        k,
-        generation: GenerationParams {
-            max_tokens: request
-                .max_tokens
-                .unwrap_or(GenerationParams::default().max_tokens),
-            ..GenerationParams::default()
-        },
-        min_similarity: state.config.min_similarity,
-        filter: filter(request.collections.clone()),
-        mode: SearchMode::Hybrid,
-    };
-    let (sender, mut receiver) = mpsc::channel::<AskEvent>(64);
-    let stream = request.stream;
-    let worker_state = state.clone();
+    let (sender, receiver) = mpsc::channel::<AskEvent>(64);
+    let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let question = request.question.trim().to_string();
-        let result = answer(
-            &worker_state,
-            &request.history,
-            &question,
-            &options,
-            &sender,
-        );
-        let last = match result {
+        let last = match answer(&state, &history, &question, &options, &sender) {
             Ok(answer) => AskEvent::Answer(Box::new(answer)),
             Err(error) => AskEvent::Failed(error),
         };
         let _ = sender.blocking_send(last);
     });
-    if stream {
-        let events = ReceiverStream::new(receiver);
-        let events = tokio_stream::StreamExt::map(events, |e| Ok::<_, Infallible>(e.into_sse()));
-        let mut response = Sse::new(events)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response();
-        // Proxies must not buffer the stream.
-        response
-            .headers_mut()
-            .insert("x-accel-buffering", HeaderValue::from_static("no"));
-        return Ok(response);
-    }
+    Ok(receiver)
+}
+
+/// Waits for the end of an answer started by [`start_answer`].
+pub(super) async fn final_answer(
+    receiver: &mut mpsc::Receiver<AskEvent>,
+) -> Result<Answer, ApiError> {
     while let Some(event) = receiver.recv().await {
         match event {
-            AskEvent::Answer(answer) => return Ok(Json(answer).into_response()),
+            AskEvent::Answer(answer) => return Ok(*answer),
             AskEvent::Failed(error) => return Err(error),
             AskEvent::Retrieved(_) | AskEvent::Token(_) => {}
         }

@@ -7,6 +7,7 @@
 mod api;
 mod error;
 mod jobs;
+mod openai;
 mod portal;
 
 use crate::config::Config;
@@ -81,6 +82,8 @@ pub fn app(state: SharedState) -> Router {
         .route("/api/documents/{id}", delete(api::delete_document))
         .route("/api/documents/{id}/raw", get(api::raw_document))
         .route("/api/jobs/{id}", get(api::job_status))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));

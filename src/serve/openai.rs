@@ -1,0 +1,277 @@
+//! OpenAI-compatible endpoints, so existing chat clients can use Lore: `POST
+//! /v1/chat/completions` (streaming or not) answers the last user message through the RAG
+//! pipeline, earlier user/assistant messages being the conversation; `GET /v1/models`
+//! lists the one model. Sources come inline (the answer's `[n]` markers plus a "Sources:"
+//! list) and in an extra `sources` field.
+
+use super::api::{self, AskEvent, MAX_ANSWER_TOKENS};
+use super::error::{ApiError, ApiJson};
+use super::SharedState;
+use crate::llm::ChatMessage;
+use crate::rag::{Answer, AskOptions, Source};
+use axum::extract::State;
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Completion {
+    id: String,
+    object: &'static str,
+    created: i64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: Usage,
+    sources: Vec<Source>,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: usize,
+    message: ChatMessage,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+}
+
+#[derive(Serialize)]
+struct Chunk {
+    id: String,
+    object: &'static str,
+    created: i64,
+    model: String,
+    choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<Vec<Source>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice {
+    index: usize,
+    delta: Delta,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn model_name(state: &SharedState) -> String {
+    format!("lore-{}", state.generator.info().name)
+}
+
+/// The sources list appended to the answer text, for clients that show only `content`.
+fn sources_text(answer: &Answer) -> String {
+    if answer.citations.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\n\nSources:");
+    for s in &answer.citations {
+        text.push_str(&format!("\n[{}] {}", s.n, crate::ask::describe(s)));
+    }
+    text
+}
+
+/// Splits the messages into (history, question): the question is the last message, which
+/// must come from the user; system messages are Lore's own business and are dropped.
+fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String), ApiError> {
+    let mut turns: Vec<ChatMessage> = messages
+        .into_iter()
+        .filter(|m| m.role != "system" && m.role != "developer")
+        .collect();
+    match turns.pop() {
+        Some(last) if last.role == "user" => Ok((turns, last.content)),
+        _ => Err(ApiError::BadRequest(
+            "the last message must be the user's question".into(),
+        )),
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<SharedState>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let (history, question) = conversation(request.messages)?;
+    api::validate_question(&question, &history)?;
+    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
+    if let Some(n) = max_tokens.filter(|n| !(1..=MAX_ANSWER_TOKENS).contains(n)) {
+        return Err(ApiError::BadRequest(format!(
+            "max_tokens must be between 1 and {MAX_ANSWER_TOKENS}, not {n}"
+        )));
+    }
+    let options = api::ask_options(&state, AskOptions::default().k, max_tokens, None);
+    let mut receiver = api::start_answer(&state, question.trim().to_string(), history, options)?;
+    let id = format!("chatcmpl-lore-{}", now());
+    let model = request.model.unwrap_or_else(|| model_name(&state));
+    let created = now();
+    if !request.stream {
+        let answer = api::final_answer(&mut receiver).await?;
+        let usage = answer.generation.as_ref().map_or(
+            Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+            },
+            |g| Usage {
+                prompt_tokens: g.prompt_tokens,
+                completion_tokens: g.generated_tokens,
+                total_tokens: g.prompt_tokens + g.generated_tokens,
+            },
+        );
+        let content = format!("{}{}", answer.answer, sources_text(&answer));
+        return Ok(Json(Completion {
+            id,
+            object: "chat.completion",
+            created,
+            model,
+            choices: vec![Choice {
+                index: 0,
+                message: ChatMessage::new("assistant", content),
+                finish_reason: "stop",
+            }],
+            usage,
+            sources: answer.citations,
+        })
+        .into_response());
+    }
+    let chunk = move |delta: Delta, finish: Option<&'static str>, sources: Option<Vec<Source>>| {
+        let body = Chunk {
+            id: id.clone(),
+            object: "chat.completion.chunk",
+            created,
+            model: model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }],
+            sources,
+        };
+        Event::default().data(serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
+    };
+    let (sender, out) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(async move {
+        let first = chunk(
+            Delta {
+                role: Some("assistant"),
+                ..Delta::default()
+            },
+            None,
+            None,
+        );
+        if sender.send(Ok(first)).await.is_err() {
+            return;
+        }
+        while let Some(event) = receiver.recv().await {
+            let message = match event {
+                AskEvent::Retrieved(_) => continue,
+                AskEvent::Token(text) => chunk(
+                    Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    },
+                    None,
+                    None,
+                ),
+                AskEvent::Answer(answer) => {
+                    // The streamed text lacks the citations attributed at the end: the
+                    // final chunk carries them as the sources list.
+                    let tail = sources_text(&answer);
+                    chunk(
+                        Delta {
+                            content: (!tail.is_empty()).then_some(tail),
+                            ..Delta::default()
+                        },
+                        Some("stop"),
+                        Some(answer.citations),
+                    )
+                }
+                AskEvent::Failed(error) => Event::default()
+                    .data(serde_json::to_string(&error.body()).unwrap_or_else(|_| "{}".into())),
+            };
+            if sender.send(Ok(message)).await.is_err() {
+                return; // client gone: dropping `receiver` cancels the generation
+            }
+        }
+        let _ = sender.send(Ok(Event::default().data("[DONE]"))).await;
+    });
+    Ok(api::sse_response(
+        tokio_stream::wrappers::ReceiverStream::new(out),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct ModelList {
+    object: &'static str,
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: &'static str,
+}
+
+pub async fn models(State(state): State<SharedState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list",
+        data: vec![ModelEntry {
+            id: model_name(&state),
+            object: "model",
+            created: 0,
+            owned_by: "lore",
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_user_message_is_the_question() {
+        let (history, question) = conversation(vec![
+            ChatMessage::new("system", "Be terse."),
+            ChatMessage::new("user", "How often are backups taken?"),
+            ChatMessage::new("assistant", "Nightly [1]."),
+            ChatMessage::new("user", "And kept for how long?"),
+        ])
+        .expect("valid");
+        assert_eq!(question, "And kept for how long?");
+        assert_eq!(history.len(), 2);
+        assert!(conversation(vec![ChatMessage::new("assistant", "Hi")]).is_err());
+        assert!(conversation(Vec::new()).is_err());
+    }
+}
