@@ -81,7 +81,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("index at {0} is already open by another process or handle (lock held)")]
+    #[error(
+        "index at {0} is already open by another process or handle (lock held): if `lore serve` runs on it, use its API or portal, or stop it first"
+    )]
     Locked(PathBuf),
     #[error(
         "index was built with embedding model {index_model:?} ({index_dim} dimensions), \
