@@ -355,6 +355,7 @@ fn answer(
         .map_err(ApiError::internal)?
     };
     let retrieval_s = started.elapsed().as_secs_f64();
+    let mut first_token: Option<f64> = None;
     if sender
         .blocking_send(AskEvent::Retrieved(retrieved.clone()))
         .is_err()
@@ -367,13 +368,18 @@ fn answer(
         history,
         retrieved,
         options,
-        |text| match sender.blocking_send(AskEvent::Token(text.to_string())) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(()),
+        |text| {
+            first_token.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            match sender.blocking_send(AskEvent::Token(text.to_string())) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
         },
     );
     match result {
         Ok(mut answer) => {
+            let generated = answer.generation.as_ref().map_or(0, |g| g.generated_tokens);
+            state.metrics.answered(generated, first_token);
             answer.retrieval_s = retrieval_s;
             Ok(answer)
         }

@@ -132,6 +132,7 @@ impl Jobs {
         );
         self.update(id, |job| match result {
             Ok(summary) => {
+                state.metrics.ingestion_failed(summary.failed.len());
                 job.state = if summary.failed.is_empty() {
                     JobState::Done
                 } else {

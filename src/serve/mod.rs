@@ -7,6 +7,7 @@
 mod api;
 mod error;
 mod jobs;
+mod metrics;
 mod openai;
 mod portal;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     pub answer_slots: Arc<Semaphore>,
     pub answer_capacity: usize,
     pub jobs: jobs::Jobs,
+    pub metrics: metrics::Metrics,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -60,6 +62,7 @@ impl AppState {
             answer_slots: Arc::new(Semaphore::new(answer_queue.max(1))),
             answer_capacity: answer_queue.max(1),
             jobs,
+            metrics: metrics::Metrics::default(),
         })
     }
 }
@@ -86,8 +89,13 @@ pub fn app(state: SharedState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(metrics::exposition))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
     api.merge(portal::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(api::not_found)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -267,5 +275,36 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["abstained"], true, "{body}");
         assert_eq!(body["answer"], crate::rag::NOT_FOUND);
+
+        // Everything above shows in the Prometheus exposition, under route patterns.
+        let response = super::app(state)
+            .oneshot(
+                Request::builder()
+                    .uri("/metrics")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        for line in [
+            "lore_http_requests_total{route=\"/api/search\",method=\"POST\",status=\"200\"} 1",
+            "lore_http_requests_total{route=\"/api/ask\",method=\"POST\",status=\"429\"} 1",
+            "lore_http_requests_total{route=\"/api/ask\",method=\"POST\",status=\"200\"} 1",
+            "lore_answers_total 1",
+            "lore_answer_queue_depth 0",
+            "lore_documents 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(text.contains("lore_http_request_duration_seconds_bucket{"));
+        assert!(text.contains("lore_time_to_first_token_seconds_count 1"));
     }
 }
