@@ -1007,3 +1007,42 @@ print(json.dumps({
         }
     }
 }
+
+/// The portal in a real browser: headless Chromium (Debian's `chromium`) driven by
+/// Playwright (tests/portal.py; both installed by scripts/install-deps). Screenshots are
+/// kept in target/portal-screenshots.
+#[test]
+fn portal_in_a_real_browser() {
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ", "sudo/TROUBLESHOOTING.md"]);
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    lore.ingest_json(&[corpus.path()]);
+    let upload_dir = tempfile::tempdir().expect("tempdir");
+    let upload = upload_dir.path().join("zephyr-onboarding.md");
+    std::fs::write(&upload, INVENTED_FACT).expect("write");
+    let shots = repo_root().join("target/portal-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let server = lore.serve(&[]);
+    let venv = std::env::var_os("LORE_LLAMA_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/lore-llama-venv")
+        });
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg(repo_root().join("tests/portal.py"))
+        .arg(&server.url)
+        .arg(&shots)
+        .arg(&upload)
+        .output()
+        .expect("python with playwright: run scripts/install-deps");
+    assert!(
+        out.status.success(),
+        "portal test failed (screenshots in {}):\n{}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["02-answer-and-passage.png", "04-answer-from-upload.png"] {
+        assert!(shots.join(name).is_file(), "{name} missing");
+    }
+}

@@ -106,7 +106,8 @@ function renderAnswer(target, text, sources) {
 function sourceItem(s, sentence) {
   return el("li", {},
     el("button", { class: "cite", type: "button", onclick: () => openPassage(s, sentence) }, `[${s.n}]`),
-    ` ${s.title || s.doc}`, el("span", { class: "muted" }, ` — ${[s.doc, pageLabel(s)].filter(Boolean).join(", ")}`));
+    ` ${s.title || s.doc}`,
+    el("span", { class: "muted" }, ` — ${[s.doc, pageLabel(s), s.heading && `§ ${s.heading}`].filter(Boolean).join(", ")}`));
 }
 
 // Parses a text/event-stream body: yields {event, data} objects.
