@@ -478,13 +478,7 @@ struct LlamaServer {
 
 impl LlamaServer {
     fn start(gguf: &std::path::Path) -> LlamaServer {
-        let venv = std::env::var_os("LORE_LLAMA_VENV")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                    .join(".cache/lore-llama-venv")
-            });
-        let python = venv.join("bin/python");
+        let python = python_venv().join("bin/python");
         assert!(
             python.is_file(),
             "{} missing: run scripts/install-deps (it builds llama-cpp-python[server])",
@@ -941,12 +935,7 @@ fn openai_clients_talk_to_lore() {
     let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
     lore.ingest_json(&[corpus.path()]);
     let server = lore.serve(&[]);
-    let venv = std::env::var_os("LORE_LLAMA_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/lore-llama-venv")
-        });
+    let venv = python_venv();
     let script = r#"
 import json, sys
 from openai import OpenAI
@@ -1022,12 +1011,7 @@ fn portal_in_a_real_browser() {
     let shots = repo_root().join("target/portal-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let server = lore.serve(&[]);
-    let venv = std::env::var_os("LORE_LLAMA_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache/lore-llama-venv")
-        });
+    let venv = python_venv();
     let out = std::process::Command::new(venv.join("bin/python"))
         .arg(repo_root().join("tests/portal.py"))
         .arg(&server.url)

@@ -188,6 +188,17 @@ mod tests {
         uri: &str,
         body: &str,
     ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let (status, headers, bytes) = send(app, method, uri, body).await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
+    }
+
+    async fn send(
+        app: Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -203,8 +214,7 @@ mod tests {
             .await
             .expect("body")
             .to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (status, headers, json)
+        (status, headers, bytes)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,22 +287,8 @@ mod tests {
         assert_eq!(body["answer"], crate::rag::NOT_FOUND);
 
         // Everything above shows in the Prometheus exposition, under route patterns.
-        let response = super::app(state)
-            .oneshot(
-                Request::builder()
-                    .uri("/metrics")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("response");
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, _, bytes) = send(super::app(state), "GET", "/metrics", "").await;
+        assert_eq!(status, StatusCode::OK);
         let text = String::from_utf8_lossy(&bytes);
         for line in [
             "lore_http_requests_total{route=\"/api/search\",method=\"POST\",status=\"200\"} 1",

@@ -25,6 +25,16 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// The Python venv scripts/install-deps fills (llama-cpp-python's server, the openai
+/// client, Playwright): `LORE_LLAMA_VENV`, else ~/.cache/lore-llama-venv.
+pub fn python_venv() -> PathBuf {
+    std::env::var_os("LORE_LLAMA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lore-llama-venv")
+        })
+}
+
 /// The development corpus shipped beside the repository (../shared/eval-dev/corpus).
 pub fn dev_corpus() -> PathBuf {
     let dir = repo_root().join("../shared/eval-dev/corpus");
