@@ -128,34 +128,26 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
     let generator = load_generator(config)?;
     let options = options(config, args);
     let mut out = std::io::stdout().lock();
-    let answer = if args.json {
-        rag::ask(
-            &engine.embedder,
-            &engine.index,
-            &generator,
-            &args.question,
-            &[],
-            &options,
-            |_| ControlFlow::Continue(()),
-        )?
-    } else {
-        let answer = rag::ask(
-            &engine.embedder,
-            &engine.index,
-            &generator,
-            &args.question,
-            &[],
-            &options,
-            |text| {
+    let stream = !args.json;
+    let answer = rag::ask(
+        &engine.embedder,
+        &engine.index,
+        &generator,
+        &args.question,
+        &[],
+        &options,
+        |text| {
+            if stream {
                 // Streaming to a closed pipe is not an error worth stopping for.
                 let _ = write!(out, "{text}");
                 let _ = out.flush();
-                ControlFlow::Continue(())
-            },
-        )?;
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    if stream {
         writeln!(out)?;
-        answer
-    };
+    }
     if args.json {
         serde_json::to_writer_pretty(&mut out, &ask_json(&answer))?;
         writeln!(out)?;

@@ -15,7 +15,7 @@ use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
 use crate::embed::Embedder;
-use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator};
+use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 use crate::retrieval::{self, Passage};
 pub use prompt::NOT_FOUND;
 
@@ -149,10 +149,15 @@ fn check_question(generator: &Generator, question: &str, options: &AskOptions) -
     let question_tokens = generator.count_tokens(question)?;
     let context = generator.info().context_length;
     if question_tokens + options.generation.max_tokens >= context {
-        anyhow::bail!(
+        // Typed underneath, so callers (the HTTP API) can tell it from a failure.
+        return Err(anyhow::Error::new(LlmError::ContextOverflow {
+            tokens: question_tokens + options.generation.max_tokens,
+            limit: context,
+        })
+        .context(format!(
             "the question is {question_tokens} tokens long: with {} tokens kept for the answer it does not fit the model's context of {context} tokens",
             options.generation.max_tokens
-        );
+        )));
     }
     Ok(())
 }

@@ -388,7 +388,6 @@ fn answer(
                 retry_after_s: RETRY_AFTER_S,
             },
             Some(LlmError::ContextOverflow { .. }) => ApiError::BadRequest(format!("{e:#}")),
-            _ if e.to_string().contains("the question") => ApiError::BadRequest(format!("{e:#}")),
             _ => ApiError::internal(e),
         }),
     }
