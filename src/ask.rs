@@ -65,37 +65,10 @@ struct AskJson<'a> {
     abstained: bool,
     abstention: Option<rag::Abstention>,
     cited: &'a [usize],
-    citations: Vec<JsonSource<'a>>,
-    sources: Vec<JsonSource<'a>>,
+    citations: &'a [Source],
+    sources: &'a [Source],
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<&'a crate::llm::GenerationStats>,
-}
-
-#[derive(Debug, Serialize)]
-struct JsonSource<'a> {
-    n: usize,
-    doc: &'a str,
-    page: Option<u32>,
-    heading: Option<&'a str>,
-    title: &'a str,
-    char_start: u64,
-    char_end: u64,
-    score: f32,
-    text: &'a str,
-}
-
-fn json_source(s: &Source) -> JsonSource<'_> {
-    JsonSource {
-        n: s.n,
-        doc: &s.doc,
-        page: s.page,
-        heading: s.heading.as_deref(),
-        title: &s.title,
-        char_start: s.char_start,
-        char_end: s.char_end,
-        score: s.score,
-        text: &s.text,
-    }
 }
 
 fn options(config: &Config, args: &AskArgs) -> AskOptions {
@@ -156,7 +129,7 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
     if !answer.citations.is_empty() {
         writeln!(out, "\nSources:")?;
         for s in &answer.citations {
-            writeln!(out, "  [{}] {}", s.n, describe(s))?;
+            writeln!(out, "  [{}] {}", s.n, s.passage.location())?;
         }
     }
     if let Some(stats) = &answer.generation {
@@ -177,22 +150,8 @@ fn ask_json(answer: &Answer) -> AskJson<'_> {
         abstained: answer.abstained,
         abstention: answer.abstention,
         cited: &answer.cited,
-        citations: answer.citations.iter().map(json_source).collect(),
-        sources: answer.sources.iter().map(json_source).collect(),
+        citations: &answer.citations,
+        sources: &answer.sources,
         generation: answer.generation.as_ref(),
     }
-}
-
-/// "handbook/vpn.pdf, p. 4 — Resetting tokens"
-pub fn describe(s: &Source) -> String {
-    let mut text = s.doc.clone();
-    match (s.page, s.page_end) {
-        (Some(a), Some(b)) if b != a => text.push_str(&format!(", p. {a}-{b}")),
-        (Some(a), _) => text.push_str(&format!(", p. {a}")),
-        _ => {}
-    }
-    if let Some(h) = s.heading.as_deref().filter(|h| !h.is_empty()) {
-        text.push_str(&format!(" — {h}"));
-    }
-    text
 }

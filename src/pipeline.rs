@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use lore_index::{Batch, DocumentRecord, Index, IndexConfig, NewChunk};
+use lore_index::{Batch, DocumentRecord, FailureRecord, Index, IndexConfig, NewChunk};
 use lore_ingest::chunk::{chunk_document, ChunkOptions};
 use lore_ingest::{DocumentFormat, Limits, ParsedDocument};
 use serde::Serialize;
@@ -99,7 +99,7 @@ pub struct Candidate {
     pub collection: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub ingested: Vec<String>,
     pub unchanged: Vec<String>,
@@ -111,7 +111,7 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FileIssue {
     pub path: String,
     pub reason: String,
@@ -126,7 +126,20 @@ enum Outcome {
     },
     Unchanged,
     Skipped(String),
-    Failed(String),
+    Failed {
+        reason: String,
+        /// The hash of what failed, when the file could be read.
+        content_hash: Option<String>,
+    },
+}
+
+impl Outcome {
+    fn failed(reason: String) -> Outcome {
+        Outcome::Failed {
+            reason,
+            content_hash: None,
+        }
+    }
 }
 
 /// `lore ingest`: returns the process exit code (2 when some files failed).
@@ -151,7 +164,7 @@ pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32
 }
 
 /// Where a running ingestion stands, for observers (the server's job status).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct IngestProgress {
     pub files_done: usize,
     pub files_total: usize,
@@ -261,15 +274,30 @@ pub fn ingest_candidates(
                     reason,
                 });
             }
-            Outcome::Failed(reason) => {
+            Outcome::Failed {
+                reason,
+                content_hash,
+            } => {
                 tracing::warn!(path = %candidate.doc_path, "failed: {reason}");
+                // Kept in the index, so the file is listed with its reason until it is fixed.
+                pending.failures.push(FailureRecord {
+                    doc_id: doc_id(&candidate.collection, &candidate.doc_path),
+                    path: candidate.doc_path.clone(),
+                    collection: candidate.collection.clone(),
+                    content_hash,
+                    reason: reason.clone(),
+                    failed_at: unix_now(),
+                    source: absolute_source(&candidate.fs_path),
+                });
                 summary.failed.push(FileIssue {
                     path: candidate.doc_path.clone(),
                     reason,
                 });
             }
         }
-        if pending_chunks >= COMMIT_EVERY_CHUNKS || pending.upserts.len() >= commit_every_docs {
+        if pending_chunks >= COMMIT_EVERY_CHUNKS
+            || pending.upserts.len() + pending.failures.len() >= commit_every_docs
+        {
             index
                 .commit(std::mem::take(&mut pending))
                 .context("index commit failed")?;
@@ -282,7 +310,7 @@ pub fn ingest_candidates(
             chunks: summary.chunks,
         });
     }
-    if !pending.upserts.is_empty() {
+    if !pending.is_empty() {
         index.commit(pending).context("index commit failed")?;
     }
     bar.finish_and_clear();
@@ -301,7 +329,7 @@ fn process_file(
 ) -> Outcome {
     let size = match std::fs::metadata(&candidate.fs_path) {
         Ok(m) => m.len(),
-        Err(e) => return Outcome::Failed(format!("cannot read file: {e}")),
+        Err(e) => return Outcome::failed(format!("cannot read file: {e}")),
     };
     if size == 0 {
         return Outcome::Skipped("file is empty".into());
@@ -317,14 +345,14 @@ fn process_file(
     }
     let bytes = match std::fs::read(&candidate.fs_path) {
         Ok(b) => b,
-        Err(e) => return Outcome::Failed(format!("cannot read file: {e}")),
+        Err(e) => return Outcome::failed(format!("cannot read file: {e}")),
     };
     let content_hash = hex::encode(Sha256::digest(&bytes));
     let doc_id = doc_id(&candidate.collection, &candidate.doc_path);
     match index.document(&doc_id) {
         Ok(Some(existing)) if existing.content_hash == content_hash => return Outcome::Unchanged,
         Ok(_) => {}
-        Err(e) => return Outcome::Failed(format!("index lookup failed: {e}")),
+        Err(e) => return Outcome::failed(format!("index lookup failed: {e}")),
     }
     let format = match DocumentFormat::detect(&candidate.fs_path, &bytes) {
         Ok(f) => f,
@@ -334,11 +362,15 @@ fn process_file(
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         lore_ingest::parse_bytes(&bytes, format, &candidate.fs_path, limits)
     }));
+    let failed = |reason: String| Outcome::Failed {
+        reason,
+        content_hash: Some(content_hash.clone()),
+    };
     let doc = match parsed {
         Ok(Ok(doc)) => doc,
         Ok(Err(e @ lore_ingest::Error::Unsupported(_))) => return Outcome::Skipped(e.to_string()),
-        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
-        Err(_) => return Outcome::Failed(format!("the {format:?} parser crashed on this file")),
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(_) => return failed(format!("the {format:?} parser crashed on this file")),
     };
     let mut warnings = doc.warnings.clone();
     if candidate.fs_path.to_str().is_none() {
@@ -357,7 +389,7 @@ fn process_file(
     let refs: Vec<&str> = embed_inputs.iter().map(String::as_str).collect();
     let vectors = match embedder.embed(&refs) {
         Ok(v) => v,
-        Err(e) => return Outcome::Failed(format!("embedding failed: {e}")),
+        Err(e) => return failed(format!("embedding failed: {e}")),
     };
     let record = DocumentRecord {
         doc_id: doc_id.clone(),
@@ -371,9 +403,7 @@ fn process_file(
         bytes: size,
         ingested_at: unix_now(),
         warnings: warnings.clone(),
-        source: std::fs::canonicalize(&candidate.fs_path)
-            .ok()
-            .and_then(|p| p.to_str().map(String::from)),
+        source: absolute_source(&candidate.fs_path),
     };
     let new_chunks: Vec<NewChunk> = chunks
         .into_iter()
@@ -402,6 +432,13 @@ fn process_file(
         pages: page_count(&doc),
         warnings,
     }
+}
+
+/// The file's absolute path, recorded so the original can be served.
+fn absolute_source(path: &Path) -> Option<String> {
+    std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.to_str().map(String::from))
 }
 
 /// What the embedder sees for a chunk: the document title and section path give a short
@@ -547,27 +584,35 @@ fn print_summary(s: &Summary) {
 pub fn run_remove(config: &Config, paths: &[String]) -> Result<()> {
     let mut engine = Engine::open(config)?;
     let docs = engine.index.documents()?;
+    let failures = engine.index.failures()?;
     let mut removals = Vec::new();
     let mut missing = Vec::new();
     for p in paths {
         let wanted = clean_path(Path::new(p));
         let prefix = format!("{}/", wanted.trim_end_matches('/'));
-        let matched: Vec<&DocumentRecord> = docs
-            .iter()
-            .filter(|d| d.path == wanted || d.path.starts_with(&prefix))
-            .collect();
-        if matched.is_empty() {
+        let matches = |path: &str| path == wanted || path.starts_with(&prefix);
+        let matched_docs: Vec<&DocumentRecord> = docs.iter().filter(|d| matches(&d.path)).collect();
+        let matched_failures: Vec<&FailureRecord> =
+            failures.iter().filter(|f| matches(&f.path)).collect();
+        if matched_docs.is_empty() && matched_failures.is_empty() {
             missing.push(p.clone());
         }
-        for d in matched {
+        for d in matched_docs {
             println!("removed  {} ({} chunks)", d.path, d.chunks);
             removals.push(d.doc_id.clone());
+        }
+        // Removing a document id also clears its failure record.
+        for f in matched_failures {
+            if !removals.contains(&f.doc_id) {
+                println!("removed  {} (failed: {})", f.path, f.reason);
+                removals.push(f.doc_id.clone());
+            }
         }
     }
     if !removals.is_empty() {
         engine.index.commit(Batch {
-            upserts: Vec::new(),
             removals,
+            ..Batch::default()
         })?;
     }
     if !missing.is_empty() {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::io::Write;
 
 /// One passage as shown to users and written by `lore search --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Passage {
     pub rank: usize,
     pub score: f32,
@@ -31,6 +31,22 @@ pub struct Passage {
     pub char_start: u64,
     pub char_end: u64,
     pub text: String,
+}
+
+impl Passage {
+    /// "handbook/vpn.pdf, p. 4 — Resetting tokens": where the passage is, for people.
+    pub fn location(&self) -> String {
+        let mut text = self.doc.clone();
+        match (self.page, self.page_end) {
+            (Some(a), Some(b)) if b != a => text.push_str(&format!(", p. {a}-{b}")),
+            (Some(a), _) => text.push_str(&format!(", p. {a}")),
+            _ => {}
+        }
+        if let Some(h) = self.heading.as_deref().filter(|h| !h.is_empty()) {
+            text.push_str(&format!(" — {h}"));
+        }
+        text
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -114,21 +130,7 @@ pub fn run_search(config: &Config, args: &SearchArgs) -> Result<()> {
         writeln!(out, "no passages found")?;
     }
     for p in &results {
-        let page = match (p.page, p.page_end) {
-            (Some(a), Some(b)) if b != a => format!("  p.{a}-{b}"),
-            (Some(a), _) => format!("  p.{a}"),
-            _ => String::new(),
-        };
-        let heading = p
-            .heading
-            .as_deref()
-            .map(|h| format!("  § {h}"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "{:>2}. {:.4}  {}{page}{heading}",
-            p.rank, p.score, p.doc
-        )?;
+        writeln!(out, "{:>2}. {:.4}  {}", p.rank, p.score, p.location())?;
         writeln!(out, "    {}", snippet(&p.text, 240))?;
     }
     Ok(())

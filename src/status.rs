@@ -1,9 +1,10 @@
-//! `lore status`: what is indexed (documents, chunks, size on disk) and with which models.
+//! `lore status`: what is indexed (documents, chunks, size on disk), with which models, and
+//! which files failed to ingest and why.
 
 use crate::config::Config;
 use crate::pipeline::Engine;
 use anyhow::Result;
-use lore_index::DocumentRecord;
+use lore_index::{DocumentRecord, FailureRecord};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -17,6 +18,8 @@ struct StatusReport {
     embed_dim: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     document_list: Option<Vec<DocumentRecord>>,
+    /// Files whose last ingestion failed: always listed, they need someone's attention.
+    failures: Vec<FailureRecord>,
 }
 
 pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<()> {
@@ -36,6 +39,7 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
         embed_model_dir: config.embed_model_dir().display().to_string(),
         embed_dim: stats.dim,
         document_list: docs,
+        failures: engine.index.failures()?,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -62,6 +66,13 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
                 "{:<10} {}  ({}{} chunks · {}){warn}",
                 d.collection, d.path, pages, d.chunks, d.format
             );
+        }
+    }
+    if !report.failures.is_empty() {
+        println!();
+        println!("failed        {} files", report.failures.len());
+        for f in &report.failures {
+            println!("{:<10} {}  {}", f.collection, f.path, f.reason);
         }
     }
     Ok(())

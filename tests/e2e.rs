@@ -725,8 +725,12 @@ fn serve_api_end_to_end() {
         .unwrap_or_default();
     assert_eq!(results[0]["doc"], "chrony/FAQ", "{results:#?}");
 
-    // Upload → 202 + job → done → listed.
-    let (content_type, body) = multipart(&[("zephyr-onboarding.md", INVENTED_FACT.as_bytes())]);
+    // Upload → 202 + job → done → listed. A broken PDF in the same upload fails alone.
+    let broken_pdf: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage, no xref, no trailer";
+    let (content_type, body) = multipart(&[
+        ("zephyr-onboarding.md", INVENTED_FACT.as_bytes()),
+        ("broken.pdf", broken_pdf),
+    ]);
     let accepted = http("POST", &url("/api/documents"), Some(&content_type), &body);
     assert_eq!(accepted.status, 202, "{}", accepted.text());
     let job_url = url(accepted.json()["status_url"].as_str().unwrap_or_default());
@@ -746,6 +750,31 @@ fn serve_api_end_to_end() {
         .and_then(|d| d.iter().find(|d| d["path"] == "zephyr-onboarding.md"))
         .cloned()
         .unwrap_or_else(|| panic!("upload not listed: {docs}"));
+    assert_eq!(zephyr["status"], "indexed", "{zephyr}");
+    let broken = docs["documents"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["path"] == "broken.pdf"))
+        .cloned()
+        .unwrap_or_else(|| panic!("a failed file is listed too: {docs}"));
+    assert_eq!(broken["status"], "failed", "{broken}");
+    assert_eq!(broken["chunks"], 0, "{broken}");
+    assert!(
+        broken["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{broken}"
+    );
+    let broken_id = broken["id"].as_str().unwrap_or_default();
+    let deleted = http(
+        "DELETE",
+        &url(&format!("/api/documents/{broken_id}")),
+        None,
+        b"",
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    let docs = http("GET", &url("/api/documents"), None, b"").json();
+    assert!(
+        !docs.to_string().contains("broken.pdf"),
+        "deleted failure still listed: {docs}"
+    );
     let id = zephyr["id"].as_str().unwrap_or_default().to_string();
     let raw = http("GET", &url(&format!("/api/documents/{id}/raw")), None, b"");
     assert_eq!(raw.status, 200);
@@ -1029,4 +1058,78 @@ fn portal_in_a_real_browser() {
     for name in ["02-answer-and-passage.png", "04-answer-from-upload.png"] {
         assert!(shots.join(name).is_file(), "{name} missing");
     }
+}
+
+/// The API against its own OpenAPI document: schemathesis (PyPI, installed by
+/// scripts/install-deps) generates valid and invalid requests for every operation from
+/// `/api/openapi.json` and checks that none gets a 5xx, every status and content type is
+/// documented, and every response matches its schema.
+#[test]
+fn api_conforms_to_its_openapi_document() {
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ"]);
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    lore.ingest_json(&[corpus.path()]);
+    let server = lore.serve(&[]);
+
+    let spec = http(
+        "GET",
+        &format!("{}/api/openapi.json", server.url),
+        None,
+        b"",
+    );
+    assert_eq!(spec.status, 200);
+    let spec: Value = serde_json::from_slice(&spec.body).expect("OpenAPI JSON");
+    assert!(spec["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/api/ask",
+        "/api/search",
+        "/api/documents",
+        "/api/documents/{id}",
+        "/api/documents/{id}/raw",
+        "/api/jobs/{id}",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} undocumented");
+    }
+
+    let report = repo_root().join("target/schemathesis");
+    std::fs::create_dir_all(&report).expect("report dir");
+    // Run in the report folder: schemathesis keeps a cache in its working directory.
+    let out = std::process::Command::new(python_venv().join("bin/schemathesis"))
+        .current_dir(&report)
+        .args(["run", &format!("{}/api/openapi.json", server.url)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "15",
+            "--workers",
+            "1",
+            "--seed",
+            "7",
+            "--request-timeout",
+            "180",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(&report)
+        .output()
+        .expect("schemathesis: run scripts/install-deps");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems (report in {}):\n{stdout}\n{}",
+        report.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -222,7 +222,7 @@ async function loadDocuments() {
       el("td", {}, d.collection),
       el("td", {}, d.pages == null ? "–" : String(d.pages)),
       el("td", {}, String(d.chunks)),
-      el("td", {}, d.warnings.length ? el("span", { class: "warn", title: d.warnings.join("\n") }, "warnings") : "indexed"),
+      el("td", {}, documentStatus(d)),
       el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Delete ${d.path}`,
         onclick: () => removeDocument(d) }, "Delete")))));
     if (!documents.length) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No documents yet: drop some above.")));
@@ -230,6 +230,17 @@ async function loadDocuments() {
     body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "warn" }, `Cannot list documents: ${e.message}`)));
   }
   refreshReady();
+}
+
+// "failed" shows the reason in full: the person who dropped the file has to fix it.
+function documentStatus(d) {
+  if (d.status === "failed") {
+    const cell = el("div", {}, el("span", { class: "warn" }, d.chunks ? "failed (older version indexed)" : "failed"));
+    cell.append(el("div", { class: "muted error-reason" }, d.last_error || ""));
+    return cell;
+  }
+  if (d.warnings.length) return el("span", { class: "warn", title: d.warnings.join("\n") }, "indexed with warnings");
+  return "indexed";
 }
 
 async function removeDocument(d) {

@@ -17,7 +17,8 @@ use crate::layout::{self, DirLock};
 use crate::text::{self, Fields};
 use crate::vectors::{self, VectorGraph};
 use crate::{
-    Batch, ChunkRecord, DocumentRecord, Error, Filter, Hit, IndexConfig, Result, SearchMode, Stats,
+    Batch, ChunkRecord, DocumentRecord, Error, FailureRecord, Filter, Hit, IndexConfig, Result,
+    SearchMode, Stats,
 };
 
 /// tantivy indexing threads; the machine class Lore targets has two cores, and queries
@@ -305,6 +306,36 @@ impl Index {
         self.load_documents(found)
     }
 
+    /// Files whose last ingestion failed, ordered by collection and path.
+    pub fn failures(&self) -> Result<Vec<FailureRecord>> {
+        let found = self
+            .snapshot
+            .searcher
+            .search(&text::kind_failure_query(&self.fields), &DocSetCollector)?;
+        let mut records = found
+            .into_iter()
+            .map(|address| {
+                let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+                text::failure_from_tantivy(&self.fields, &doc)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        records.sort_by(|a, b| (&a.collection, &a.path).cmp(&(&b.collection, &b.path)));
+        Ok(records)
+    }
+
+    /// The failure record of `doc_id`, if its last ingestion failed.
+    pub fn failure(&self, doc_id: &str) -> Result<Option<FailureRecord>> {
+        let query = text::failure_by_id_query(&self.fields, doc_id);
+        let found = self.snapshot.searcher.search(&query, &DocSetCollector)?;
+        match found.into_iter().next() {
+            Some(address) => {
+                let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+                text::failure_from_tantivy(&self.fields, &doc).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Document records whose `path` is exactly `path`, in any collection.
     pub fn find_by_path(&self, path: &str) -> Result<Vec<DocumentRecord>> {
         let query = text::document_by_path_query(&self.fields, path);
@@ -337,7 +368,7 @@ impl Index {
     /// anything is written.
     pub fn commit(&mut self, batch: Batch) -> Result<()> {
         let prepared = self.prepare_batch(&batch)?;
-        if batch.upserts.is_empty() && batch.removals.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         let previous_payload = self.payload;
@@ -420,11 +451,21 @@ impl Index {
         for doc_id in &batch.removals {
             self.writer
                 .delete_term(text::doc_id_term(&self.fields, doc_id));
+            self.writer
+                .delete_term(text::failure_term(&self.fields, doc_id));
+        }
+        for failure in &batch.failures {
+            self.writer
+                .delete_term(text::failure_term(&self.fields, &failure.doc_id));
+            self.writer
+                .add_document(text::failure_to_tantivy(&self.fields, failure)?)?;
         }
         for ((document, chunks), unit_vectors) in batch.upserts.iter().zip(prepared) {
             // Deletes apply only to documents added before them, so the replacement survives.
             self.writer
                 .delete_term(text::doc_id_term(&self.fields, &document.doc_id));
+            self.writer
+                .delete_term(text::failure_term(&self.fields, &document.doc_id));
             self.writer
                 .add_document(text::document_to_tantivy(&self.fields, document)?)?;
             for (chunk, unit) in chunks.iter().zip(unit_vectors) {
@@ -774,6 +815,11 @@ impl Index {
         Ok(Stats {
             documents: self.snapshot.documents,
             chunks: self.snapshot.chunks.len() as u64,
+            failures: self
+                .snapshot
+                .searcher
+                .search(&text::kind_failure_query(&self.fields), &Count)?
+                as u64,
             disk_bytes: layout::disk_usage(&self.root)?,
             vector_tombstones: self.tombstones() as u64,
             model_id: self.config.model_id.clone(),

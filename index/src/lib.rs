@@ -33,7 +33,7 @@
 //!     chunk(0, "Sea otters hold hands while sleeping.", vec![1.0, 0.0, 0.0]),
 //!     chunk(1, "They use rocks to crack shellfish.", vec![0.0, 1.0, 0.0]),
 //! ];
-//! index.commit(Batch { upserts: vec![(doc.clone(), chunks)], removals: vec![] })?;
+//! index.commit(Batch { upserts: vec![(doc.clone(), chunks)], ..Batch::default() })?;
 //!
 //! // Stemming matches "sleep" with "sleeping"; query syntax is never an error.
 //! let hits = index.search_bm25("sleep (AND \"", 5, &Filter::default())?;
@@ -50,7 +50,7 @@
 //! let mut index = Index::open(dir.path(), config)?;
 //! assert_eq!(index.stats()?.chunks, 2);
 //!
-//! index.commit(Batch { upserts: vec![], removals: vec![doc.doc_id.clone()] })?;
+//! index.commit(Batch { removals: vec![doc.doc_id.clone()], ..Batch::default() })?;
 //! assert!(index.search_vector(&[1.0, 0.0, 0.0], 5, &Filter::default())?.is_empty());
 //! # Ok(())
 //! # }
@@ -69,7 +69,8 @@ pub use fusion::{fuse, Candidate, Fused, Fusion, RRF_K};
 pub use index::Index;
 pub use layout::FORMAT_VERSION;
 pub use types::{
-    Batch, ChunkRecord, DocumentRecord, Filter, Hit, IndexConfig, NewChunk, SearchMode, Stats,
+    Batch, ChunkRecord, DocumentRecord, FailureRecord, Filter, Hit, IndexConfig, NewChunk,
+    SearchMode, Stats,
 };
 
 /// Everything that can go wrong in the index.

@@ -14,7 +14,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::Term;
 
-use crate::{ChunkRecord, DocumentRecord, Error, Filter, Result};
+use crate::{ChunkRecord, DocumentRecord, Error, FailureRecord, Filter, Result};
 
 /// Name under which the analyzer is registered (tokenizers are not persisted by tantivy,
 /// so it is registered again on every open).
@@ -28,11 +28,15 @@ const HEADING_BOOST: f32 = 1.5;
 
 const KIND_DOCUMENT: &str = "document";
 const KIND_CHUNK: &str = "chunk";
+const KIND_FAILURE: &str = "failure";
+/// Failure records live under their own `doc_id` term, so deleting a document's term
+/// leaves its failure alone and the other way round (the schema stays as it was).
+const FAILURE_ID_PREFIX: &str = "failure:";
 
 /// Field handles of the schema.
 #[derive(Debug, Clone)]
 pub struct Fields {
-    /// "document" or "chunk"; raw, indexed.
+    /// "document", "chunk" or "failure"; raw, indexed.
     pub kind: Field,
     /// Raw, indexed on both kinds: one delete term removes a document and all its chunks.
     pub doc_id: Field,
@@ -100,6 +104,28 @@ pub fn document_to_tantivy(fields: &Fields, record: &DocumentRecord) -> Result<T
     let json = serde_json::to_string(record).map_err(|e| json_error("document record", e))?;
     doc.add_text(fields.payload, json);
     Ok(doc)
+}
+
+pub fn failure_to_tantivy(fields: &Fields, record: &FailureRecord) -> Result<TantivyDocument> {
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.kind, KIND_FAILURE);
+    doc.add_text(fields.doc_id, failure_id(&record.doc_id));
+    doc.add_text(fields.path, &record.path);
+    let json = serde_json::to_string(record).map_err(|e| json_error("failure record", e))?;
+    doc.add_text(fields.payload, json);
+    Ok(doc)
+}
+
+pub fn failure_from_tantivy(fields: &Fields, doc: &TantivyDocument) -> Result<FailureRecord> {
+    let json = doc
+        .get_first(fields.payload)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| missing("failure payload"))?;
+    serde_json::from_str(json).map_err(|e| json_error("failure record", e))
+}
+
+fn failure_id(doc_id: &str) -> String {
+    format!("{FAILURE_ID_PREFIX}{doc_id}")
 }
 
 pub fn chunk_to_tantivy(
@@ -211,6 +237,23 @@ pub fn document_by_path_query(fields: &Fields, path: &str) -> BooleanQuery {
 
 pub fn doc_id_term(fields: &Fields, doc_id: &str) -> Term {
     Term::from_field_text(fields.doc_id, doc_id)
+}
+
+/// The term of the failure record of `doc_id` (deleting it clears the failure only).
+pub fn failure_term(fields: &Fields, doc_id: &str) -> Term {
+    Term::from_field_text(fields.doc_id, &failure_id(doc_id))
+}
+
+pub fn kind_failure_query(fields: &Fields) -> TermQuery {
+    TermQuery::new(
+        Term::from_field_text(fields.kind, KIND_FAILURE),
+        IndexRecordOption::Basic,
+    )
+}
+
+/// The failure record of `doc_id` (at most one exists).
+pub fn failure_by_id_query(fields: &Fields, doc_id: &str) -> TermQuery {
+    TermQuery::new(failure_term(fields, doc_id), IndexRecordOption::Basic)
 }
 
 /// Analyzes `query` with the index analyzer and returns distinct terms in query order.

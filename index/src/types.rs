@@ -58,6 +58,25 @@ pub struct DocumentRecord {
     pub source: Option<String>,
 }
 
+/// Why the last attempt to ingest a file failed. Kept until the file is ingested or removed,
+/// so a broken file is listed with its reason and retried only when its content changes.
+/// Stored apart from the [`DocumentRecord`]: a file whose new version fails keeps its last
+/// good version searchable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The id the document has, or would have, once ingested.
+    pub doc_id: String,
+    pub path: String,
+    pub collection: String,
+    /// SHA-256 of the content that failed, when it could be read.
+    pub content_hash: Option<String>,
+    pub reason: String,
+    /// Unix time in seconds.
+    pub failed_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
 /// One searchable passage of a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRecord {
@@ -84,10 +103,19 @@ pub struct NewChunk {
 /// Everything one [`crate::Index::commit`] applies atomically.
 /// An upsert replaces the document record and *all* chunks stored under its `doc_id`.
 /// Removals are applied before upserts, so removing and upserting one id in a batch upserts it.
+/// Removing or upserting a document also clears its failure record; a failure replaces the
+/// previous failure of the same id and leaves the document (if any) as it was.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     pub upserts: Vec<(DocumentRecord, Vec<NewChunk>)>,
     pub removals: Vec<String>,
+    pub failures: Vec<FailureRecord>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.removals.is_empty() && self.failures.is_empty()
+    }
 }
 
 /// Restricts search results. `collections: None` means every collection.
@@ -178,6 +206,9 @@ pub struct Hit {
 pub struct Stats {
     pub documents: u64,
     pub chunks: u64,
+    /// Files whose last ingestion failed (see [`FailureRecord`]).
+    #[serde(default)]
+    pub failures: u64,
     pub disk_bytes: u64,
     /// Deleted chunks still present in the HNSW graph (filtered at query time until compaction).
     pub vector_tombstones: u64,

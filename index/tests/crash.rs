@@ -79,7 +79,11 @@ fn batch(b: u64, vectors: &[Vec<f32>]) -> Batch {
         Some(old) => (0..DOCS_PER_BATCH).map(|i| format!("b{old}-{i}")).collect(),
         None => vec![],
     };
-    Batch { upserts, removals }
+    Batch {
+        upserts,
+        removals,
+        failures: Vec::new(),
+    }
 }
 
 /// Runs only inside the child process started by `kill_minus_nine_at_random_moments`.

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{chunk, clustered_vectors, document, Rng};
-use lore_index::{Batch, Error, Filter, Hit, Index, IndexConfig, SearchMode};
+use lore_index::{Batch, Error, FailureRecord, Filter, Hit, Index, IndexConfig, SearchMode};
 
 const DIM: usize = 16;
 
@@ -38,6 +38,7 @@ fn upsert(name: &str, collection: &str, texts: &[&str], axis_base: usize) -> Bat
     Batch {
         upserts: vec![(doc, chunks)],
         removals: vec![],
+        failures: Vec::new(),
     }
 }
 
@@ -134,6 +135,7 @@ fn commit_search_remove_round_trip() -> TestResult {
     index.commit(Batch {
         upserts: vec![],
         removals: vec!["volcanoes".into()],
+        failures: Vec::new(),
     })?;
     assert!(index.document("volcanoes")?.is_none());
     assert_eq!(index.stats()?.chunks, 4);
@@ -151,6 +153,60 @@ fn commit_search_remove_round_trip() -> TestResult {
             "{hits:?}"
         );
     }
+    Ok(())
+}
+
+fn failure(doc_id: &str, reason: &str) -> FailureRecord {
+    FailureRecord {
+        doc_id: doc_id.into(),
+        path: format!("{doc_id}.pdf"),
+        collection: "ocean".into(),
+        content_hash: Some("abc".into()),
+        reason: reason.into(),
+        failed_at: 1,
+        source: None,
+    }
+}
+
+#[test]
+fn failures_are_kept_apart_and_cleared_by_success_or_removal() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut index = seeded(dir.path())?;
+    let fail = |f: FailureRecord| Batch {
+        failures: vec![f],
+        ..Batch::default()
+    };
+    // A new version of an indexed document fails: the old version stays searchable.
+    index.commit(fail(failure("whales", "broken xref table")))?;
+    index.commit(fail(failure("whales", "still broken")))?;
+    index.commit(fail(failure("sharks", "encrypted")))?;
+    let failures = index.failures()?;
+    assert_eq!(failures.len(), 2, "one record per document: {failures:?}");
+    assert_eq!(
+        index.failure("whales")?.map(|f| f.reason),
+        Some("still broken".to_string())
+    );
+    assert!(index.document("whales")?.is_some());
+    assert_eq!(index.stats()?.failures, 2);
+    assert_eq!(index.stats()?.documents, 3, "failures are not documents");
+    assert!(
+        !doc_ids(&index.search(SearchMode::Bm25, "whale", None, 5, &Filter::default())?).is_empty()
+    );
+
+    // Failures survive a reopen.
+    drop(index);
+    let mut index = Index::open(dir.path(), config())?;
+    assert_eq!(index.failures()?.len(), 2);
+
+    // Ingesting the fixed file clears its failure; removing a failed-only file clears it too.
+    index.commit(upsert("whales", "ocean", &["Whales sing."], 0))?;
+    assert!(index.failure("whales")?.is_none());
+    index.commit(Batch {
+        removals: vec!["sharks".into()],
+        ..Batch::default()
+    })?;
+    assert!(index.failures()?.is_empty());
+    assert_eq!(index.stats()?.failures, 0);
     Ok(())
 }
 
@@ -209,6 +265,7 @@ fn removed_documents_never_come_back_in_any_mode() -> TestResult {
     index.commit(Batch {
         upserts: vec![],
         removals: removed.clone(),
+        failures: Vec::new(),
     })?;
     for probe in 0..40 {
         for hits in all_modes(
@@ -497,12 +554,14 @@ fn tombstones_trigger_compaction() -> TestResult {
     index.commit(Batch {
         upserts: vec![],
         removals: vec!["doc0".into()],
+        failures: Vec::new(),
     })?;
     assert_eq!(index.stats()?.vector_tombstones, 10);
     // 10 + 20 of 100 would be 30% tombstones: compaction runs and clears them.
     index.commit(Batch {
         upserts: vec![],
         removals: vec!["doc1".into(), "doc2".into()],
+        failures: Vec::new(),
     })?;
     assert_eq!(index.stats()?.vector_tombstones, 0);
     assert_eq!(
@@ -514,6 +573,7 @@ fn tombstones_trigger_compaction() -> TestResult {
     index.commit(Batch {
         upserts: vec![],
         removals: vec!["doc3".into()],
+        failures: Vec::new(),
     })?;
     index.compact()?;
     assert_eq!(index.stats()?.vector_tombstones, 0);
@@ -544,6 +604,7 @@ fn many_small_commits_reopen_consistently() -> TestResult {
             index.commit(Batch {
                 upserts: vec![(doc, chunks)],
                 removals: vec![],
+                failures: Vec::new(),
             })?;
         }
     }

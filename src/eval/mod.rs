@@ -266,7 +266,9 @@ fn run_mode(
                 .filter_map(|c| {
                     retrieved
                         .iter()
-                        .position(|p| p.doc == c.doc && p.char_start == c.char_start)
+                        .position(|p| {
+                            p.doc == c.passage.doc && p.char_start == c.passage.char_start
+                        })
                         .map(|i| i + 1)
                 })
                 .collect();

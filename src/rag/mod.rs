@@ -49,7 +49,7 @@ impl Default for AskOptions {
 }
 
 /// Why an answer is "not found".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Abstention {
     /// No passage was similar enough to the question; the model was not called.
@@ -58,44 +58,17 @@ pub enum Abstention {
     ModelRefused,
 }
 
-/// A passage as a source of an answer: `n` is its number in the prompt.
-#[derive(Debug, Clone, Serialize)]
+/// A passage as a source of an answer: `n` is its number in the prompt (the `[n]` the
+/// answer cites).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Source {
     pub n: usize,
-    pub doc: String,
-    pub doc_id: String,
-    pub page: Option<u32>,
-    pub page_end: Option<u32>,
-    pub heading: Option<String>,
-    pub title: String,
-    pub char_start: u64,
-    pub char_end: u64,
-    pub score: f32,
-    pub similarity: Option<f32>,
-    pub text: String,
-}
-
-impl Source {
-    fn from_passage(n: usize, p: &Passage) -> Self {
-        Self {
-            n,
-            doc: p.doc.clone(),
-            doc_id: p.doc_id.clone(),
-            page: p.page,
-            page_end: p.page_end,
-            heading: p.heading.clone(),
-            title: p.title.clone(),
-            char_start: p.char_start,
-            char_end: p.char_end,
-            score: p.score,
-            similarity: p.similarity,
-            text: p.text.clone(),
-        }
-    }
+    #[serde(flatten)]
+    pub passage: Passage,
 }
 
 /// A finished answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     pub question: String,
     pub answer: String,
@@ -259,6 +232,9 @@ fn numbered(passages: &[Passage]) -> Vec<Source> {
     passages
         .iter()
         .enumerate()
-        .map(|(i, p)| Source::from_passage(i + 1, p))
+        .map(|(i, p)| Source {
+            n: i + 1,
+            passage: p.clone(),
+        })
         .collect()
 }

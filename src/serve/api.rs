@@ -2,24 +2,25 @@
 //! upload, delete, original file), jobs, health. Each validates its input, moves blocking
 //! work to a blocking thread, and returns [`ApiError`] on failure.
 
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody};
 use super::{SharedState, MAX_QUESTION_CHARS};
 use crate::llm::{ChatMessage, GenerationParams, LlmError};
 use crate::rag::{self, Answer, AskOptions};
 use crate::retrieval::{self, Passage};
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lore_index::{DocumentRecord, Filter, Index, SearchMode};
+use lore_index::{DocumentRecord, FailureRecord, Filter, Index, SearchMode};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
 
 /// Seconds a client is told to wait when the answer queue is full.
 const RETRY_AFTER_S: u64 = 10;
@@ -60,23 +61,44 @@ fn check_k(k: Option<usize>, default: usize) -> Result<usize, ApiError> {
 
 // ---------------------------------------------------------------------------- search
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        example = "How often are backups taken?"
+    )]
     pub query: String,
+    /// `hybrid` (default), `bm25` or `vector`.
     #[serde(default)]
+    #[schema(pattern = "^(hybrid|bm25|vector)$")]
     pub mode: Option<String>,
+    /// Passages to return (default 10).
+    #[schema(minimum = 1, maximum = 20)]
     pub k: Option<usize>,
+    /// Only these collections (default: all).
     pub collections: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponse {
     pub query: String,
+    #[schema(value_type = String, example = "hybrid")]
     pub mode: SearchMode,
     pub results: Vec<Passage>,
 }
 
+/// Passages for a query, best first.
+#[utoipa::path(post, path = "/api/search", tag = "search",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Passages, best first", body = SearchResponse),
+        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn search(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<SearchRequest>,
@@ -118,15 +140,25 @@ fn default_stream() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        example = "How often are backups taken?"
+    )]
     pub question: String,
     /// Earlier turns of the conversation, oldest first (`user` / `assistant`).
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub history: Vec<ChatMessage>,
+    /// Passages given to the model (default 5).
+    #[schema(minimum = 1, maximum = 20)]
     pub k: Option<usize>,
+    #[schema(minimum = 1, maximum = 2048)]
     pub max_tokens: Option<usize>,
+    /// Only these collections (default: all).
     pub collections: Option<Vec<String>>,
     /// Server-Sent Events (default) or one JSON document.
     #[serde(default = "default_stream")]
@@ -168,6 +200,18 @@ mod erased {
             serde_json::to_string(self)
         }
     }
+}
+
+/// One Server-Sent Event, as the OpenAPI document describes a stream's items.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the wire format; events are written by axum's `Event`
+pub struct SseEvent {
+    /// `/api/ask`: `retrieved` (data `{"passages": [...]}`), `token` (data `{"text"}`),
+    /// then `answer` (data: the answer document) or `error` (data: the error body).
+    /// Absent in `/v1/chat/completions` streams.
+    event: Option<String>,
+    /// JSON, or `[DONE]` at the end of an OpenAI-style stream.
+    data: String,
 }
 
 #[derive(Serialize)]
@@ -231,6 +275,19 @@ pub(super) fn validate_question(question: &str, history: &[ChatMessage]) -> Resu
     Ok(())
 }
 
+/// A grounded answer with citations: Server-Sent Events (`retrieved`, `token`s, then
+/// `answer` or `error`) or, with `"stream": false`, one JSON document.
+#[utoipa::path(post, path = "/api/ask", tag = "ask",
+    request_body = AskRequest,
+    responses(
+        (status = 200, description = "The answer, or its event stream",
+            content((Answer = "application/json"), (SseEvent = "text/event-stream"))),
+        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "The answer queue is full (see Retry-After)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn ask(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<AskRequest>,
@@ -395,57 +452,114 @@ fn answer(
 
 // ------------------------------------------------------------------------- documents
 
-#[derive(Debug, Serialize)]
+/// A document as listed: its indexed version if any, and the last ingestion error if
+/// the latest attempt failed (a file whose new version is broken stays searchable in its
+/// last good version, listed as failed with the reason).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentView {
     pub id: String,
     pub path: String,
     pub title: String,
     pub collection: String,
-    pub format: String,
+    pub format: Option<String>,
     pub pages: Option<u32>,
     pub chunks: u32,
-    pub bytes: u64,
-    pub ingested_at: i64,
+    pub bytes: Option<u64>,
+    /// Unix seconds of the indexed version; absent when the file never ingested.
+    pub ingested_at: Option<i64>,
+    /// `indexed`, `indexed_with_warnings` or `failed`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub warnings: Vec<String>,
+    pub last_error: Option<String>,
+    pub failed_at: Option<i64>,
 }
 
-impl From<DocumentRecord> for DocumentView {
-    fn from(d: DocumentRecord) -> Self {
-        DocumentView {
-            id: d.doc_id,
-            path: d.path,
-            title: d.title,
-            collection: d.collection,
-            format: d.format,
-            pages: d.pages,
-            chunks: d.chunks,
-            bytes: d.bytes,
-            ingested_at: d.ingested_at,
-            status: if d.warnings.is_empty() {
-                "indexed"
-            } else {
-                "indexed_with_warnings"
+impl DocumentView {
+    fn new(document: Option<DocumentRecord>, failure: Option<FailureRecord>) -> Option<Self> {
+        let status = match (&document, &failure) {
+            (_, Some(_)) => "failed",
+            (Some(d), None) if d.warnings.is_empty() => "indexed",
+            (Some(_), None) => "indexed_with_warnings",
+            (None, None) => return None,
+        };
+        let (last_error, failed_at) = match &failure {
+            Some(f) => (Some(f.reason.clone()), Some(f.failed_at)),
+            None => (None, None),
+        };
+        Some(match (document, failure) {
+            (Some(d), _) => DocumentView {
+                id: d.doc_id,
+                path: d.path,
+                title: d.title,
+                collection: d.collection,
+                format: Some(d.format),
+                pages: d.pages,
+                chunks: d.chunks,
+                bytes: Some(d.bytes),
+                ingested_at: Some(d.ingested_at),
+                status,
+                warnings: d.warnings,
+                last_error,
+                failed_at,
             },
-            warnings: d.warnings,
-        }
+            (None, Some(f)) => DocumentView {
+                title: f.path.clone(),
+                id: f.doc_id,
+                path: f.path,
+                collection: f.collection,
+                format: None,
+                pages: None,
+                chunks: 0,
+                bytes: None,
+                ingested_at: None,
+                status,
+                warnings: Vec::new(),
+                last_error,
+                failed_at,
+            },
+            (None, None) => return None,
+        })
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentList {
     pub documents: Vec<DocumentView>,
 }
 
+/// Every document: indexed, and failed with the reason.
+#[utoipa::path(get, path = "/api/documents", tag = "documents",
+    responses(
+        (status = 200, description = "The documents, by collection and path", body = DocumentList),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn list_documents(
     State(state): State<SharedState>,
 ) -> Result<Json<DocumentList>, ApiError> {
     blocking(move || {
         let index = read_index(&state)?;
         let documents = index.documents().map_err(ApiError::internal)?;
-        Ok(Json(DocumentList {
-            documents: documents.into_iter().map(DocumentView::from).collect(),
-        }))
+        let mut failures: std::collections::HashMap<String, FailureRecord> = index
+            .failures()
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|f| (f.doc_id.clone(), f))
+            .collect();
+        let mut views: Vec<DocumentView> = documents
+            .into_iter()
+            .filter_map(|d| {
+                let failure = failures.remove(&d.doc_id);
+                DocumentView::new(Some(d), failure)
+            })
+            .collect();
+        views.extend(
+            failures
+                .into_values()
+                .filter_map(|f| DocumentView::new(None, Some(f))),
+        );
+        views.sort_by(|a, b| (&a.collection, &a.path).cmp(&(&b.collection, &b.path)));
+        Ok(Json(DocumentList { documents: views }))
     })
     .await
 }
@@ -458,33 +572,51 @@ fn find_document(state: &SharedState, id: &str) -> Result<DocumentRecord, ApiErr
         .ok_or_else(|| ApiError::NotFound(format!("no document with id {id:?}")))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
     pub id: String,
     pub path: String,
     pub chunks: u32,
 }
 
+/// Removes a document (its passages, its failure record, and the original if it was
+/// uploaded).
+#[utoipa::path(delete, path = "/api/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "What was removed", body = Deleted),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn delete_document(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     blocking(move || {
-        let doc = find_document(&state, &id)?;
         let mut index = state
             .index
             .write()
             .map_err(|_| ApiError::internal(anyhow::anyhow!("the index lock is poisoned")))?;
+        let document = index.document(&id).map_err(ApiError::internal)?;
+        let failure = index.failure(&id).map_err(ApiError::internal)?;
+        // A file that only ever failed is listed too, so it can be deleted the same way.
+        let (path, collection, source, chunks) = match (document, failure) {
+            (Some(d), _) => (d.path, d.collection, d.source, d.chunks),
+            (None, Some(f)) => (f.path, f.collection, f.source, 0),
+            (None, None) => return Err(ApiError::NotFound(format!("no document with id {id:?}"))),
+        };
+        // Removing the id clears the document, its chunks and its failure record at once.
         index
             .commit(lore_index::Batch {
-                upserts: Vec::new(),
-                removals: vec![doc.doc_id.clone()],
+                removals: vec![id.clone()],
+                ..lore_index::Batch::default()
             })
             .map_err(ApiError::internal)?;
         drop(index);
         // An uploaded original goes too; a file ingested from elsewhere is not ours to delete.
-        if let Some(source) = &doc.source {
-            let library = state.jobs.collection_dir(&doc.collection);
+        if let Some(source) = &source {
+            let library = state.jobs.collection_dir(&collection);
             let source = std::path::Path::new(source);
             if std::fs::canonicalize(&library).is_ok_and(|lib| source.starts_with(lib)) {
                 if let Err(e) = std::fs::remove_file(source) {
@@ -492,18 +624,26 @@ pub async fn delete_document(
                 }
             }
         }
-        Ok(Json(Deleted {
-            id: doc.doc_id,
-            path: doc.path,
-            chunks: doc.chunks,
-        }))
+        Ok(Json(Deleted { id, path, chunks }))
     })
     .await
 }
 
+/// The original file, for citation links (append `#page=N` for a PDF page).
+#[utoipa::path(get, path = "/api/documents/{id}/raw", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The file as ingested", content(
+            (Vec<u8> = "application/pdf"), (String = "text/html"), (String = "text/markdown"),
+            (String = "text/plain"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"))),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such document, or its original is gone", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn raw_document(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let doc = {
         let state = state.clone();
@@ -544,16 +684,37 @@ pub async fn raw_document(
     Ok(response)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadAccepted {
     pub job_id: String,
     pub files: Vec<String>,
     pub status_url: String,
 }
 
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the form for the OpenAPI document; parsed field by field
+pub struct UploadForm {
+    /// Collection to file the documents under (default: the configured one).
+    collection: Option<String>,
+    /// One or more files (PDF, DOCX, HTML, Markdown, text), each with a file name.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    file: Vec<Vec<u8>>,
+}
+
+/// Stores the files under the data directory and ingests them in the background.
+#[utoipa::path(post, path = "/api/documents", tag = "documents",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored; ingestion runs as a job", body = UploadAccepted),
+        (status = 400, description = "Malformed upload, no file, or an empty file", body = ErrorBody),
+        (status = 413, description = "Upload too large", body = ErrorBody),
+        (status = 415, description = "A file of an unsupported type", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn upload_documents(
     State(state): State<SharedState>,
-    mut multipart: Multipart,
+    ApiMultipart(mut multipart): ApiMultipart,
 ) -> Result<(StatusCode, Json<UploadAccepted>), ApiError> {
     let mut collection = state.config.collection.clone();
     let mut files: Vec<(String, axum::body::Bytes)> = Vec::new();
@@ -618,9 +779,17 @@ pub async fn upload_documents(
     ))
 }
 
+/// Progress and outcome of an upload's ingestion.
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Job id from the upload")),
+    responses(
+        (status = 200, description = "The job", body = super::jobs::JobStatus),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ))]
 pub async fn job_status(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<super::jobs::JobStatus>, ApiError> {
     state
         .jobs
@@ -631,11 +800,14 @@ pub async fn job_status(
 
 // ---------------------------------------------------------------------------- health
 
+/// Alive (the process answers).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
     pub ready: bool,
     pub documents: u64,
@@ -645,6 +817,12 @@ pub struct Ready {
     pub answers_in_flight: usize,
 }
 
+/// Ready: models loaded, index open; with counts.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Ready>, ApiError> {
     blocking(move || {
         let stats = read_index(&state)?.stats().map_err(ApiError::internal)?;
@@ -663,6 +841,10 @@ pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Ready>, Api
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 #[cfg(test)]

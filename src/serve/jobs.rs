@@ -14,15 +14,17 @@ use std::sync::Mutex;
 /// Finished jobs kept for status queries; older ones are forgotten first.
 const KEEP_FINISHED: usize = 256;
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
+    /// Finished; files that failed alone are listed in the summary.
     Done,
+    /// Nothing could be ingested (see `error`, or the summary's failures).
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: String,
     pub state: JobState,
@@ -133,10 +135,13 @@ impl Jobs {
         self.update(id, |job| match result {
             Ok(summary) => {
                 state.metrics.ingestion_failed(summary.failed.len());
-                job.state = if summary.failed.is_empty() {
-                    JobState::Done
-                } else {
+                // Per-file failures are in the summary (and the document list); the job
+                // failed only when nothing of it could be ingested.
+                let nothing_ingested = summary.ingested.is_empty() && summary.unchanged.is_empty();
+                job.state = if !summary.failed.is_empty() && nothing_ingested {
                     JobState::Failed
+                } else {
+                    JobState::Done
                 };
                 job.summary = Some(summary);
             }

@@ -153,6 +153,9 @@ pub async fn track(State(state): State<SharedState>, request: Request, next: Nex
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "OpenMetrics text exposition (Prometheus scrapes it)",
+        body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn exposition(State(state): State<SharedState>) -> Response {
     // Index statistics read the disk: not on an async worker.
     match tokio::task::spawn_blocking(move || encode(&state)).await {

@@ -9,6 +9,7 @@ mod error;
 mod jobs;
 mod metrics;
 mod openai;
+mod openapi;
 mod portal;
 
 use crate::config::Config;
@@ -26,6 +27,7 @@ use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use openapi::ApiDoc;
 
 /// Largest JSON request body (questions, search queries, history).
 pub const MAX_JSON_BYTES: usize = 256 * 1024;
@@ -90,6 +92,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(metrics::exposition))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
     api.merge(portal::routes())
         .route_layer(axum::middleware::from_fn_with_state(
@@ -97,6 +100,7 @@ pub fn app(state: SharedState) -> Router {
             metrics::track,
         ))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

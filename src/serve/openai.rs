@@ -5,7 +5,7 @@
 //! list) and in an extra `sources` field.
 
 use super::api::{self, AskEvent, MAX_ANSWER_TOKENS};
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use super::SharedState;
 use crate::llm::ChatMessage;
 use crate::rag::{Answer, AskOptions, Source};
@@ -16,21 +16,27 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatRequest {
+    /// Ignored: Lore answers with its configured model (any name is accepted).
     #[serde(default)]
     pub model: Option<String>,
+    /// The conversation; the last message, the user's, is the question. System messages
+    /// are ignored (Lore has its own grounding instructions).
     pub messages: Vec<ChatMessage>,
+    /// Server-Sent Events of `chat.completion.chunk`s, ending with `[DONE]`.
     #[serde(default)]
     pub stream: bool,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2048)]
     pub max_tokens: Option<usize>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2048)]
     pub max_completion_tokens: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct Completion {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Completion {
     id: String,
     object: &'static str,
     created: i64,
@@ -40,14 +46,14 @@ struct Completion {
     sources: Vec<Source>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Choice {
     index: usize,
     message: ChatMessage,
     finish_reason: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Usage {
     prompt_tokens: usize,
     completion_tokens: usize,
@@ -97,7 +103,7 @@ fn sources_text(answer: &Answer) -> String {
     }
     let mut text = String::from("\n\nSources:");
     for s in &answer.citations {
-        text.push_str(&format!("\n[{}] {}", s.n, crate::ask::describe(s)));
+        text.push_str(&format!("\n[{}] {}", s.n, s.passage.location()));
     }
     text
 }
@@ -117,6 +123,18 @@ fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String)
     }
 }
 
+/// OpenAI-compatible chat completion, answered from the documents.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The completion (`stream: false`), or a stream of chunks",
+            content((Completion = "application/json"), (super::api::SseEvent = "text/event-stream"))),
+        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 429, description = "The answer queue is full", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
 pub async fn chat_completions(
     State(state): State<SharedState>,
     ApiJson(request): ApiJson<ChatRequest>,
@@ -230,13 +248,13 @@ pub async fn chat_completions(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     object: &'static str,
     data: Vec<ModelEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ModelEntry {
     id: String,
     object: &'static str,
@@ -244,6 +262,9 @@ struct ModelEntry {
     owned_by: &'static str,
 }
 
+/// The one model Lore answers with.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The model list", body = ModelList)))]
 pub async fn models(State(state): State<SharedState>) -> Json<ModelList> {
     Json(ModelList {
         object: "list",

@@ -1,0 +1,46 @@
+//! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the request and response types, served at `GET /api/openapi.json`.
+
+use super::{api, jobs, metrics, openai};
+use axum::Json;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lore",
+        description = "Questions answered from your own documents, with citations, by a local model.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        api::ask,
+        api::search,
+        api::list_documents,
+        api::upload_documents,
+        api::delete_document,
+        api::raw_document,
+        api::job_status,
+        api::healthz,
+        api::readyz,
+        metrics::exposition,
+        openai::chat_completions,
+        openai::models,
+        openapi_json,
+    ),
+    components(schemas(jobs::JobState)),
+    tags(
+        (name = "ask", description = "Grounded answers"),
+        (name = "search", description = "Passages"),
+        (name = "documents", description = "The library: upload, list, delete, originals"),
+        (name = "openai", description = "OpenAI-compatible chat"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
