@@ -66,6 +66,18 @@ pub struct GlobalArgs {
     /// Model name to request from that server.
     #[arg(long, global = true, env = "LORE_OPENAI_MODEL", value_name = "NAME")]
     pub openai_model: Option<String>,
+    /// Threads the language model computes with [default: one per core]
+    #[arg(long, global = true, env = "LORE_LLM_THREADS", value_name = "N")]
+    pub llm_threads: Option<usize>,
+    /// Runtime of the local model: native (Lore's SIMD kernels) or candle
+    /// (candle-transformers, for comparison) [default: native]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_LLM_ENGINE",
+        value_name = "native|candle"
+    )]
+    pub llm_engine: Option<crate::llm::model::Engine>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -115,6 +127,43 @@ pub enum Command {
     ///   lore eval --compare before/metrics.json after/metrics.json
     #[command(verbatim_doc_comment)]
     Eval(EvalArgs),
+    /// Measure Lore's own speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Prompt processing and decode speed of the language model on a fixed synthetic
+    /// prompt, time to first token and peak memory; compare with llama.cpp's llama-bench
+    /// on the same GGUF and thread count (scripts/bench-generate runs both).
+    ///
+    /// Examples:
+    ///   lore bench generate                                   # default model, all cores
+    ///   lore --llm-model tiny bench generate --threads 1 --json
+    ///   lore bench generate --model models/other.gguf --prompt-tokens 512
+    #[command(verbatim_doc_comment)]
+    Generate(GenerateBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateBenchArgs {
+    /// Model: quality, tiny, a directory under the models dir or a GGUF path
+    /// [default: --llm-model]
+    #[arg(long, value_name = "PROFILE|GGUF")]
+    pub model: Option<String>,
+    /// Threads [default: --llm-threads]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Tokens in the prompt.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub prompt_tokens: usize,
+    /// Tokens decoded after it (greedy, never stopping early).
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub gen_tokens: usize,
+    /// One JSON object: {"prompt_tok_s", "decode_tok_s", "ttft_s", "rss_mb", ...}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -273,9 +322,19 @@ impl Cli {
         o.openai_url = self.global.openai_url.clone();
         o.openai_model = self.global.openai_model.clone();
         o.openai_api_key = std::env::var("LORE_OPENAI_API_KEY").ok();
+        o.llm_threads = self.global.llm_threads;
+        o.llm_engine = self.global.llm_engine;
         if let Command::Ask(a) = &self.command {
             o.min_similarity = a.min_similarity;
             o.context_tokens = a.context_tokens;
+        }
+        if let Command::Bench(BenchCommand::Generate(a)) = &self.command {
+            if a.model.is_some() {
+                o.llm_model = a.model.clone();
+            }
+            if a.threads.is_some() {
+                o.llm_threads = a.threads;
+            }
         }
         if let Command::Serve(a) = &self.command {
             o.bind = a.bind.clone();
@@ -303,6 +362,7 @@ pub fn run() -> Result<i32> {
         Command::Serve(_) => crate::serve::run_serve(&config),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
+        Command::Bench(BenchCommand::Generate(args)) => crate::bench::run_generate(&config, &args),
         Command::Eval(mut args) => {
             args.quiet = quiet;
             crate::eval::run_eval(&config, &args)

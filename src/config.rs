@@ -47,6 +47,10 @@ pub struct Config {
     pub bind: String,
     /// Answers `lore serve` admits at once (running + waiting); more get 429.
     pub answer_queue: usize,
+    /// Threads the language model computes with (default: one per core).
+    pub llm_threads: usize,
+    /// Which runtime runs the local model: `native` (Lore's kernels) or `candle`.
+    pub llm_engine: crate::llm::model::Engine,
 }
 
 /// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
@@ -70,6 +74,8 @@ pub struct ConfigLayer {
     pub openai_api_key: Option<String>,
     pub bind: Option<String>,
     pub answer_queue: Option<usize>,
+    pub llm_threads: Option<usize>,
+    pub llm_engine: Option<crate::llm::model::Engine>,
 }
 
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
@@ -130,6 +136,12 @@ impl Config {
                 .or(file.bind)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             answer_queue: o.answer_queue.or(file.answer_queue).unwrap_or(4).max(1),
+            llm_threads: o
+                .llm_threads
+                .or(file.llm_threads)
+                .unwrap_or_else(crate::llm::model::default_threads)
+                .max(1),
+            llm_engine: o.llm_engine.or(file.llm_engine).unwrap_or_default(),
         }
     }
 

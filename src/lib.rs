@@ -4,6 +4,7 @@
 //! on [`llm`] (the quantized SLM) → answer with citations → CLI ([`ask`]) / HTTP / portal.
 
 pub mod ask;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod embed;

@@ -3,6 +3,7 @@
 //! ([`template`]), and a generation thread fed by a bounded queue that streams tokens back to
 //! each caller ([`generate`]), or a remote OpenAI-compatible server ([`remote`]).
 
+pub mod engine;
 pub mod generate;
 pub mod model;
 pub mod remote;

@@ -1,7 +1,8 @@
-//! Loads a GGUF language model into candle's quantized implementations and runs its forward
-//! pass. Owns architecture detection (qwen2 → `quantized_qwen2`, llama family →
-//! `quantized_llama`), the up-front integrity checks that turn a truncated or corrupt file
-//! into an error instead of a panic, and the model's context limit.
+//! Loads a GGUF language model and runs its forward pass: on Lore's own engine
+//! ([`super::engine`], the default) or on candle's quantized implementations (`quantized_qwen2`,
+//! `quantized_llama`; kept for comparison and as a fallback). Owns architecture detection, the
+//! up-front integrity checks that turn a truncated or corrupt file into an error instead of a
+//! panic, and the model's context limit.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -12,6 +13,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
+use super::engine::Transformer;
 use super::template::ChatTemplate;
 use super::tokenizer::{vocab_from_gguf, GgufVocab};
 use super::LlmError;
@@ -33,7 +35,64 @@ pub struct ModelInfo {
     pub context_length: usize,
 }
 
+/// Which implementation runs the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Lore's kernels: SIMD for every common GGUF type, batched prompt processing.
+    #[default]
+    Native,
+    /// candle-transformers' quantized models.
+    Candle,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Native => "native",
+            Engine::Candle => "candle",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "native" => Ok(Engine::Native),
+            "candle" => Ok(Engine::Candle),
+            other => Err(format!(
+                "unknown engine {other:?} (expected native or candle)"
+            )),
+        }
+    }
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Threads of the native engine's matmuls and attention.
+    pub threads: usize,
+    pub engine: Engine,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: default_threads(),
+            engine: Engine::Native,
+        }
+    }
+}
+
+/// One thread per core the process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 enum Weights {
+    Native(Box<Transformer>),
     Qwen2(quantized_qwen2::ModelWeights),
     Llama(quantized_llama::ModelWeights),
 }
@@ -48,8 +107,13 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
-    /// Loads the GGUF at `path`. The tokenizer and chat template come from its metadata.
+    /// Loads the GGUF at `path` on the native engine with one thread per core. The
+    /// tokenizer and chat template come from its metadata.
     pub fn load(path: &Path) -> Result<Self, LlmError> {
+        Self::load_with(path, LoadOptions::default())
+    }
+
+    pub fn load_with(path: &Path, options: LoadOptions) -> Result<Self, LlmError> {
         if !path.is_file() {
             return Err(LlmError::MissingModel {
                 path: path.to_path_buf(),
@@ -81,6 +145,14 @@ impl LanguageModel {
         // candle's loaders may panic on malformed tensors (shape mismatches); a bad file
         // must cost an error, not the process.
         let (weights, context_length) = match architecture.as_str() {
+            arch if options.engine == Engine::Native => {
+                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Transformer::load(&content, &mut reader, arch, options.threads)
+                }))
+                .map_err(|_| corrupt("the model loader panicked".into()))?
+                .map_err(corrupt)?;
+                (Weights::Native(Box::new(loaded)), context_from_file)
+            }
             "qwen2" => {
                 let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
@@ -139,6 +211,12 @@ impl LanguageModel {
         }
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = match &mut self.weights {
+            Weights::Native(m) => {
+                return m
+                    .forward(tokens, position)
+                    .map(<[f32]>::to_vec)
+                    .map_err(LlmError::Generation)
+            }
             Weights::Qwen2(m) => m.forward(&input, position)?,
             Weights::Llama(m) => m.forward(&input, position)?,
         };
@@ -150,6 +228,7 @@ impl LanguageModel {
 
     fn clear(&mut self) {
         match &mut self.weights {
+            Weights::Native(m) => m.clear(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
             Weights::Llama(m) => m.clear_kv_cache(),
         }
