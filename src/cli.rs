@@ -17,6 +17,7 @@ use std::path::PathBuf;
 ///   lore status
 ///   lore ask "how long are backups kept?"
 ///   lore eval questions.jsonl --out eval-out
+///   lore bench generate --threads 2               # model speed: prompt, decode, first token
 #[derive(Debug, Parser)]
 #[command(name = "lore", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {

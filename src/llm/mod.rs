@@ -1,7 +1,8 @@
-//! The on-prem language model runtime: GGUF files loaded with candle's quantized models
-//! ([`model`]), a tokenizer rebuilt from the GGUF metadata ([`tokenizer`]), the chat template
-//! ([`template`]), and a generation thread fed by a bounded queue that streams tokens back to
-//! each caller ([`generate`]), or a remote OpenAI-compatible server ([`remote`]).
+//! The on-prem language model runtime: GGUF files loaded ([`model`]) and run on Lore's own
+//! quantized engine ([`engine`]; candle's quantized models remain selectable), a tokenizer
+//! rebuilt from the GGUF metadata ([`tokenizer`]), the chat template ([`template`]), and a
+//! generation thread fed by a bounded queue that streams tokens back to each caller
+//! ([`generate`]), or a remote OpenAI-compatible server ([`remote`]).
 
 pub mod engine;
 pub mod generate;
