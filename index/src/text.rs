@@ -117,11 +117,20 @@ pub fn failure_to_tantivy(fields: &Fields, record: &FailureRecord) -> Result<Tan
 }
 
 pub fn failure_from_tantivy(fields: &Fields, doc: &TantivyDocument) -> Result<FailureRecord> {
+    from_payload(fields, doc, "failure")
+}
+
+/// The record stored as JSON in a tantivy document's `payload` field.
+fn from_payload<T: serde::de::DeserializeOwned>(
+    fields: &Fields,
+    doc: &TantivyDocument,
+    what: &str,
+) -> Result<T> {
     let json = doc
         .get_first(fields.payload)
         .and_then(|v| v.as_str())
-        .ok_or_else(|| missing("failure payload"))?;
-    serde_json::from_str(json).map_err(|e| json_error("failure record", e))
+        .ok_or_else(|| missing(&format!("{what} payload")))?;
+    serde_json::from_str(json).map_err(|e| json_error(&format!("{what} record"), e))
 }
 
 fn failure_id(doc_id: &str) -> String {
@@ -151,19 +160,11 @@ pub fn chunk_to_tantivy(
 }
 
 pub fn document_from_tantivy(fields: &Fields, doc: &TantivyDocument) -> Result<DocumentRecord> {
-    let json = doc
-        .get_first(fields.payload)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| missing("document payload"))?;
-    serde_json::from_str(json).map_err(|e| json_error("document record", e))
+    from_payload(fields, doc, "document")
 }
 
 pub fn chunk_from_tantivy(fields: &Fields, doc: &TantivyDocument) -> Result<ChunkRecord> {
-    let json = doc
-        .get_first(fields.payload)
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| missing("chunk payload"))?;
-    serde_json::from_str(json).map_err(|e| json_error("chunk record", e))
+    from_payload(fields, doc, "chunk")
 }
 
 pub fn vector_from_tantivy(fields: &Fields, doc: &TantivyDocument) -> Result<Vec<f32>> {
