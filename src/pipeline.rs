@@ -509,7 +509,7 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
             .follow_links(true)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+            .filter_entry(|e| e.depth() == 0 || !is_ignored_name(&e.file_name().to_string_lossy()));
         for entry in walker {
             match entry {
                 Ok(e) if e.file_type().is_file() => {
@@ -535,6 +535,18 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
         }
     }
     (found, failures)
+}
+
+/// Names a folder walk passes over: hidden files and folders (`.git`, LibreOffice's
+/// `.~lock.*#`), and files still being written or left behind by editors and downloads
+/// (`*.part`, `*.tmp`, `*.crdownload`, `*.swp`, `*~`, Office's `~$*` owner files). A file
+/// named explicitly is always taken.
+pub fn is_ignored_name(name: &str) -> bool {
+    const PARTIAL_SUFFIXES: [&str; 6] = [".part", ".partial", ".tmp", ".crdownload", ".swp", "~"];
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.starts_with("~$")
+        || PARTIAL_SUFFIXES.iter().any(|s| lower.ends_with(s))
 }
 
 /// `a/./b`, `./a/b` → `a/b`; separators always `/` so paths compare across platforms.
@@ -642,6 +654,30 @@ mod tests {
     }
 
     #[test]
+    fn temporary_and_hidden_names_are_ignored() {
+        for name in [
+            ".git",
+            ".~lock.report.odt#",
+            "~$report.docx",
+            "report.pdf.part",
+            "report.PDF.crdownload",
+            "notes.md~",
+            "x.tmp",
+            ".notes.md.swp",
+        ] {
+            assert!(is_ignored_name(name), "{name}");
+        }
+        for name in [
+            "report.pdf",
+            "tmp-notes.md",
+            "partial-results.txt",
+            "a~b.md",
+        ] {
+            assert!(!is_ignored_name(name), "{name}");
+        }
+    }
+
+    #[test]
     fn discovery_walks_folders_skips_hidden_and_reports_loops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
@@ -649,6 +685,8 @@ mod tests {
         std::fs::write(root.join("sub/a.md"), "# A").expect("write");
         std::fs::write(root.join("sub/.git/config"), "x").expect("write");
         std::fs::write(root.join(".hidden.txt"), "x").expect("write");
+        std::fs::write(root.join("sub/b.pdf.part"), "x").expect("write");
+        std::fs::write(root.join("sub/~$c.docx"), "x").expect("write");
         #[cfg(unix)]
         std::os::unix::fs::symlink(root, root.join("sub/loop")).expect("symlink");
         let (found, failures) = discover(&[root.to_path_buf()], "default");
