@@ -42,13 +42,7 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
     }
     let path = config.llm_model_path()?;
     let started = Instant::now();
-    let mut model = LanguageModel::load_with(
-        &path,
-        crate::llm::model::LoadOptions {
-            threads: config.llm_threads,
-            engine: config.llm_engine,
-        },
-    )?;
+    let mut model = LanguageModel::load_with(&path, config.llm_load_options())?;
     model.info.context_length = model
         .info
         .context_length

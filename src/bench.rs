@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::cli::GenerateBenchArgs;
 use crate::config::Config;
-use crate::llm::model::LoadOptions;
 use crate::llm::LanguageModel;
 
 /// Text the synthetic prompt is cut from: English prose of the kind Lore's RAG prompts
@@ -37,10 +36,7 @@ pub struct GenerateBench {
 
 pub fn run_generate(config: &Config, args: &GenerateBenchArgs) -> Result<i32> {
     let path = config.llm_model_path()?;
-    let options = LoadOptions {
-        threads: config.llm_threads,
-        engine: config.llm_engine,
-    };
+    let options = config.llm_load_options();
     let started = Instant::now();
     let mut model = LanguageModel::load_with(&path, options)?;
     let load_s = started.elapsed().as_secs_f64();

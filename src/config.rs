@@ -195,6 +195,14 @@ impl Config {
         }
     }
 
+    /// How the local language model is loaded (`llm_threads`, `llm_engine`).
+    pub fn llm_load_options(&self) -> crate::llm::model::LoadOptions {
+        crate::llm::model::LoadOptions {
+            threads: self.llm_threads,
+            engine: self.llm_engine,
+        }
+    }
+
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
     }

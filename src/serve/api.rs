@@ -2,7 +2,9 @@
 //! upload, delete, original file), jobs, health. Each validates its input, moves blocking
 //! work to a blocking thread, and returns [`ApiError`] on failure.
 
-use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody};
+use super::error::{
+    ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody, JsonBodyErrors, QueueFull,
+};
 use super::{SharedState, MAX_QUESTION_CHARS};
 use crate::llm::{ChatMessage, GenerationParams, LlmError};
 use crate::rag::{self, Answer, AskOptions};
@@ -25,7 +27,7 @@ use utoipa::ToSchema;
 /// Seconds a client is told to wait when the answer queue is full.
 const RETRY_AFTER_S: u64 = 10;
 const MAX_K: usize = 20;
-pub(super) const MAX_ANSWER_TOKENS: usize = 2048;
+const MAX_ANSWER_TOKENS: usize = 2048;
 const MAX_HISTORY_MESSAGES: usize = 20;
 
 /// Runs blocking work off the async workers; a panic becomes a 500.
@@ -94,10 +96,7 @@ pub struct SearchResponse {
     request_body = SearchRequest,
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        JsonBodyErrors,
     ))]
 pub async fn search(
     State(state): State<SharedState>,
@@ -237,14 +236,17 @@ pub(super) fn standalone_query(history: &[ChatMessage], question: &str) -> Strin
 
 fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
     validate_question(&request.question, &request.history)?;
-    if let Some(n) = request.max_tokens {
-        if !(1..=MAX_ANSWER_TOKENS).contains(&n) {
-            return Err(ApiError::BadRequest(format!(
-                "max_tokens must be between 1 and {MAX_ANSWER_TOKENS}, not {n}"
-            )));
-        }
+    check_max_tokens(request.max_tokens)
+}
+
+/// An answer's token budget, when given, is 1..=[`MAX_ANSWER_TOKENS`].
+pub(super) fn check_max_tokens(max_tokens: Option<usize>) -> Result<(), ApiError> {
+    match max_tokens {
+        Some(n) if !(1..=MAX_ANSWER_TOKENS).contains(&n) => Err(ApiError::BadRequest(format!(
+            "max_tokens must be between 1 and {MAX_ANSWER_TOKENS}, not {n}"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The checks every question gets: not empty, not too long, a short well-formed history.
@@ -282,11 +284,8 @@ pub(super) fn validate_question(question: &str, history: &[ChatMessage]) -> Resu
     responses(
         (status = 200, description = "The answer, or its event stream",
             content((Answer = "application/json"), (SseEvent = "text/event-stream"))),
-        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "The answer queue is full (see Retry-After)", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        JsonBodyErrors,
+        QueueFull,
     ))]
 pub async fn ask(
     State(state): State<SharedState>,

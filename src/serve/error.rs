@@ -164,3 +164,26 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiMultipart {
             .map_err(ApiError::from)
     }
 }
+
+/// The error responses of every route that takes a JSON body, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes responses; errors are built as `ApiError`
+pub enum JsonBodyErrors {
+    #[response(status = 400, description = "Malformed or invalid request")]
+    BadRequest(ErrorBody),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Not JSON")]
+    NotJson(ErrorBody),
+    #[response(status = 500, description = "Internal error")]
+    Internal(ErrorBody),
+}
+
+/// The answer queue is full (see Retry-After): the extra error of the answering routes.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 429,
+    description = "The answer queue is full (see Retry-After)"
+)]
+#[allow(dead_code)]
+pub struct QueueFull(ErrorBody);

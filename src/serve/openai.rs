@@ -4,8 +4,8 @@
 //! lists the one model. Sources come inline (the answer's `[n]` markers plus a "Sources:"
 //! list) and in an extra `sources` field.
 
-use super::api::{self, AskEvent, MAX_ANSWER_TOKENS};
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::api::{self, AskEvent};
+use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
 use crate::llm::ChatMessage;
 use crate::rag::{Answer, AskOptions, Source};
@@ -129,11 +129,8 @@ fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String)
     responses(
         (status = 200, description = "The completion (`stream: false`), or a stream of chunks",
             content((Completion = "application/json"), (super::api::SseEvent = "text/event-stream"))),
-        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 429, description = "The answer queue is full", body = ErrorBody),
-        (status = 500, description = "Internal error", body = ErrorBody),
+        JsonBodyErrors,
+        QueueFull,
     ))]
 pub async fn chat_completions(
     State(state): State<SharedState>,
@@ -142,11 +139,7 @@ pub async fn chat_completions(
     let (history, question) = conversation(request.messages)?;
     api::validate_question(&question, &history)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    if let Some(n) = max_tokens.filter(|n| !(1..=MAX_ANSWER_TOKENS).contains(n)) {
-        return Err(ApiError::BadRequest(format!(
-            "max_tokens must be between 1 and {MAX_ANSWER_TOKENS}, not {n}"
-        )));
-    }
+    api::check_max_tokens(max_tokens)?;
     let options = api::ask_options(&state, AskOptions::default().k, max_tokens, None);
     let mut receiver = api::start_answer(&state, question.trim().to_string(), history, options)?;
     let id = format!("chatcmpl-lore-{}", now());
