@@ -16,6 +16,8 @@ use std::path::PathBuf;
 ///   lore remove handbook/old-vpn.md
 ///   lore status
 ///   lore ask "how long are backups kept?"
+///   lore watch /srv/share                        # keep the index in step with a folder
+///   lore serve --watch /srv/share                 # the same, behind the portal
 ///   lore eval questions.jsonl --out eval-out
 ///   lore bench generate --threads 2               # model speed: prompt, decode, first token
 #[derive(Debug, Parser)]
@@ -108,8 +110,24 @@ pub enum Command {
     /// Examples:
     ///   lore serve                          # http://127.0.0.1:8080/
     ///   lore serve --bind 0.0.0.0:8080      # reachable from the network (e.g. in Docker)
+    ///   lore serve --watch /srv/share       # and keep the index in step with a folder
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
+    /// Keep the index in step with folders: new files are ingested, changed ones
+    /// re-indexed, deleted ones removed, renamed and moved ones re-filed without embedding
+    /// them again.
+    ///
+    /// Each top-level subfolder is a collection (files directly in the folder go to
+    /// "default"). A file is taken once it has stopped changing for --settle-ms; hidden and
+    /// temporary names (.part, .tmp, ~$*, dotfiles) are passed over. The folders are compared
+    /// with the index at start and every --rescan-secs, so nothing is missed while Lore was
+    /// stopped. Progress: `lore status`. Stop with Ctrl-C or SIGTERM; kill -9 loses nothing.
+    ///
+    /// Examples:
+    ///   lore watch /srv/share
+    ///   lore watch /mnt/nfs/docs --watch-mode poll --poll-secs 30
+    #[command(verbatim_doc_comment)]
+    Watch(WatchArgs),
     /// Remove documents (by path as ingested, or a folder prefix) from the index.
     Remove(RemoveArgs),
     /// Show documents, chunks, index size and models in use.
@@ -252,6 +270,52 @@ pub struct ServeArgs {
     /// [default: 4]
     #[arg(long, env = "LORE_ANSWER_QUEUE", value_name = "N")]
     pub answer_queue: Option<usize>,
+    /// Folder to keep the index in step with (repeatable; see `lore watch --help`)
+    #[arg(
+        long = "watch",
+        env = "LORE_WATCH",
+        value_name = "DIR",
+        value_delimiter = ':'
+    )]
+    pub watch: Vec<PathBuf>,
+    #[command(flatten)]
+    pub watch_flags: WatchFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Folders to watch [default: `watch` in lore.toml]
+    #[arg(value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub flags: WatchFlags,
+}
+
+/// How a watcher notices and takes changes (`lore watch`, `lore serve --watch`).
+#[derive(Debug, Args)]
+pub struct WatchFlags {
+    /// notify (filesystem notifications) or poll (network shares and Docker volume drivers
+    /// that deliver none) [default: notify]
+    #[arg(long, env = "LORE_WATCH_MODE", value_name = "notify|poll")]
+    pub watch_mode: Option<crate::config::WatchMode>,
+    /// Seconds between polls in poll mode [default: 10]
+    #[arg(long, env = "LORE_WATCH_POLL_SECS", value_name = "SECS")]
+    pub poll_secs: Option<u64>,
+    /// Take a file once its size and times stayed the same this long [default: 2000]
+    #[arg(long, env = "LORE_WATCH_SETTLE_MS", value_name = "MS")]
+    pub settle_ms: Option<u64>,
+    /// Seconds between full comparisons of the folders with the index [default: 600]
+    #[arg(long, env = "LORE_WATCH_RESCAN_SECS", value_name = "SECS")]
+    pub rescan_secs: Option<u64>,
+}
+
+impl WatchFlags {
+    fn apply(&self, o: &mut ConfigLayer) {
+        o.watch_mode = self.watch_mode;
+        o.watch_poll_secs = self.poll_secs;
+        o.watch_settle_ms = self.settle_ms;
+        o.watch_rescan_secs = self.rescan_secs;
+    }
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +404,12 @@ impl Cli {
         if let Command::Serve(a) = &self.command {
             o.bind = a.bind.clone();
             o.answer_queue = a.answer_queue;
+            o.watch = (!a.watch.is_empty()).then(|| a.watch.clone());
+            a.watch_flags.apply(&mut o);
+        }
+        if let Command::Watch(a) = &self.command {
+            o.watch = (!a.dirs.is_empty()).then(|| a.dirs.clone());
+            a.flags.apply(&mut o);
         }
         if let Command::Ingest(a) = &self.command {
             o.collection = a.collection.clone();
@@ -361,6 +431,7 @@ pub fn run() -> Result<i32> {
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
         Command::Ask(args) => crate::ask::run_ask(&config, &args),
         Command::Serve(_) => crate::serve::run_serve(&config),
+        Command::Watch(_) => crate::watch::run_watch(&config),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
         Command::Bench(BenchCommand::Generate(args)) => crate::bench::run_generate(&config, &args),

@@ -51,6 +51,50 @@ pub struct Config {
     pub llm_threads: usize,
     /// Which runtime runs the local model: `native` (Lore's kernels) or `candle`.
     pub llm_engine: crate::llm::model::Engine,
+    /// Folders `lore serve` and `lore watch` keep the index in step with.
+    pub watch: Vec<PathBuf>,
+    /// How changes are noticed: `notify` (filesystem notifications) or `poll` (for network
+    /// shares and volume drivers that deliver no notifications).
+    pub watch_mode: WatchMode,
+    /// Seconds between polls in `poll` mode.
+    pub watch_poll_secs: u64,
+    /// A file is taken once its size and times stayed the same this long (milliseconds).
+    pub watch_settle_ms: u64,
+    /// Seconds between full comparisons of the folders with the index (the safety net for
+    /// missed notifications).
+    pub watch_rescan_secs: u64,
+}
+
+/// How the watcher notices changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    #[default]
+    Notify,
+    Poll,
+}
+
+impl WatchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchMode::Notify => "notify",
+            WatchMode::Poll => "poll",
+        }
+    }
+}
+
+impl std::str::FromStr for WatchMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "notify" => Ok(WatchMode::Notify),
+            "poll" => Ok(WatchMode::Poll),
+            other => Err(format!(
+                "unknown watch mode {other:?} (expected notify or poll)"
+            )),
+        }
+    }
 }
 
 /// One layer of settings, every key optional (`None` = not given): the parsed `lore.toml`
@@ -76,6 +120,11 @@ pub struct ConfigLayer {
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
     pub llm_engine: Option<crate::llm::model::Engine>,
+    pub watch: Option<Vec<PathBuf>>,
+    pub watch_mode: Option<WatchMode>,
+    pub watch_poll_secs: Option<u64>,
+    pub watch_settle_ms: Option<u64>,
+    pub watch_rescan_secs: Option<u64>,
 }
 
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
@@ -142,6 +191,14 @@ impl Config {
                 .unwrap_or_else(crate::llm::model::default_threads)
                 .max(1),
             llm_engine: o.llm_engine.or(file.llm_engine).unwrap_or_default(),
+            watch: o.watch.or(file.watch).unwrap_or_default(),
+            watch_mode: o.watch_mode.or(file.watch_mode).unwrap_or_default(),
+            watch_poll_secs: o.watch_poll_secs.or(file.watch_poll_secs).unwrap_or(10),
+            watch_settle_ms: o.watch_settle_ms.or(file.watch_settle_ms).unwrap_or(2000),
+            watch_rescan_secs: o
+                .watch_rescan_secs
+                .or(file.watch_rescan_secs)
+                .unwrap_or(600),
         }
     }
 
@@ -232,6 +289,29 @@ mod tests {
         assert_eq!(c.collection, "legal");
         assert_eq!(c.chunk_tokens, 150);
         assert_eq!(c.models_dir, PathBuf::from("models"));
+    }
+
+    #[test]
+    fn watched_folders_come_from_the_file_unless_flags_name_others() {
+        let file: ConfigLayer = toml::from_str(
+            "watch = [\"/srv/share\", \"/srv/hr\"]\nwatch_mode = \"poll\"\nwatch_settle_ms = 5000\n",
+        )
+        .expect("valid toml");
+        let c = Config::merge(file.clone(), ConfigLayer::default());
+        assert_eq!(
+            c.watch,
+            vec![PathBuf::from("/srv/share"), PathBuf::from("/srv/hr")]
+        );
+        assert_eq!(c.watch_mode, WatchMode::Poll);
+        assert_eq!((c.watch_settle_ms, c.watch_rescan_secs), (5000, 600));
+        let flags = ConfigLayer {
+            watch: Some(vec![PathBuf::from("/tmp/drop")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::merge(file, flags).watch,
+            vec![PathBuf::from("/tmp/drop")]
+        );
     }
 
     #[test]

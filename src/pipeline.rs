@@ -56,12 +56,28 @@ pub fn load_embedder(config: &Config) -> Result<Embedder> {
 /// lock and takes it only for these short calls, never while parsing or embedding.
 pub trait IndexAccess {
     fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>>;
+    fn documents(&self) -> Result<Vec<DocumentRecord>>;
+    fn failures(&self) -> Result<Vec<FailureRecord>>;
+    /// A document's stored chunks and vectors (to re-file identical content elsewhere).
+    fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>>;
     fn commit(&mut self, batch: Batch) -> Result<()>;
 }
 
 impl IndexAccess for Index {
     fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
         Ok(Index::document(self, doc_id)?)
+    }
+
+    fn documents(&self) -> Result<Vec<DocumentRecord>> {
+        Ok(Index::documents(self)?)
+    }
+
+    fn failures(&self) -> Result<Vec<FailureRecord>> {
+        Ok(Index::failures(self)?)
+    }
+
+    fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>> {
+        Ok(Index::chunks_of(self, doc_id)?)
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
@@ -72,13 +88,29 @@ impl IndexAccess for Index {
 /// An index shared behind a lock (the server's): reads and commits take it briefly.
 pub struct SharedIndex<'a>(pub &'a std::sync::RwLock<Index>);
 
+impl SharedIndex<'_> {
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>> {
+        self.0
+            .read()
+            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))
+    }
+}
+
 impl IndexAccess for SharedIndex<'_> {
     fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
-        let index = self
-            .0
-            .read()
-            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))?;
-        Ok(index.document(doc_id)?)
+        Ok(self.read()?.document(doc_id)?)
+    }
+
+    fn documents(&self) -> Result<Vec<DocumentRecord>> {
+        Ok(self.read()?.documents()?)
+    }
+
+    fn failures(&self) -> Result<Vec<FailureRecord>> {
+        Ok(self.read()?.failures()?)
+    }
+
+    fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>> {
+        Ok(self.read()?.chunks_of(doc_id)?)
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
@@ -102,6 +134,9 @@ pub struct Candidate {
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub ingested: Vec<String>,
+    /// Of `ingested`: files whose content was already indexed under another path (renamed,
+    /// moved or copied), re-filed with the stored passages and vectors, not embedded again.
+    pub reused: Vec<String>,
     pub unchanged: Vec<String>,
     pub skipped: Vec<FileIssue>,
     pub failed: Vec<FileIssue>,
@@ -123,6 +158,7 @@ enum Outcome {
         chunks: usize,
         pages: u32,
         warnings: Vec<String>,
+        reused: bool,
     },
     Unchanged,
     Skipped(String),
@@ -146,13 +182,17 @@ impl Outcome {
 pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32> {
     let mut engine = Engine::open(config)?;
     let progress = !(quiet || args.json);
+    let options = IngestOptions {
+        commit_every_docs: args.commit_every.max(1),
+        progress,
+        ..IngestOptions::default()
+    };
     let summary = ingest_paths(
         config,
         &engine.embedder,
         &mut engine.index,
         &args.paths,
-        args.commit_every.max(1),
-        progress,
+        options,
         &mut |_| {},
     )?;
     if args.json {
@@ -171,27 +211,44 @@ pub struct IngestProgress {
     pub chunks: u64,
 }
 
-/// Ingests `paths` into `index`, committing in atomic batches. `progress` shows a bar on
-/// the terminal; `observe` is told after each file.
+/// How one ingestion run behaves, beyond which files it takes.
+pub struct IngestOptions<'a> {
+    /// Commit at least every this many documents (and every [`COMMIT_EVERY_CHUNKS`]).
+    pub commit_every_docs: usize,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+    /// Documents to delete in the run's last commit, together with its last upserts: the
+    /// watcher's deleted and moved-away files, so a move is one atomic swap.
+    pub removals: Vec<String>,
+    /// Content hash → id of an indexed document with exactly that content. Its passages
+    /// and vectors are re-filed under the new path instead of parsing and embedding the
+    /// file again (renames, moves, copies).
+    pub donor: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Default for IngestOptions<'_> {
+    fn default() -> Self {
+        IngestOptions {
+            commit_every_docs: COMMIT_EVERY_DOCS,
+            progress: false,
+            removals: Vec::new(),
+            donor: &|_| None,
+        }
+    }
+}
+
+/// Ingests `paths` into `index`, committing in atomic batches; `observe` is told after
+/// each file.
 pub fn ingest_paths(
     config: &Config,
     embedder: &Embedder,
     index: &mut dyn IndexAccess,
     paths: &[PathBuf],
-    commit_every_docs: usize,
-    progress: bool,
+    options: IngestOptions,
     observe: &mut dyn FnMut(IngestProgress),
 ) -> Result<Summary> {
     let (candidates, walk_failures) = discover(paths, &config.collection);
-    let mut summary = ingest_candidates(
-        config,
-        embedder,
-        index,
-        &candidates,
-        commit_every_docs,
-        progress,
-        observe,
-    )?;
+    let mut summary = ingest_candidates(config, embedder, index, &candidates, options, observe)?;
     summary.failed.extend(walk_failures);
     Ok(summary)
 }
@@ -202,10 +259,15 @@ pub fn ingest_candidates(
     embedder: &Embedder,
     index: &mut dyn IndexAccess,
     candidates: &[Candidate],
-    commit_every_docs: usize,
-    progress: bool,
+    options: IngestOptions,
     observe: &mut dyn FnMut(IngestProgress),
 ) -> Result<Summary> {
+    let IngestOptions {
+        commit_every_docs,
+        progress,
+        removals,
+        donor,
+    } = options;
     let started = Instant::now();
     let mut summary = Summary::default();
 
@@ -246,6 +308,7 @@ pub fn ingest_candidates(
             &*index,
             &limits,
             &chunk_opts,
+            donor,
             &mut pending,
         );
         match outcome {
@@ -253,8 +316,12 @@ pub fn ingest_candidates(
                 chunks,
                 pages,
                 warnings,
+                reused,
             } => {
                 summary.ingested.push(candidate.doc_path.clone());
+                if reused {
+                    summary.reused.push(candidate.doc_path.clone());
+                }
                 summary.chunks += chunks as u64;
                 summary.pages += u64::from(pages);
                 pending_chunks += chunks;
@@ -310,6 +377,7 @@ pub fn ingest_candidates(
             chunks: summary.chunks,
         });
     }
+    pending.removals = removals;
     if !pending.is_empty() {
         index.commit(pending).context("index commit failed")?;
     }
@@ -325,6 +393,7 @@ fn process_file(
     index: &dyn IndexAccess,
     limits: &Limits,
     chunk_opts: &ChunkOptions,
+    donor: &dyn Fn(&str) -> Option<String>,
     pending: &mut Batch,
 ) -> Outcome {
     let size = match std::fs::metadata(&candidate.fs_path) {
@@ -353,6 +422,23 @@ fn process_file(
         Ok(Some(existing)) if existing.content_hash == content_hash => return Outcome::Unchanged,
         Ok(_) => {}
         Err(e) => return Outcome::failed(format!("index lookup failed: {e}")),
+    }
+    if let Some(donor_id) = donor(&content_hash).filter(|d| *d != doc_id) {
+        match refile(index, &donor_id, candidate, &doc_id, &content_hash, size) {
+            Ok(Some((record, chunks))) => {
+                let outcome = Outcome::Ingested {
+                    chunks: chunks.len(),
+                    pages: record.pages.unwrap_or(0),
+                    warnings: record.warnings.clone(),
+                    reused: true,
+                };
+                pending.upserts.push((record, chunks));
+                return outcome;
+            }
+            // The donor is gone or changed meanwhile: ingest the file the ordinary way.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(path = %candidate.doc_path, "cannot reuse {donor_id}: {e:#}"),
+        }
     }
     let format = match DocumentFormat::detect(&candidate.fs_path, &bytes) {
         Ok(f) => f,
@@ -431,14 +517,72 @@ fn process_file(
         chunks: n,
         pages: page_count(&doc),
         warnings,
+        reused: false,
     }
 }
 
-/// The file's absolute path, recorded so the original can be served.
+/// The indexed document `donor_id`, whose content hash is `content_hash`, re-filed as
+/// `candidate` under `doc_id`: same passages, offsets and vectors, new identity. `None` when
+/// the donor no longer holds that content.
+fn refile(
+    index: &dyn IndexAccess,
+    donor_id: &str,
+    candidate: &Candidate,
+    doc_id: &str,
+    content_hash: &str,
+    size: u64,
+) -> Result<Option<(DocumentRecord, Vec<NewChunk>)>> {
+    let Some(donor) = index
+        .document(donor_id)?
+        .filter(|d| d.content_hash == content_hash)
+    else {
+        return Ok(None);
+    };
+    let chunks = index.chunks_of(donor_id)?;
+    if chunks.len() != donor.chunks as usize {
+        return Ok(None);
+    }
+    // A title that was only the old path follows the file.
+    let title = if donor.title == donor.path {
+        candidate.doc_path.clone()
+    } else {
+        donor.title.clone()
+    };
+    let record = DocumentRecord {
+        doc_id: doc_id.to_string(),
+        path: candidate.doc_path.clone(),
+        collection: candidate.collection.clone(),
+        title: title.clone(),
+        bytes: size,
+        ingested_at: unix_now(),
+        source: absolute_source(&candidate.fs_path),
+        ..donor
+    };
+    let chunks = chunks
+        .into_iter()
+        .map(|mut c| {
+            c.record.doc_id = record.doc_id.clone();
+            c.record.path = record.path.clone();
+            c.record.collection = record.collection.clone();
+            c.record.title = title.clone();
+            c
+        })
+        .collect();
+    Ok(Some((record, chunks)))
+}
+
+/// The file's absolute path, recorded so the original can be served and a watcher knows
+/// which documents come from its folder. The folder is resolved, the name is kept: a
+/// symlinked file stays where it was found.
 fn absolute_source(path: &Path) -> Option<String> {
-    std::fs::canonicalize(path)
+    let name = path.file_name()?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent)
         .ok()
-        .and_then(|p| p.to_str().map(String::from))
+        .and_then(|p| p.join(name).to_str().map(String::from))
 }
 
 /// What the embedder sees for a chunk: the document title and section path give a short
@@ -550,7 +694,7 @@ pub fn is_ignored_name(name: &str) -> bool {
 }
 
 /// `a/./b`, `./a/b` → `a/b`; separators always `/` so paths compare across platforms.
-fn clean_path(p: &Path) -> String {
+pub fn clean_path(p: &Path) -> String {
     let parts: Vec<String> = p
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
@@ -568,8 +712,13 @@ fn display(p: &Path) -> String {
 
 fn print_summary(s: &Summary) {
     let rate = |n: u64| n as f64 / s.seconds.max(1e-3);
+    let reused = if s.reused.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} re-filed without embedding)", s.reused.len())
+    };
     println!(
-        "ingested {} · unchanged {} · skipped {} · failed {} — {} chunks, {} pages in {:.1} s ({:.1} chunks/s, {:.1} pages/s)",
+        "ingested {}{reused} · unchanged {} · skipped {} · failed {} — {} chunks, {} pages in {:.1} s ({:.1} chunks/s, {:.1} pages/s)",
         s.ingested.len(),
         s.unchanged.len(),
         s.skipped.len(),

@@ -1,8 +1,9 @@
 //! `lore status`: what is indexed (documents, chunks, size on disk), with which models, and
-//! which files failed to ingest and why.
+//! which files failed to ingest and why, and how a folder watcher is getting on.
 
 use crate::config::Config;
 use crate::pipeline::Engine;
+use crate::watch::journal::WatchStatus;
 use anyhow::Result;
 use lore_index::{DocumentRecord, FailureRecord};
 use serde::Serialize;
@@ -10,6 +11,19 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 struct StatusReport {
     data_dir: String,
+    /// What the index holds; absent when another Lore process has it open.
+    #[serde(flatten)]
+    index: Option<IndexReport>,
+    /// Why the index could not be read here (another `lore serve` or `lore watch` holds it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_in_use: Option<String>,
+    /// The drop-folder watcher's progress, from its journal, when one has run here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch: Option<WatchStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct IndexReport {
     documents: u64,
     chunks: u64,
     index_bytes: u64,
@@ -23,29 +37,63 @@ struct StatusReport {
 }
 
 pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<()> {
-    let engine = Engine::open(config)?;
-    let stats = engine.index.stats()?;
-    let docs = if list_documents {
-        Some(engine.index.documents()?)
-    } else {
-        None
+    let (index, index_in_use) = match Engine::open(config) {
+        Ok(engine) => (Some(index_report(config, &engine, list_documents)?), None),
+        // The running watcher or server holds the index; its journal still tells progress.
+        Err(e) if is_locked(&e) => (None, Some(format!("{e:#}"))),
+        Err(e) => return Err(e),
     };
     let report = StatusReport {
         data_dir: config.data_dir.display().to_string(),
-        documents: stats.documents,
-        chunks: stats.chunks,
-        index_bytes: stats.disk_bytes,
-        embed_model: stats.model_id.clone(),
-        embed_model_dir: config.embed_model_dir().display().to_string(),
-        embed_dim: stats.dim,
-        document_list: docs,
-        failures: engine.index.failures()?,
+        index,
+        index_in_use,
+        watch: crate::watch::journal::read_status(&config.data_dir),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!("data dir      {}", report.data_dir);
+    if let Some(reason) = &report.index_in_use {
+        println!("index         in use: {reason}");
+    }
+    if let Some(index) = &report.index {
+        print_index(index);
+    }
+    if let Some(w) = &report.watch {
+        print_watch(w);
+    }
+    Ok(())
+}
+
+fn index_report(config: &Config, engine: &Engine, list_documents: bool) -> Result<IndexReport> {
+    let stats = engine.index.stats()?;
+    Ok(IndexReport {
+        documents: stats.documents,
+        chunks: stats.chunks,
+        index_bytes: stats.disk_bytes,
+        embed_model: stats.model_id.clone(),
+        embed_model_dir: config.embed_model_dir().display().to_string(),
+        embed_dim: stats.dim,
+        document_list: if list_documents {
+            Some(engine.index.documents()?)
+        } else {
+            None
+        },
+        failures: engine.index.failures()?,
+    })
+}
+
+fn is_locked(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<lore_index::Error>(),
+            Some(lore_index::Error::Locked(_))
+        )
+    })
+}
+
+fn print_index(report: &IndexReport) {
     println!("documents     {}", report.documents);
     println!("chunks        {}", report.chunks);
     println!("index size    {}", human_bytes(report.index_bytes));
@@ -75,7 +123,27 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
             println!("{:<10} {}  {}", f.collection, f.path, f.reason);
         }
     }
-    Ok(())
+}
+
+fn print_watch(w: &WatchStatus) {
+    let age = crate::watch::journal::unix_now().saturating_sub(w.updated_at);
+    println!();
+    println!(
+        "watch         {} ({}; pid {}, updated {age} s ago)",
+        w.roots.join(", "),
+        w.mode,
+        w.pid
+    );
+    println!(
+        "              {:?} · queue {} · {} files done ({} indexed, {} re-filed, {} removed, {} failed) · {:.1} files/s, {:.1} chunks/s",
+        w.state, w.queue, w.files_done, w.ingested, w.reused, w.removed, w.failed, w.files_per_sec, w.chunks_per_sec
+    );
+    for root in &w.unavailable {
+        println!("              ⚠ {root} is empty or unreadable: its documents are kept");
+    }
+    if let Some(e) = &w.last_error {
+        println!("              last error: {e}");
+    }
 }
 
 fn human_bytes(n: u64) -> String {

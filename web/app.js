@@ -230,6 +230,30 @@ async function loadDocuments() {
     body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "warn" }, `Cannot list documents: ${e.message}`)));
   }
   refreshReady();
+  refreshWatch();
+}
+
+// Watched folders (lore serve --watch): queue and progress, refreshed while work is queued.
+let watchTimer = null;
+async function refreshWatch() {
+  clearTimeout(watchTimer);
+  const line = $("#watch-status");
+  try {
+    const r = await fetch("/api/watch");
+    if (!r.ok) throw new Error(await apiError(r));
+    const { watching, status: w } = await r.json();
+    line.hidden = !watching;
+    if (!watching) return;
+    const busy = w.queue > 0 || w.state === "syncing" || w.state === "scanning";
+    const failed = w.failed ? ` · ${w.failed} failed` : "";
+    const gone = w.unavailable.length ? ` · ⚠ empty or unreadable, documents kept: ${w.unavailable.join(", ")}` : "";
+    line.textContent = `Watching ${w.roots.join(", ")}: ${busy ? `${w.queue} files queued, ${w.files_per_sec.toFixed(1)} files/s` : "in step"}` +
+      ` · ${w.files_done} files handled${failed}${gone}`;
+    if (busy && !$("#view-library").hidden) watchTimer = setTimeout(loadDocuments, 2000);
+  } catch (e) {
+    line.hidden = false;
+    line.textContent = `Watch status unavailable: ${e.message}`;
+  }
 }
 
 // "failed" shows the reason in full: the person who dropped the file has to fix it.

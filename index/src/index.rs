@@ -17,8 +17,8 @@ use crate::layout::{self, DirLock};
 use crate::text::{self, Fields};
 use crate::vectors::{self, VectorGraph};
 use crate::{
-    Batch, ChunkRecord, DocumentRecord, Error, FailureRecord, Filter, Hit, IndexConfig, Result,
-    SearchMode, Stats,
+    Batch, ChunkRecord, DocumentRecord, Error, FailureRecord, Filter, Hit, IndexConfig, NewChunk,
+    Result, SearchMode, Stats,
 };
 
 /// tantivy indexing threads; the machine class Lore targets has two cores, and queries
@@ -341,6 +341,26 @@ impl Index {
         let query = text::document_by_path_query(&self.fields, path);
         let found = self.snapshot.searcher.search(&query, &DocSetCollector)?;
         self.load_documents(found)
+    }
+
+    /// The stored chunks of `doc_id` with their embeddings, in document order: what an
+    /// upsert of the same content under another id needs, so a renamed or copied file is
+    /// re-indexed without parsing or embedding it again.
+    pub fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>> {
+        let query = text::chunks_of_document_query(&self.fields, doc_id);
+        let found = self.snapshot.searcher.search(&query, &DocSetCollector)?;
+        let mut chunks = found
+            .into_iter()
+            .map(|address| {
+                let doc: TantivyDocument = self.snapshot.searcher.doc(address)?;
+                Ok(NewChunk {
+                    record: text::chunk_from_tantivy(&self.fields, &doc)?,
+                    vector: text::vector_from_tantivy(&self.fields, &doc)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        chunks.sort_by_key(|c| c.record.ordinal);
+        Ok(chunks)
     }
 
     fn load_document(&self, address: DocAddress) -> Result<DocumentRecord> {

@@ -223,6 +223,26 @@ pub fn document_by_id_query(fields: &Fields, doc_id: &str) -> BooleanQuery {
     ])
 }
 
+/// Every chunk stored under a document id.
+pub fn chunks_of_document_query(fields: &Fields, doc_id: &str) -> BooleanQuery {
+    BooleanQuery::new(vec![
+        (
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_text(fields.kind, KIND_CHUNK),
+                IndexRecordOption::Basic,
+            )),
+        ),
+        (
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_text(fields.doc_id, doc_id),
+                IndexRecordOption::Basic,
+            )),
+        ),
+    ])
+}
+
 pub fn document_by_path_query(fields: &Fields, path: &str) -> BooleanQuery {
     BooleanQuery::new(vec![
         (Occur::Must, Box::new(kind_document_query(fields))),

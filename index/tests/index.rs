@@ -156,6 +156,52 @@ fn commit_search_remove_round_trip() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn stored_chunks_come_back_with_their_vectors_for_reuse() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut index = seeded(dir.path())?;
+    let chunks = index.chunks_of("volcanoes")?;
+    assert_eq!(
+        chunks.iter().map(|c| c.record.ordinal).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    // Stored normalised: the cosine to the original direction is 1.
+    let raw = axis(5);
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let expected: Vec<f32> = raw.iter().map(|x| x / norm).collect();
+    let cos: f32 = chunks[1]
+        .vector
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| a * b)
+        .sum();
+    assert!((cos - 1.0).abs() < 1e-5, "{cos}");
+    assert!(index.chunks_of("no-such-doc")?.is_empty());
+
+    // Re-filed under another id (a rename), the copy is found by its vector like the original.
+    let mut moved = index.document("volcanoes")?.ok_or("missing document")?;
+    moved.doc_id = "volcanoes-moved".into();
+    moved.path = "/data/geology/moved/volcanoes".into();
+    let copies = chunks
+        .into_iter()
+        .map(|mut c| {
+            c.record.doc_id = moved.doc_id.clone();
+            c.record.path = moved.path.clone();
+            c
+        })
+        .collect();
+    index.commit(Batch {
+        upserts: vec![(moved, copies)],
+        removals: vec!["volcanoes".into()],
+        failures: Vec::new(),
+    })?;
+    let hits = index.search_vector(&axis(5), 1, &Filter::default())?;
+    assert_eq!(hits[0].chunk.doc_id, "volcanoes-moved");
+    assert_eq!(hits[0].chunk.ordinal, 1);
+    assert!(index.document("volcanoes")?.is_none());
+    Ok(())
+}
+
 fn failure(doc_id: &str, reason: &str) -> FailureRecord {
     FailureRecord {
         doc_id: doc_id.into(),

@@ -806,6 +806,27 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The drop-folder watcher, when `lore serve --watch` runs one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchReport {
+    pub watching: bool,
+    pub status: Option<crate::watch::journal::WatchStatus>,
+}
+
+/// `GET /api/watch`: watched folders, queue, progress and throughput.
+#[utoipa::path(get, path = "/api/watch", tag = "documents",
+    responses((status = 200, description = "The watcher's status", body = WatchReport)))]
+pub async fn watch_status(State(state): State<SharedState>) -> Json<WatchReport> {
+    let status = state
+        .watch
+        .as_ref()
+        .map(crate::watch::WatchHandle::snapshot);
+    Json(WatchReport {
+        watching: status.is_some(),
+        status,
+    })
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Ready {
     pub ready: bool,

@@ -68,10 +68,7 @@ impl Jobs {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let name = clean_name(file_name);
         let path = dir.join(&name);
-        let temp = dir.join(format!(".{name}.part"));
-        std::fs::write(&temp, bytes).with_context(|| format!("cannot write {}", temp.display()))?;
-        std::fs::rename(&temp, &path)
-            .with_context(|| format!("cannot move the upload to {}", path.display()))?;
+        crate::files::write_atomically(&path, bytes)?;
         Ok(Candidate {
             fs_path: path,
             doc_path: name,
@@ -128,8 +125,7 @@ impl Jobs {
             &state.embedder,
             &mut index,
             candidates,
-            pipeline::COMMIT_EVERY_DOCS,
-            false,
+            pipeline::IngestOptions::default(),
             &mut |p| self.update(id, |job| job.progress = p),
         );
         self.update(id, |job| match result {

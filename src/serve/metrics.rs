@@ -47,6 +47,57 @@ pub struct Metrics {
     queue_depth: Gauge,
     documents: Gauge,
     chunks: Gauge,
+    watch: WatchGauges,
+}
+
+/// The drop-folder watcher's progress (`lore serve --watch`), read from its status at
+/// scrape time.
+#[derive(Default)]
+struct WatchGauges {
+    queue: Gauge,
+    files: Gauge,
+    chunks: Gauge,
+    failed: Gauge,
+    files_per_second: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl WatchGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "watch_queue_files",
+            "Files the watcher has queued (settling or waiting to be indexed)",
+            self.queue.clone(),
+        );
+        registry.register(
+            "watch_files_done",
+            "Files the watcher has handled since start",
+            self.files.clone(),
+        );
+        registry.register(
+            "watch_chunks_done",
+            "Passages the watcher has indexed since start",
+            self.chunks.clone(),
+        );
+        registry.register(
+            "watch_failed_files",
+            "Files the watcher could not ingest since start",
+            self.failed.clone(),
+        );
+        registry.register(
+            "watch_files_per_second",
+            "Watcher throughput while indexing",
+            self.files_per_second.clone(),
+        );
+    }
+
+    fn set(&self, status: &crate::watch::journal::WatchStatus) {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.queue.set(int(status.queue as u64));
+        self.files.set(int(status.files_done));
+        self.chunks.set(int(status.chunks_done));
+        self.failed.set(int(status.failed));
+        self.files_per_second.set(status.files_per_sec);
+    }
 }
 
 impl Default for Metrics {
@@ -94,7 +145,10 @@ impl Default for Metrics {
             "Uploaded files that failed to ingest",
             ingestion_failures.clone(),
         );
+        let watch = WatchGauges::default();
+        watch.register(&mut registry);
         Metrics {
+            watch,
             registry,
             requests,
             latency,
@@ -184,6 +238,9 @@ fn encode(state: &SharedState) -> Response {
                 .chunks
                 .set(i64::try_from(stats.chunks).unwrap_or(i64::MAX));
         }
+    }
+    if let Some(watch) = &state.watch {
+        metrics.watch.set(&watch.snapshot());
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {

@@ -46,6 +46,8 @@ pub struct AppState {
     pub answer_capacity: usize,
     pub jobs: jobs::Jobs,
     pub metrics: metrics::Metrics,
+    /// The drop-folder watcher's status and stop switch, when folders are watched.
+    pub watch: Option<crate::watch::WatchHandle>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -65,6 +67,7 @@ impl AppState {
             answer_capacity: answer_queue.max(1),
             jobs,
             metrics: metrics::Metrics::default(),
+            watch: None,
         })
     }
 }
@@ -87,6 +90,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/api/documents/{id}", delete(api::delete_document))
         .route("/api/documents/{id}/raw", get(api::raw_document))
         .route("/api/jobs/{id}", get(api::job_status))
+        .route("/api/watch", get(api::watch_status))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(api::healthz))
@@ -122,22 +126,69 @@ async fn serve(config: Config) -> Result<i32> {
         .with_context(|| format!("cannot listen on {bind}"))?;
     let address = listener.local_addr()?;
     let queue = config.answer_queue;
-    let state = tokio::task::spawn_blocking(move || AppState::load(config, queue))
+    // A folder that cannot be watched stops start-up, before the models load.
+    crate::watch::check_roots(&config.watch)?;
+    let mut state = tokio::task::spawn_blocking(move || AppState::load(config, queue))
         .await
         .context("start-up panicked")??;
+    if !state.config.watch.is_empty() {
+        state.watch = Some(crate::watch::WatchHandle::new());
+    }
     let state = Arc::new(state);
+    let watcher = start_watcher(&state)?;
     tracing::info!(%address, "serving");
     println!("Lore is serving on http://{address}/ (Ctrl-C to stop)");
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
+    if let (Some(handle), Some(thread)) = (&state.watch, watcher) {
+        // The watcher finishes its batch (commits are atomic, so waiting is only tidier).
+        handle
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // Let detached blocking work (a commit in progress) finish before the index drops.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(0)
 }
 
-async fn shutdown_signal() {
+/// Runs the drop-folder watcher on its own thread against the shared index (commits take
+/// the index lock briefly, like uploads), when folders are watched.
+fn start_watcher(state: &SharedState) -> Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(handle) = state.watch.clone() else {
+        return Ok(None);
+    };
+    let state = state.clone();
+    let thread = std::thread::Builder::new()
+        .name("lore-watch".into())
+        .spawn(move || {
+            let options = crate::watch::WatchOptions::from_config(&state.config);
+            let result =
+                crate::watch::Watcher::new(&state.config, &state.embedder, options, &handle)
+                    .and_then(|mut w| {
+                        w.run(
+                            &mut crate::pipeline::SharedIndex(&state.index),
+                            &handle.stop,
+                        )
+                    });
+            if let Err(e) = result {
+                tracing::error!("the folder watcher stopped: {e:#}");
+                if let Ok(mut status) = handle.status.lock() {
+                    status.state = crate::watch::journal::WatchState::Stopped;
+                    status.last_error = Some(format!("{e:#}"));
+                }
+            }
+        })
+        .context("cannot start the folder watcher")?;
+    Ok(Some(thread))
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         api::delete_document,
         api::raw_document,
         api::job_status,
+        api::watch_status,
         api::healthz,
         api::readyz,
         metrics::exposition,

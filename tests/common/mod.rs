@@ -115,14 +115,18 @@ impl Lore {
             .unwrap_or_else(|e| panic!("bad summary ({e}): {stdout}\n{stderr}"))
     }
 
-    /// Starts the command and SIGKILLs it after `delay_ms` (if still running).
-    pub fn kill_after(&self, args: &[&str], delay_ms: u64) {
-        let mut child = self
-            .command(args)
+    /// Starts a long-running command (`lore watch`) with its output discarded.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn");
+            .expect("spawn lore")
+    }
+
+    /// Starts the command and SIGKILLs it after `delay_ms` (if still running).
+    pub fn kill_after(&self, args: &[&str], delay_ms: u64) {
+        let mut child = self.spawn(args);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL on Unix
         let _ = child.wait();

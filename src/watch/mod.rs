@@ -1,0 +1,947 @@
+//! Drop-folder sync: keeps the index exactly in step with watched folders, unattended.
+//!
+//! Owns what a watched file becomes (its path relative to the folder, in the collection
+//! named by its top-level subfolder), the queue of dirty paths and the stability check (a
+//! file is taken only once its size and times have stayed the same for `settle`, so a file
+//! still being copied is never ingested half-written), the filesystem notifications
+//! (`notify`, or polling for mounts that deliver none), the periodic rescan that catches
+//! whatever notifications missed, and the journal (see [`journal`]).
+//!
+//! The index is the source of truth. Every scan compares the folder with the documents the
+//! index holds from it (their recorded source path), so after kill -9 or a power cut a
+//! restart redoes at most the one batch that had not committed; commits are atomic, so no
+//! document is ever half there. Content hashes decide what changed; size and times only
+//! decide what is worth hashing. A renamed, moved or copied file keeps its passages and
+//! vectors (same hash, new path) instead of being embedded again.
+
+pub mod journal;
+
+use crate::config::{Config, WatchMode};
+use crate::embed::Embedder;
+use crate::pipeline::{self, Candidate, IndexAccess, IngestOptions};
+use anyhow::{Context, Result};
+use journal::{Journal, WatchState, WatchStatus};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Files taken per batch: one atomic commit each, and the most an interruption redoes.
+const BATCH_FILES: usize = 64;
+/// Longest sleep of the loop: how quickly a stop request is noticed.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// After a failed commit (disk full, say), wait this long before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// How the watcher behaves; from [`Config`] (`watch_*` keys).
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub roots: Vec<PathBuf>,
+    pub mode: WatchMode,
+    pub poll_interval: Duration,
+    pub settle: Duration,
+    pub rescan: Duration,
+}
+
+impl WatchOptions {
+    pub fn from_config(config: &Config) -> WatchOptions {
+        WatchOptions {
+            roots: config.watch.clone(),
+            mode: config.watch_mode,
+            poll_interval: Duration::from_secs(config.watch_poll_secs.max(1)),
+            settle: Duration::from_millis(config.watch_settle_ms),
+            rescan: Duration::from_secs(config.watch_rescan_secs.max(1)),
+        }
+    }
+}
+
+/// Size and change times of a file: equal stamps mean "not touched meanwhile".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    /// Latest of modification and status-change time, in nanoseconds since the epoch. The
+    /// status-change time cannot be set by tools that preserve times (`cp -p`, rsync -t),
+    /// and a rename changes it, so an old-dated replacement is still noticed.
+    changed_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        let changed_ns = {
+            use std::os::unix::fs::MetadataExt;
+            let m = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+            let c = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+            m.max(c)
+        };
+        #[cfg(not(unix))]
+        let changed_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        Some(Stamp {
+            size: meta.len(),
+            changed_ns,
+        })
+    }
+}
+
+/// What the index holds for one watched file.
+#[derive(Debug, Clone)]
+struct Indexed {
+    doc_id: String,
+    /// Hash of the indexed (good) version, if any: what a renamed copy can reuse.
+    content_hash: Option<String>,
+    /// Size of the file when it was last ingested (unknown after a failure).
+    bytes: Option<u64>,
+    /// When the index last took or tried this file (seconds since the epoch).
+    since_s: i64,
+    /// The stamp at which this process last confirmed the index matches the file.
+    verified: Option<Stamp>,
+}
+
+impl Indexed {
+    /// True when the file cannot have changed since the index took it: the stamp this
+    /// process confirmed, or the same size with no change after the ingestion second.
+    fn unchanged(&self, stamp: &Stamp) -> bool {
+        if self.verified == Some(*stamp) {
+            return true;
+        }
+        let changed_s = i64::try_from(stamp.changed_ns.div_euclid(1_000_000_000)).unwrap_or(0);
+        self.bytes.is_none_or(|b| b == stamp.size) && changed_s < self.since_s
+    }
+}
+
+/// A path waiting for its file to settle.
+#[derive(Debug, Clone, Copy)]
+struct Dirty {
+    /// What the file looked like at the last look (`None`: missing).
+    observed: Option<Stamp>,
+    /// When to look again; if the file is unchanged then, it is ready.
+    check_at: Instant,
+}
+
+/// The watcher: folders, queue, and what the index holds from them.
+pub struct Watcher<'a> {
+    config: &'a Config,
+    embedder: &'a Embedder,
+    options: WatchOptions,
+    /// Canonical watched folders.
+    roots: Vec<PathBuf>,
+    indexed: BTreeMap<PathBuf, Indexed>,
+    /// Index records of watched files filed under an identity the folder no longer gives
+    /// them (ingested by hand into another collection, say): removed with the next batch,
+    /// after lending their content to the re-filed document.
+    stale: Vec<(String, Option<String>)>,
+    dirty: BTreeMap<PathBuf, Dirty>,
+    /// Files skipped by policy (type, size, empty), not looked at again until they change.
+    skipped: HashMap<PathBuf, Stamp>,
+    status: Arc<Mutex<WatchStatus>>,
+    journal: Journal,
+    busy: Duration,
+    rescan_requested: bool,
+}
+
+/// What [`Watcher::start`] returns to the caller: the shared status and a stop switch.
+#[derive(Clone)]
+pub struct WatchHandle {
+    pub status: Arc<Mutex<WatchStatus>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl WatchHandle {
+    pub fn new() -> WatchHandle {
+        WatchHandle {
+            status: Arc::new(Mutex::new(WatchStatus::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A copy of the current status.
+    pub fn snapshot(&self) -> WatchStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Default for WatchHandle {
+    fn default() -> Self {
+        WatchHandle::new()
+    }
+}
+
+impl<'a> Watcher<'a> {
+    /// Resolves the folders (each must exist when watching starts) and opens the journal.
+    pub fn new(
+        config: &'a Config,
+        embedder: &'a Embedder,
+        options: WatchOptions,
+        handle: &WatchHandle,
+    ) -> Result<Watcher<'a>> {
+        let roots = check_roots(&options.roots)?;
+        if roots.is_empty() {
+            anyhow::bail!(
+                "no folder to watch: name one (lore watch DIR) or set watch = [\"DIR\"] in lore.toml"
+            );
+        }
+        let journal = Journal::new(&config.data_dir);
+        if let Ok(mut status) = handle.status.lock() {
+            *status = WatchStatus {
+                roots: roots.iter().map(|r| r.display().to_string()).collect(),
+                mode: options.mode.as_str().to_string(),
+                state: WatchState::Starting,
+                pid: std::process::id(),
+                ..WatchStatus::default()
+            };
+        }
+        Ok(Watcher {
+            config,
+            embedder,
+            options,
+            roots,
+            indexed: BTreeMap::new(),
+            stale: Vec::new(),
+            dirty: BTreeMap::new(),
+            skipped: HashMap::new(),
+            status: handle.status.clone(),
+            journal,
+            busy: Duration::ZERO,
+            rescan_requested: false,
+        })
+    }
+
+    /// Watches until `stop` is set: resumes the journal's queue, scans, then follows
+    /// notifications, rescanning every `rescan`.
+    pub fn run(&mut self, index: &mut dyn IndexAccess, stop: &AtomicBool) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _notifier = self.start_notifications(tx)?;
+        let now = Instant::now();
+        for path in self.journal.load_pending() {
+            if self.owns(&path) {
+                self.mark(&path, now);
+            }
+        }
+        self.set_state(WatchState::Scanning);
+        self.scan(index)?;
+        let mut next_rescan = Instant::now() + self.options.rescan;
+        let mut retry_at: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let wait = self
+                .next_check()
+                .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
+                .min(MAX_WAIT);
+            self.receive(&rx, wait)?;
+            let now = Instant::now();
+            if self.rescan_requested || now >= next_rescan {
+                self.rescan_requested = false;
+                self.set_state(WatchState::Scanning);
+                self.scan(index)?;
+                next_rescan = Instant::now() + self.options.rescan;
+            }
+            if retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            let ready = self.take_ready(now, BATCH_FILES);
+            // Stale records need a batch even when no file is ready.
+            if ready.is_empty() && self.stale.is_empty() {
+                self.set_state(if self.dirty.is_empty() {
+                    WatchState::Idle
+                } else {
+                    WatchState::Settling
+                });
+                continue;
+            }
+            self.set_state(WatchState::Syncing);
+            match self.sync(index, &ready) {
+                Ok(()) => retry_at = None,
+                Err(e) => {
+                    // Nothing of the batch is lost: its paths go back to the queue.
+                    tracing::error!("watch batch failed, retrying in {RETRY_AFTER:?}: {e:#}");
+                    self.update_status(|s| s.last_error = Some(format!("{e:#}")));
+                    for (path, observed) in ready {
+                        self.dirty.insert(
+                            path,
+                            Dirty {
+                                observed,
+                                check_at: now,
+                            },
+                        );
+                    }
+                    retry_at = Some(now + RETRY_AFTER);
+                }
+            }
+        }
+        self.set_state(WatchState::Stopped);
+        Ok(())
+    }
+
+    fn start_notifications(
+        &self,
+        tx: std::sync::mpsc::Sender<notify::Result<notify::Event>>,
+    ) -> Result<Box<dyn notify::Watcher + Send>> {
+        use notify::Watcher as _;
+        let mut watcher: Box<dyn notify::Watcher + Send> = match self.options.mode {
+            WatchMode::Notify => Box::new(
+                notify::recommended_watcher(tx.clone())
+                    .context("cannot start filesystem notifications")?,
+            ),
+            WatchMode::Poll => Box::new(
+                notify::PollWatcher::new(
+                    tx.clone(),
+                    notify::Config::default().with_poll_interval(self.options.poll_interval),
+                )
+                .context("cannot start polling")?,
+            ),
+        };
+        for root in &self.roots {
+            if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
+                if self.options.mode == WatchMode::Poll {
+                    return Err(e).with_context(|| format!("cannot watch {}", root.display()));
+                }
+                // Out of inotify watches on a huge tree, say: polling still works.
+                tracing::warn!(
+                    root = %root.display(),
+                    "notifications unavailable ({e}); polling every {:?} instead",
+                    self.options.poll_interval
+                );
+                let mut poll = notify::PollWatcher::new(
+                    tx,
+                    notify::Config::default().with_poll_interval(self.options.poll_interval),
+                )
+                .context("cannot start polling")?;
+                for root in &self.roots {
+                    poll.watch(root, notify::RecursiveMode::Recursive)
+                        .with_context(|| format!("cannot watch {}", root.display()))?;
+                }
+                self.update_status(|s| s.mode = WatchMode::Poll.as_str().to_string());
+                return Ok(Box::new(poll));
+            }
+        }
+        Ok(watcher)
+    }
+
+    /// Waits up to `wait` for notifications, then takes all that are queued.
+    fn receive(
+        &mut self,
+        rx: &Receiver<notify::Result<notify::Event>>,
+        wait: Duration,
+    ) -> Result<()> {
+        let first = match rx.recv_timeout(wait) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("filesystem notifications stopped")
+            }
+        };
+        let now = Instant::now();
+        self.event(first, now);
+        while let Ok(event) = rx.try_recv() {
+            self.event(event, now);
+        }
+        self.publish_queue();
+        Ok(())
+    }
+
+    fn event(&mut self, event: notify::Result<notify::Event>, now: Instant) {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("filesystem notification error, rescanning: {e}");
+                self.rescan_requested = true;
+                return;
+            }
+        };
+        if event.need_rescan() {
+            // The kernel's queue overflowed: events were lost.
+            self.rescan_requested = true;
+        }
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in event.paths {
+            if !self.owns(&path) {
+                continue;
+            }
+            if path.is_dir() {
+                // A folder moved or copied in arrives as one event: its files are news too.
+                for file in walk_files(&path) {
+                    if self.owns(&file) {
+                        self.mark(&file, now);
+                    }
+                }
+            } else {
+                self.mark(&path, now);
+                if !path.exists() {
+                    // Perhaps a folder went away: everything indexed under it did too.
+                    let under: Vec<PathBuf> = self
+                        .indexed
+                        .range(path.clone()..)
+                        .take_while(|(p, _)| p.starts_with(&path))
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for p in under {
+                        self.mark(&p, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `path` in the queue, or restarts its settle time if it is already there.
+    fn mark(&mut self, path: &Path, now: Instant) {
+        self.dirty.insert(
+            path.to_path_buf(),
+            Dirty {
+                observed: Stamp::of(path),
+                check_at: now + self.options.settle,
+            },
+        );
+    }
+
+    fn owns(&self, path: &Path) -> bool {
+        owned(&self.roots, path)
+    }
+
+    fn identity(&self, path: &Path) -> Option<Candidate> {
+        identity(&self.roots, &self.config.collection, path)
+    }
+
+    /// Compares every watched folder with what the index holds from it and queues the
+    /// differences: new and changed files, and indexed files that are gone.
+    fn scan(&mut self, index: &dyn IndexAccess) -> Result<()> {
+        let started = Instant::now();
+        let documents = index.documents()?;
+        let failures = index.failures()?;
+        let mut indexed: BTreeMap<PathBuf, Indexed> = BTreeMap::new();
+        let mut stale = Vec::new();
+        for d in documents {
+            let Some(path) = d.source.as_deref().map(PathBuf::from) else {
+                continue;
+            };
+            if !self.owns(&path) {
+                continue;
+            }
+            let expected = self
+                .identity(&path)
+                .map(|c| pipeline::doc_id(&c.collection, &c.doc_path));
+            if expected.as_deref() != Some(d.doc_id.as_str()) {
+                stale.push((d.doc_id, Some(d.content_hash)));
+                continue;
+            }
+            let verified = self.indexed.get(&path).and_then(|i| i.verified);
+            indexed.insert(
+                path,
+                Indexed {
+                    doc_id: d.doc_id,
+                    content_hash: Some(d.content_hash),
+                    bytes: Some(d.bytes),
+                    since_s: d.ingested_at,
+                    verified,
+                },
+            );
+        }
+        for f in failures {
+            let Some(path) = f.source.as_deref().map(PathBuf::from) else {
+                continue;
+            };
+            if !self.owns(&path) {
+                continue;
+            }
+            match indexed.get_mut(&path) {
+                // A newer version failed: the good one stays searchable, the failure decides
+                // whether the file changed again.
+                Some(entry) if entry.doc_id == f.doc_id => {
+                    entry.bytes = None;
+                    entry.since_s = f.failed_at;
+                }
+                Some(_) => stale.push((f.doc_id, None)),
+                None => {
+                    let verified = self.indexed.get(&path).and_then(|i| i.verified);
+                    indexed.insert(
+                        path,
+                        Indexed {
+                            doc_id: f.doc_id,
+                            content_hash: None,
+                            bytes: None,
+                            since_s: f.failed_at,
+                            verified,
+                        },
+                    );
+                }
+            }
+        }
+        self.indexed = indexed;
+        self.stale = stale;
+
+        let now = Instant::now();
+        let mut unavailable = Vec::new();
+        let roots = self.roots.clone();
+        for root in &roots {
+            let readable = std::fs::read_dir(root).is_ok();
+            let files: Vec<PathBuf> = if readable {
+                walk_files(root)
+                    .into_iter()
+                    .filter(|f| self.owns(f))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let indexed_here = self.indexed.keys().filter(|p| p.starts_with(root)).count();
+            if files.is_empty() && indexed_here > 0 {
+                // An unmounted share looks like an empty folder: never take that as "delete
+                // everything". Deletions seen as notifications are still applied.
+                tracing::warn!(
+                    root = %root.display(),
+                    indexed = indexed_here,
+                    "watched folder is empty or unreadable while documents are indexed from it: \
+                     keeping them (unmounted share?); remove them with `lore remove` if meant"
+                );
+                unavailable.push(root.display().to_string());
+                continue;
+            }
+            let on_disk: std::collections::HashSet<&PathBuf> = files.iter().collect();
+            for file in &files {
+                let Some(stamp) = Stamp::of(file) else {
+                    continue;
+                };
+                let known = self.indexed.get(file).is_some_and(|i| i.unchanged(&stamp))
+                    || self.skipped.get(file) == Some(&stamp);
+                if !known && !self.dirty.contains_key(file) {
+                    self.mark(file, now);
+                }
+            }
+            let gone: Vec<PathBuf> = self
+                .indexed
+                .keys()
+                .filter(|p| p.starts_with(root) && !on_disk.contains(p))
+                .cloned()
+                .collect();
+            for p in gone {
+                if !self.dirty.contains_key(&p) {
+                    self.mark(&p, now);
+                }
+            }
+        }
+        tracing::info!(
+            queued = self.dirty.len(),
+            indexed = self.indexed.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "watch scan done"
+        );
+        self.update_status(|s| {
+            s.last_scan_at = Some(journal::unix_now());
+            s.unavailable = unavailable;
+        });
+        self.publish_queue();
+        Ok(())
+    }
+
+    fn next_check(&self) -> Option<Instant> {
+        self.dirty.values().map(|d| d.check_at).min()
+    }
+
+    /// Paths whose files have stayed unchanged for the settle time, up to `max`; a file
+    /// that changed meanwhile has its clock restarted.
+    fn take_ready(&mut self, now: Instant, max: usize) -> Vec<(PathBuf, Option<Stamp>)> {
+        let settle = self.options.settle;
+        let mut ready = Vec::new();
+        for (path, dirty) in self.dirty.iter_mut() {
+            if ready.len() >= max {
+                break;
+            }
+            if dirty.check_at > now {
+                continue;
+            }
+            let current = Stamp::of(path);
+            if current == dirty.observed {
+                ready.push((path.clone(), current));
+            } else {
+                dirty.observed = current;
+                dirty.check_at = now + settle;
+            }
+        }
+        for (path, _) in &ready {
+            self.dirty.remove(path);
+        }
+        ready
+    }
+
+    /// Applies one batch of settled paths to the index: one atomic commit holding the
+    /// new and changed files and the removals (so a move never shows both or neither).
+    fn sync(
+        &mut self,
+        index: &mut dyn IndexAccess,
+        ready: &[(PathBuf, Option<Stamp>)],
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut removals: Vec<String> = self.stale.iter().map(|(id, _)| id.clone()).collect();
+        let mut removed_paths = Vec::new();
+        let mut candidates: Vec<(Candidate, Stamp)> = Vec::new();
+        for (path, stamp) in ready {
+            match stamp {
+                None => {
+                    if let Some(entry) = self.indexed.get(path) {
+                        removals.push(entry.doc_id.clone());
+                        removed_paths.push(path.clone());
+                    }
+                    self.skipped.remove(path);
+                }
+                Some(stamp) => {
+                    let known = self.indexed.get(path).is_some_and(|i| i.unchanged(stamp))
+                        || self.skipped.get(path) == Some(stamp);
+                    if known {
+                        continue;
+                    }
+                    if let Some(c) = self.identity(path) {
+                        candidates.push((c, *stamp));
+                    }
+                }
+            }
+        }
+        let mut donors: HashMap<String, String> = HashMap::new();
+        for (id, hash) in &self.stale {
+            if let Some(h) = hash {
+                donors.insert(h.clone(), id.clone());
+            }
+        }
+        for entry in self.indexed.values() {
+            if let Some(h) = &entry.content_hash {
+                donors.insert(h.clone(), entry.doc_id.clone());
+            }
+        }
+        let files: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
+        let removed = removals.len();
+        let summary = pipeline::ingest_candidates(
+            self.config,
+            self.embedder,
+            index,
+            &files,
+            IngestOptions {
+                commit_every_docs: BATCH_FILES,
+                progress: false,
+                removals,
+                donor: &|hash| donors.get(hash).cloned(),
+            },
+            &mut |_| {},
+        )?;
+        self.stale.clear();
+        for p in removed_paths {
+            self.indexed.remove(&p);
+        }
+
+        // What each file became, from the summary (which names files by document path).
+        let by_path: HashMap<&str, &(Candidate, Stamp)> = candidates
+            .iter()
+            .map(|c| (c.0.doc_path.as_str(), c))
+            .collect();
+        let mut emptied = Vec::new();
+        for path in summary.ingested.iter().chain(&summary.unchanged) {
+            let Some((c, stamp)) = by_path.get(path.as_str()) else {
+                continue;
+            };
+            let doc_id = pipeline::doc_id(&c.collection, &c.doc_path);
+            if let Some(record) = index.document(&doc_id)? {
+                self.skipped.remove(&c.fs_path);
+                self.indexed.insert(
+                    c.fs_path.clone(),
+                    Indexed {
+                        doc_id,
+                        content_hash: Some(record.content_hash),
+                        bytes: Some(record.bytes),
+                        since_s: record.ingested_at,
+                        verified: Some(*stamp),
+                    },
+                );
+            }
+        }
+        for f in &summary.failed {
+            let Some((c, stamp)) = by_path.get(f.path.as_str()) else {
+                continue;
+            };
+            let entry = self
+                .indexed
+                .entry(c.fs_path.clone())
+                .or_insert_with(|| Indexed {
+                    doc_id: pipeline::doc_id(&c.collection, &c.doc_path),
+                    content_hash: None,
+                    bytes: None,
+                    since_s: 0,
+                    verified: None,
+                });
+            entry.bytes = None;
+            entry.since_s = journal::unix_now();
+            entry.verified = Some(*stamp);
+        }
+        for s in &summary.skipped {
+            let Some((c, stamp)) = by_path.get(s.path.as_str()) else {
+                continue;
+            };
+            self.skipped.insert(c.fs_path.clone(), *stamp);
+            // A file emptied (or turned into something unsupported) has nothing to search
+            // any more: its old version goes.
+            if let Some(entry) = self.indexed.remove(&c.fs_path) {
+                emptied.push(entry.doc_id);
+            }
+        }
+        let emptied_count = emptied.len();
+        if !emptied.is_empty() {
+            index.commit(lore_index::Batch {
+                removals: emptied,
+                ..lore_index::Batch::default()
+            })?;
+        }
+
+        self.busy += started.elapsed();
+        let files = ready.len() as u64;
+        tracing::info!(
+            files,
+            ingested = summary.ingested.len(),
+            reused = summary.reused.len(),
+            removed = removed + emptied_count,
+            failed = summary.failed.len(),
+            chunks = summary.chunks,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "watch batch committed"
+        );
+        let busy = self.busy.as_secs_f64();
+        self.update_status(|s| {
+            s.files_done += files;
+            s.ingested += summary.ingested.len() as u64;
+            s.reused += summary.reused.len() as u64;
+            s.removed += (removed + emptied_count) as u64;
+            s.failed += summary.failed.len() as u64;
+            s.chunks_done += summary.chunks;
+            s.busy_seconds = busy;
+            s.files_per_sec = if busy > 0.0 {
+                s.files_done as f64 / busy
+            } else {
+                0.0
+            };
+            s.chunks_per_sec = if busy > 0.0 {
+                s.chunks_done as f64 / busy
+            } else {
+                0.0
+            };
+            s.last_error = None;
+        });
+        self.publish_queue();
+        Ok(())
+    }
+
+    fn set_state(&mut self, state: WatchState) {
+        let changed = self
+            .status
+            .lock()
+            .map(|mut s| {
+                let changed = s.state != state;
+                s.state = state;
+                changed
+            })
+            .unwrap_or(false);
+        if changed {
+            self.save_journal();
+        }
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut WatchStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+            s.updated_at = journal::unix_now();
+        }
+    }
+
+    /// Publishes the queue length and saves the journal.
+    fn publish_queue(&mut self) {
+        let queue = self.dirty.len();
+        self.update_status(|s| s.queue = queue);
+        self.save_journal();
+    }
+
+    fn save_journal(&mut self) {
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        if let Err(e) = self.journal.save(&status, self.dirty.keys()) {
+            tracing::warn!("cannot write the watch journal: {e:#}");
+        }
+    }
+}
+
+/// True when `path` lies inside a watched folder and no part of it below the folder is a
+/// hidden or temporary name.
+fn owned(roots: &[PathBuf], path: &Path) -> bool {
+    roots.iter().any(|root| {
+        path.strip_prefix(root).is_ok_and(|rel| {
+            rel.components().next().is_some()
+                && rel
+                    .components()
+                    .all(|c| !pipeline::is_ignored_name(&c.as_os_str().to_string_lossy()))
+        })
+    })
+}
+
+/// The document a watched file becomes: its path relative to the watched folder, in the
+/// collection named by its top-level subfolder (files directly in the folder go to
+/// `default_collection`).
+fn identity(roots: &[PathBuf], default_collection: &str, path: &Path) -> Option<Candidate> {
+    let root = roots.iter().find(|r| path.starts_with(r))?;
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts = rel.components();
+    let first = parts.next()?;
+    let collection = if parts.next().is_some() {
+        first.as_os_str().to_string_lossy().into_owned()
+    } else {
+        default_collection.to_string()
+    };
+    Some(Candidate {
+        fs_path: path.to_path_buf(),
+        doc_path: pipeline::clean_path(rel),
+        collection,
+    })
+}
+
+/// The watched folders, resolved; an error names the first that is missing or no folder.
+pub fn check_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut resolved: Vec<PathBuf> = Vec::new();
+    for root in roots {
+        let canonical = std::fs::canonicalize(root)
+            .with_context(|| format!("cannot watch {}", root.display()))?;
+        if !canonical.is_dir() {
+            anyhow::bail!("cannot watch {}: not a folder", root.display());
+        }
+        if let Some(other) = resolved
+            .iter()
+            .find(|r| canonical.starts_with(r) || r.starts_with(&canonical))
+        {
+            anyhow::bail!(
+                "cannot watch {} and {}: one is inside the other",
+                canonical.display(),
+                other.display()
+            );
+        }
+        resolved.push(canonical);
+    }
+    Ok(resolved)
+}
+
+/// Every file under `dir` (following links; loops are cut by walkdir), ignored names
+/// passed over.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !pipeline::is_ignored_name(&e.file_name().to_string_lossy())
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// `lore watch`: watches until SIGINT/SIGTERM, with the index opened by this process.
+pub fn run_watch(config: &Config) -> Result<i32> {
+    let mut engine = pipeline::Engine::open(config)?;
+    let handle = WatchHandle::new();
+    let stop = handle.stop.clone();
+    ctrlc_stop(stop.clone())?;
+    let options = WatchOptions::from_config(config);
+    let mut watcher = Watcher::new(config, &engine.embedder, options, &handle)?;
+    println!(
+        "watching {} (Ctrl-C to stop; `lore status` shows progress)",
+        config
+            .watch
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    watcher.run(&mut engine.index, &stop)?;
+    Ok(0)
+}
+
+/// Sets `stop` on SIGINT or SIGTERM (a small runtime thread waits for the signals).
+fn ctrlc_stop(stop: Arc<AtomicBool>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    std::thread::Builder::new()
+        .name("lore-signals".into())
+        .spawn(move || {
+            runtime.block_on(crate::serve::shutdown_signal());
+            stop.store(true, Ordering::Relaxed);
+        })
+        .context("cannot start the signal handler")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(size: u64, secs: i64) -> Stamp {
+        Stamp {
+            size,
+            changed_ns: i128::from(secs) * 1_000_000_000 + 5,
+        }
+    }
+
+    #[test]
+    fn top_level_subfolders_are_collections() {
+        let roots = [PathBuf::from("/srv/share")];
+        let id =
+            |p: &str| identity(&roots, "default", Path::new(p)).map(|c| (c.collection, c.doc_path));
+        assert_eq!(
+            id("/srv/share/handbook.pdf"),
+            Some(("default".into(), "handbook.pdf".into()))
+        );
+        assert_eq!(
+            id("/srv/share/hr/policies/leave.md"),
+            Some(("hr".into(), "hr/policies/leave.md".into()))
+        );
+        assert_eq!(id("/srv/other/x.md"), None);
+        assert!(owned(&roots, Path::new("/srv/share/hr/leave.md")));
+        for ignored in [
+            "/srv/share",
+            "/srv/share/.git/config",
+            "/srv/share/hr/~$leave.docx",
+            "/srv/share/hr/leave.docx.part",
+            "/srv/share/.~lock.leave.odt#",
+            "/srv/elsewhere/a.md",
+        ] {
+            assert!(!owned(&roots, Path::new(ignored)), "{ignored}");
+        }
+    }
+
+    #[test]
+    fn unchanged_needs_same_size_and_no_change_after_ingestion() {
+        let entry = Indexed {
+            doc_id: "d".into(),
+            content_hash: Some("h".into()),
+            bytes: Some(100),
+            since_s: 1_000,
+            verified: None,
+        };
+        assert!(entry.unchanged(&stamp(100, 999)));
+        // Touched in the ingestion second or later: hash it again to be sure.
+        assert!(!entry.unchanged(&stamp(100, 1_000)));
+        assert!(!entry.unchanged(&stamp(101, 999)));
+        let confirmed = Indexed {
+            verified: Some(stamp(100, 1_000)),
+            ..entry.clone()
+        };
+        assert!(confirmed.unchanged(&stamp(100, 1_000)));
+        // After a failure the size is unknown: only the time decides.
+        let failed = Indexed {
+            bytes: None,
+            ..entry
+        };
+        assert!(failed.unchanged(&stamp(7, 999)));
+        assert!(!failed.unchanged(&stamp(7, 1_001)));
+    }
+}
