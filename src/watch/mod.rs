@@ -135,6 +135,9 @@ pub struct Watcher<'a> {
     options: WatchOptions,
     /// Canonical watched folders.
     roots: Vec<PathBuf>,
+    /// Lore's own data directory, never taken even when it lies in a watched folder (the
+    /// index's files, uploads and the journal change all the time).
+    data_dir: PathBuf,
     indexed: BTreeMap<PathBuf, Indexed>,
     /// Index records of watched files filed under an identity the folder no longer gives
     /// them (ingested by hand into another collection, say): removed with the next batch,
@@ -191,6 +194,10 @@ impl<'a> Watcher<'a> {
             );
         }
         let journal = Journal::new(&config.data_dir);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let data_dir = std::fs::canonicalize(&config.data_dir)
+            .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
         if let Ok(mut status) = handle.status.lock() {
             *status = WatchStatus {
                 roots: roots.iter().map(|r| r.display().to_string()).collect(),
@@ -205,6 +212,7 @@ impl<'a> Watcher<'a> {
             embedder,
             options,
             roots,
+            data_dir,
             indexed: BTreeMap::new(),
             stale: Vec::new(),
             dirty: BTreeMap::new(),
@@ -232,8 +240,8 @@ impl<'a> Watcher<'a> {
         let mut next_rescan = Instant::now() + self.options.rescan;
         let mut retry_at: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            let wait = self
-                .next_check()
+            let due = retry_at.or_else(|| self.next_check());
+            let wait = due
                 .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
                 .min(MAX_WAIT);
             self.receive(&rx, wait)?;
@@ -405,7 +413,7 @@ impl<'a> Watcher<'a> {
     }
 
     fn owns(&self, path: &Path) -> bool {
-        owned(&self.roots, path)
+        owned(&self.roots, path) && !path.starts_with(&self.data_dir)
     }
 
     fn identity(&self, path: &Path) -> Option<Candidate> {
