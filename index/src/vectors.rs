@@ -286,6 +286,28 @@ impl VectorGraph {
     /// either the old or the new dump referenced, never a torn one.
     pub fn persist(&self, vector_dir: &Path, generation: u64) -> Result<VectorManifest> {
         fs::create_dir_all(vector_dir).map_err(|e| Error::io(vector_dir, e))?;
+        if self.len() == 0 {
+            // hnsw_rs cannot dump an empty graph, and none is needed: without a manifest
+            // the next open builds the (empty) graph from the text index at no cost.
+            match fs::remove_file(vector_dir.join(MANIFEST_FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(vector_dir, e)),
+            }
+            remove_stale_dumps(vector_dir, None);
+            return Ok(VectorManifest {
+                manifest_version: MANIFEST_VERSION,
+                generation,
+                dump_dir: String::new(),
+                basename: String::new(),
+                dim: self.dim,
+                points: 0,
+                graph_bytes: 0,
+                graph_crc32: 0,
+                data_bytes: 0,
+                data_crc32: 0,
+            });
+        }
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -573,6 +595,24 @@ mod tests {
         let exact = graph.exact_search(&items[43].1, 10, &even_only);
         assert_eq!(exact.len(), 10);
         assert!(exact.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+
+    #[test]
+    fn an_emptied_graph_persists_as_no_dump() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tmp"), e))?;
+        let cfg = config(8);
+        VectorGraph::build(&cfg, &vectors(20, 8, 3)).persist(dir.path(), 1)?;
+        assert!(VectorGraph::load(dir.path(), &cfg)?.is_some());
+        let manifest = VectorGraph::build(&cfg, &[]).persist(dir.path(), 2)?;
+        assert_eq!(manifest.points, 0);
+        assert!(VectorGraph::load(dir.path(), &cfg)?.is_none());
+        assert_eq!(
+            fs::read_dir(dir.path())
+                .map_err(|e| Error::io(dir.path(), e))?
+                .count(),
+            0
+        );
+        Ok(())
     }
 
     #[test]

@@ -554,30 +554,39 @@ impl<'a> Watcher<'a> {
         self.dirty.values().map(|d| d.check_at).min()
     }
 
-    /// Paths whose files have stayed unchanged for the settle time, up to `max`; a file
-    /// that changed meanwhile has its clock restarted.
+    /// Paths whose files have stayed unchanged for the settle time: up to `max` present
+    /// files, and the missing ones; a file that changed meanwhile has its clock restarted.
+    /// Removals wait while more files are ready than one batch takes: those may be the
+    /// same content under new names (a folder renamed), re-filed from the documents about
+    /// to be removed.
     fn take_ready(&mut self, now: Instant, max: usize) -> Vec<(PathBuf, Option<Stamp>)> {
         let settle = self.options.settle;
-        let mut ready = Vec::new();
+        let mut present = Vec::new();
+        let mut missing = Vec::new();
+        let mut more_present = false;
         for (path, dirty) in self.dirty.iter_mut() {
-            if ready.len() >= max {
-                break;
-            }
             if dirty.check_at > now {
                 continue;
             }
             let current = Stamp::of(path);
-            if current == dirty.observed {
-                ready.push((path.clone(), current));
-            } else {
+            if current != dirty.observed {
                 dirty.observed = current;
                 dirty.check_at = now + settle;
+                continue;
+            }
+            match current {
+                Some(_) if present.len() < max => present.push((path.clone(), current)),
+                Some(_) => more_present = true,
+                None => missing.push((path.clone(), None)),
             }
         }
-        for (path, _) in &ready {
+        if !more_present {
+            present.append(&mut missing);
+        }
+        for (path, _) in &present {
             self.dirty.remove(path);
         }
-        ready
+        present
     }
 
     /// Applies one batch of settled paths to the index: one atomic commit holding the

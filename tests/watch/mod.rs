@@ -172,16 +172,21 @@ fn serve_watch_follows_adds_changes_renames_moves_and_deletes() {
         failed["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{failed}"
     );
-    std::fs::remove_file(root.join("hr/report.pdf")).expect("rm");
-    std::fs::write(
-        root.join("hr/report.md"),
-        "# Report\n\nThe quarterly cafeteria survey rated the soup 4.6 of 5.\n",
+    // Fixed (a real PDF copied over it): retried, and indexed.
+    std::fs::copy(
+        crate::common::dev_corpus().join("fonts-sil-gentiumplus/faq.pdf"),
+        root.join("hr/report.pdf"),
     )
-    .expect("write");
-    settled(&server, "the failed file's removal", |d| {
-        d.iter().all(|x| x["path"] != "hr/report.pdf")
-            && d.iter().any(|x| x["path"] == "hr/report.md")
+    .expect("copy");
+    settled(&server, "the fixed file", |d| {
+        d.iter().any(|x| {
+            x["path"] == "hr/report.pdf"
+                && x["status"] == "indexed"
+                && x["chunks"].as_u64() > Some(0)
+        })
     });
+    let hit = search(&server, "how is the name Gentium pronounced", Some("hr"));
+    assert_eq!(top_doc(&hit), "hr/report.pdf", "{hit:#?}");
 
     // A slow copy (pieces over ~2 s, each gap shorter than the settle time) is taken
     // once, complete.
@@ -244,6 +249,33 @@ fn serve_watch_follows_adds_changes_renames_moves_and_deletes() {
     let metrics = http("GET", &format!("{}/metrics", server.url), None, b"").text();
     assert!(metrics.contains("lore_watch_queue_files 0"), "{metrics}");
     assert!(metrics.contains("lore_watch_files_done "), "{metrics}");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn poll_mode_follows_a_folder_without_notifications() {
+    let share = tempfile::tempdir().expect("tempdir");
+    let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
+    let share_arg = share.path().to_string_lossy().into_owned();
+    let server = lore.serve(&[
+        "--watch",
+        &share_arg,
+        "--watch-mode",
+        "poll",
+        "--poll-secs",
+        "1",
+        "--settle-ms",
+        "300",
+    ]);
+    assert_eq!(watch_status(&server)["status"]["mode"], "poll");
+    std::fs::create_dir(share.path().join("legal")).expect("mkdir");
+    std::fs::write(share.path().join("legal/parking.md"), PARKING).expect("write");
+    settled(&server, "the polled file", |d| {
+        d.iter()
+            .any(|x| x["path"] == "legal/parking.md" && x["collection"] == "legal")
+    });
+    std::fs::remove_file(share.path().join("legal/parking.md")).expect("rm");
+    settled(&server, "the polled deletion", |d| d.is_empty());
     assert_eq!(server.terminate(), Some(0));
 }
 
