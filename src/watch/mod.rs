@@ -235,12 +235,13 @@ impl<'a> Watcher<'a> {
                 self.mark(&path, now);
             }
         }
-        self.set_state(WatchState::Scanning);
-        self.scan(index)?;
-        let mut next_rescan = Instant::now() + self.options.rescan;
+        let mut next_rescan = Instant::now();
         let mut retry_at: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            let due = retry_at.or_else(|| self.next_check());
+            let due = [retry_at.or_else(|| self.next_check()), Some(next_rescan)]
+                .into_iter()
+                .flatten()
+                .min();
             let wait = due
                 .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
                 .min(MAX_WAIT);
@@ -249,8 +250,15 @@ impl<'a> Watcher<'a> {
             if self.rescan_requested || now >= next_rescan {
                 self.rescan_requested = false;
                 self.set_state(WatchState::Scanning);
-                self.scan(index)?;
-                next_rescan = Instant::now() + self.options.rescan;
+                next_rescan = match self.scan(index) {
+                    Ok(()) => Instant::now() + self.options.rescan,
+                    // The index could not be read (disk trouble, say): try again soon.
+                    Err(e) => {
+                        tracing::error!("watch scan failed, retrying in {RETRY_AFTER:?}: {e:#}");
+                        self.update_status(|s| s.last_error = Some(format!("{e:#}")));
+                        Instant::now() + RETRY_AFTER
+                    }
+                };
             }
             if retry_at.is_some_and(|t| now < t) {
                 continue;
