@@ -188,6 +188,36 @@ fn serve_watch_follows_adds_changes_renames_moves_and_deletes() {
     let hit = search(&server, "how is the name Gentium pronounced", Some("hr"));
     assert_eq!(top_doc(&hit), "hr/report.pdf", "{hit:#?}");
 
+    // A whole collection folder renamed: its documents follow, re-filed without embedding.
+    let reused_before = watch_status(&server)["status"]["reused"]
+        .as_u64()
+        .unwrap_or(0);
+    std::fs::rename(root.join("hr"), root.join("people")).expect("rename folder");
+    let docs = settled(&server, "the folder rename", |d| {
+        d.iter().all(|x| x["collection"] != "hr")
+            && d.iter().any(|x| x["path"] == "people/report.pdf")
+            && d.iter().any(|x| x["path"] == "people/parking-2025.md")
+    });
+    assert!(
+        docs.iter()
+            .filter(|d| d["path"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("people/"))
+            .all(|d| d["collection"] == "people"),
+        "{docs:#?}"
+    );
+    let status = watch_status(&server);
+    assert!(
+        status["status"]["reused"].as_u64().unwrap_or(0) >= reused_before + 2,
+        "{status}"
+    );
+    std::fs::rename(root.join("people"), root.join("hr")).expect("rename folder back");
+    settled(&server, "the folder renamed back", |d| {
+        d.iter().any(|x| x["path"] == "hr/report.pdf")
+            && d.iter().all(|x| x["collection"] != "people")
+    });
+
     // A slow copy (pieces over ~2 s, each gap shorter than the settle time) is taken
     // once, complete.
     let ingested_before = watch_status(&server)["status"]["ingested"]
