@@ -287,6 +287,9 @@ pub struct WatchArgs {
     /// Folders to watch [default: `watch` in lore.toml]
     #[arg(value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
+    /// Files per atomic commit (tests set it low to crash between commits).
+    #[arg(long, hide = true, default_value_t = crate::watch::BATCH_FILES)]
+    pub batch_files: usize,
     #[command(flatten)]
     pub flags: WatchFlags,
 }
@@ -431,7 +434,7 @@ pub fn run() -> Result<i32> {
         Command::Search(args) => retrieval::run_search(&config, &args).map(|_| 0),
         Command::Ask(args) => crate::ask::run_ask(&config, &args),
         Command::Serve(_) => crate::serve::run_serve(&config),
-        Command::Watch(_) => crate::watch::run_watch(&config),
+        Command::Watch(args) => crate::watch::run_watch(&config, args.batch_files),
         Command::Remove(args) => pipeline::run_remove(&config, &args.paths).map(|_| 0),
         Command::Status(args) => status::run_status(&config, args.documents, args.json).map(|_| 0),
         Command::Bench(BenchCommand::Generate(args)) => crate::bench::run_generate(&config, &args),

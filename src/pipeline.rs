@@ -146,7 +146,7 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FileIssue {
     pub path: String,
     pub reason: String,
@@ -619,7 +619,8 @@ pub fn doc_id(collection: &str, doc_path: &str) -> String {
     hex::encode(&digest[..12])
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch (what records and the watch journal store).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

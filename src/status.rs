@@ -126,7 +126,7 @@ fn print_index(report: &IndexReport) {
 }
 
 fn print_watch(w: &WatchStatus) {
-    let age = crate::watch::journal::unix_now().saturating_sub(w.updated_at);
+    let age = crate::pipeline::unix_now().saturating_sub(w.updated_at);
     println!();
     println!(
         "watch         {} ({}; pid {}, updated {age} s ago)",
@@ -143,6 +143,9 @@ fn print_watch(w: &WatchStatus) {
     }
     if let Some(e) = &w.last_error {
         println!("              last error: {e}");
+    }
+    for f in &w.recent_failures {
+        println!("              failed: {}  {}", f.path, f.reason);
     }
 }
 

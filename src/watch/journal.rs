@@ -16,6 +16,8 @@ const FILE_NAME: &str = "watch.json";
 /// The journal is rewritten at most this often while only the queue changes (10,000 files
 /// dropped at once must not mean 10,000 rewrites); state changes are written at once.
 const MIN_REWRITE: Duration = Duration::from_millis(1000);
+/// Failures kept in the status.
+pub const RECENT_FAILURES: usize = 20;
 
 /// What the watcher is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -65,6 +67,11 @@ pub struct WatchStatus {
     pub unavailable: Vec<String>,
     /// The last batch's error, if it failed (it is retried).
     pub last_error: Option<String>,
+    /// Files whose latest version failed to ingest, newest last (at most
+    /// [`RECENT_FAILURES`]), with their reasons: `lore status` shows them even while the
+    /// watcher holds the index. A file leaves the list once it ingests or is deleted.
+    #[serde(default)]
+    pub recent_failures: Vec<crate::pipeline::FileIssue>,
     /// Process id of the watcher, and when it last wrote this.
     pub pid: u32,
     pub updated_at: i64,
@@ -146,12 +153,6 @@ pub fn read_status(data_dir: &Path) -> Option<WatchStatus> {
     serde_json::from_slice::<JournalFile>(&bytes)
         .ok()
         .map(|j| j.status)
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

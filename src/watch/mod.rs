@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Files taken per batch: one atomic commit each, and the most an interruption redoes.
-const BATCH_FILES: usize = 64;
+pub const BATCH_FILES: usize = 64;
 /// Longest sleep of the loop: how quickly a stop request is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 /// After a failed commit (disk full, say), wait this long before trying again.
@@ -43,6 +43,8 @@ pub struct WatchOptions {
     pub poll_interval: Duration,
     pub settle: Duration,
     pub rescan: Duration,
+    /// Files per batch (one atomic commit).
+    pub batch_files: usize,
 }
 
 impl WatchOptions {
@@ -53,6 +55,7 @@ impl WatchOptions {
             poll_interval: Duration::from_secs(config.watch_poll_secs.max(1)),
             settle: Duration::from_millis(config.watch_settle_ms),
             rescan: Duration::from_secs(config.watch_rescan_secs.max(1)),
+            batch_files: BATCH_FILES,
         }
     }
 }
@@ -263,7 +266,7 @@ impl<'a> Watcher<'a> {
             if retry_at.is_some_and(|t| now < t) {
                 continue;
             }
-            let ready = self.take_ready(now, BATCH_FILES);
+            let ready = self.take_ready(now, self.options.batch_files.max(1));
             // Stale records need a batch even when no file is ready.
             if ready.is_empty() && self.stale.is_empty() {
                 self.set_state(if self.dirty.is_empty() {
@@ -551,7 +554,7 @@ impl<'a> Watcher<'a> {
             "watch scan done"
         );
         self.update_status(|s| {
-            s.last_scan_at = Some(journal::unix_now());
+            s.last_scan_at = Some(pipeline::unix_now());
             s.unavailable = unavailable;
         });
         self.publish_queue();
@@ -648,7 +651,7 @@ impl<'a> Watcher<'a> {
             index,
             &files,
             IngestOptions {
-                commit_every_docs: BATCH_FILES,
+                commit_every_docs: self.options.batch_files.max(1),
                 progress: false,
                 removals,
                 donor: &|hash| donors.get(hash).cloned(),
@@ -656,7 +659,17 @@ impl<'a> Watcher<'a> {
             &mut |_| {},
         )?;
         self.stale.clear();
+        // Files that are fine now (or gone) leave the recent failures.
+        let mut cleared: std::collections::HashSet<String> = summary
+            .ingested
+            .iter()
+            .chain(&summary.unchanged)
+            .cloned()
+            .collect();
         for p in removed_paths {
+            if let Some(c) = self.identity(&p) {
+                cleared.insert(c.doc_path);
+            }
             self.indexed.remove(&p);
         }
 
@@ -700,7 +713,7 @@ impl<'a> Watcher<'a> {
                     verified: None,
                 });
             entry.bytes = None;
-            entry.since_s = journal::unix_now();
+            entry.since_s = pipeline::unix_now();
             entry.verified = Some(*stamp);
         }
         for s in &summary.skipped {
@@ -754,6 +767,13 @@ impl<'a> Watcher<'a> {
                 0.0
             };
             s.last_error = None;
+            s.recent_failures.retain(|f| !cleared.contains(&f.path));
+            s.recent_failures.extend(summary.failed.iter().cloned());
+            let excess = s
+                .recent_failures
+                .len()
+                .saturating_sub(journal::RECENT_FAILURES);
+            s.recent_failures.drain(..excess);
         });
         self.publish_queue();
         Ok(())
@@ -777,7 +797,7 @@ impl<'a> Watcher<'a> {
     fn update_status(&self, f: impl FnOnce(&mut WatchStatus)) {
         if let Ok(mut s) = self.status.lock() {
             f(&mut s);
-            s.updated_at = journal::unix_now();
+            s.updated_at = pipeline::unix_now();
         }
     }
 
@@ -869,12 +889,15 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `lore watch`: watches until SIGINT/SIGTERM, with the index opened by this process.
-pub fn run_watch(config: &Config) -> Result<i32> {
+pub fn run_watch(config: &Config, batch_files: usize) -> Result<i32> {
     let mut engine = pipeline::Engine::open(config)?;
     let handle = WatchHandle::new();
     let stop = handle.stop.clone();
     ctrlc_stop(stop.clone())?;
-    let options = WatchOptions::from_config(config);
+    let options = WatchOptions {
+        batch_files,
+        ..WatchOptions::from_config(config)
+    };
     let mut watcher = Watcher::new(config, &engine.embedder, options, &handle)?;
     println!(
         "watching {} (Ctrl-C to stop; `lore status` shows progress)",

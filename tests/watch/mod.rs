@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 /// How long any one change may take to show (the settle time is a fraction of it).
 const BOUND: Duration = Duration::from_secs(90);
 
-fn wait_for(what: &str, mut check: impl FnMut() -> Option<Value>) -> Value {
-    let deadline = Instant::now() + BOUND;
+fn wait_for(what: &str, check: impl FnMut() -> Option<Value>) -> Value {
+    wait_up_to(BOUND, what, check)
+}
+
+fn wait_up_to(bound: Duration, what: &str, mut check: impl FnMut() -> Option<Value>) -> Value {
+    let deadline = Instant::now() + bound;
     loop {
         if let Some(v) = check() {
             return v;
@@ -172,6 +176,17 @@ fn serve_watch_follows_adds_changes_renames_moves_and_deletes() {
         failed["last_error"].as_str().is_some_and(|e| !e.is_empty()),
         "{failed}"
     );
+    let recent = |server: &Server| {
+        watch_status(server)["status"]["recent_failures"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        recent(&server).iter().any(|f| f["path"] == "hr/report.pdf"),
+        "{:?}",
+        recent(&server)
+    );
     // Fixed (a real PDF copied over it): retried, and indexed.
     std::fs::copy(
         crate::common::dev_corpus().join("fonts-sil-gentiumplus/faq.pdf"),
@@ -187,6 +202,7 @@ fn serve_watch_follows_adds_changes_renames_moves_and_deletes() {
     });
     let hit = search(&server, "how is the name Gentium pronounced", Some("hr"));
     assert_eq!(top_doc(&hit), "hr/report.pdf", "{hit:#?}");
+    assert!(recent(&server).is_empty(), "{:?}", recent(&server));
 
     // A whole collection folder renamed: its documents follow, re-filed without embedding.
     let reused_before = watch_status(&server)["status"]["reused"]
@@ -353,7 +369,15 @@ fn watch_survives_kill_dash_nine_and_ends_like_a_clean_ingest() {
     let drop = tempfile::tempdir().expect("tempdir");
     let drop_arg = drop.path().to_string_lossy().into_owned();
     let watched = Lore::new();
-    let args = ["watch", drop_arg.as_str(), "--settle-ms", "300"];
+    // Small batches, so kills land before, during and between many commits.
+    let args = [
+        "watch",
+        drop_arg.as_str(),
+        "--settle-ms",
+        "300",
+        "--batch-files",
+        "8",
+    ];
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
     let mut interrupted_mid_work = 0;
     for round in 0..10 {
@@ -365,7 +389,7 @@ fn watch_survives_kill_dash_nine_and_ends_like_a_clean_ingest() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(800 + rng % 4000));
+        std::thread::sleep(Duration::from_millis(1500 + rng % 4500));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever it had committed is whole: every document present has all its chunks.
@@ -388,7 +412,9 @@ fn watch_survives_kill_dash_nine_and_ends_like_a_clean_ingest() {
     // Restarted once more, it finishes the job; its journal says when.
     let mut child = watched.spawn(&args);
     let started = now_unix();
-    wait_for("the watcher to finish", || {
+    // Bounded by the work left: embedding what the killed runs did not commit.
+    let finishing = Instant::now();
+    wait_up_to(Duration::from_secs(600), "the watcher to finish", || {
         let (_, out, _) = watched.run(&["status", "--json"]);
         let status: Value = serde_json::from_str(&out).ok()?;
         let w = &status["watch"];
@@ -398,6 +424,10 @@ fn watch_survives_kill_dash_nine_and_ends_like_a_clean_ingest() {
             && w["updated_at"].as_i64().unwrap_or(0) >= started)
             .then_some(Value::Null)
     });
+    eprintln!(
+        "watcher finished {:.1} s after its last restart; {interrupted_mid_work} of 10 kills landed mid-folder",
+        finishing.elapsed().as_secs_f64()
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
