@@ -30,17 +30,33 @@ pub struct Engine {
 
 impl Engine {
     pub fn open(config: &Config) -> Result<Engine> {
+        Engine::open_waiting(config, Duration::ZERO)
+    }
+
+    /// Like [`Engine::open`], but waits up to `patience` for another Lore process to
+    /// release the index: a long-running watcher or server must not fail to start because
+    /// a `lore status` or `lore search` holds the index for a moment.
+    pub fn open_waiting(config: &Config, patience: Duration) -> Result<Engine> {
         let embedder = load_embedder(config)?;
         let index_dir = config.index_dir();
-        let index = Index::open(
-            &index_dir,
-            IndexConfig {
-                dim: embedder.dim(),
-                model_id: embedder.model_id(),
-                ..IndexConfig::default()
-            },
-        )
-        .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
+        let index_config = IndexConfig {
+            dim: embedder.dim(),
+            model_id: embedder.model_id(),
+            ..IndexConfig::default()
+        };
+        let deadline = Instant::now() + patience;
+        let index = loop {
+            match Index::open(&index_dir, index_config.clone()) {
+                Err(lore_index::Error::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    break other.with_context(|| {
+                        format!("cannot open the index in {}", index_dir.display())
+                    })?
+                }
+            }
+        };
         Ok(Engine { embedder, index })
     }
 }

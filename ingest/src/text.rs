@@ -322,7 +322,12 @@ impl Structurer {
         }
         if let Some(level) = standalone_heading_level(&body, self.body_indent) {
             let title = body.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
-            doc.push_block(BlockKind::Heading { level }, &title, None);
+            // A digest's "Subject: Q4.5 -- …" is the question; the field name is noise.
+            let title = title
+                .strip_prefix(FAQ_SUBJECT)
+                .unwrap_or(&title)
+                .trim_start();
+            doc.push_block(BlockKind::Heading { level }, title, None);
             return;
         }
         flush_body(doc, &mut body);
@@ -451,7 +456,12 @@ fn numbered_heading_level(t: &str, max_words: usize) -> Option<u8> {
     (numeric && title_ok).then(|| parts.len().min(6) as u8)
 }
 
+/// Usenet-style FAQ digests head each entry with a mail header: "Subject: Q4.5 -- …".
+const FAQ_SUBJECT: &str = "Subject:";
+
+/// "Q3.2 -- How do I …?" (or "Subject: Q3.2 -- …" in a digest): level = depth of the number.
 fn faq_question_level(line: &str) -> Option<u8> {
+    let line = line.strip_prefix(FAQ_SUBJECT).map_or(line, str::trim_start);
     let rest = line.strip_prefix('Q')?;
     let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let number = rest[..number_len].trim_end_matches('.');
@@ -531,6 +541,36 @@ mod tests {
         );
         // The first paragraph is a rule plus heading, so the title is the first heading.
         assert_eq!(doc.title.as_deref(), Some("Developing Filters"));
+    }
+
+    #[test]
+    fn digest_subject_lines_head_faq_entries() {
+        let src = "\
+Subject: Q4.4 -- Why does it deliver the mail interactively?
+
+   The -v flag tells sendmail to watch the transaction.
+     _________________________________________________________________
+
+Subject: Q4.5 -- How can I solve \"MX list for hostname points back to hostname\"
+and \"config error: mail loops back to myself\" messages?
+
+   I'm getting these error messages.
+
+Subject: Re: lunch
+";
+        let doc = parse(src.as_bytes()).unwrap();
+        assert_eq!(
+            headings(&doc),
+            vec![
+                (2, "Q4.4 -- Why does it deliver the mail interactively?".to_string()),
+                (
+                    2,
+                    "Q4.5 -- How can I solve \"MX list for hostname points back to hostname\" and \"config error: mail loops back to myself\" messages?"
+                        .to_string()
+                ),
+            ]
+        );
+        assert!(paragraphs(&doc).contains(&"Subject: Re: lunch"));
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     /// Opens the index and loads both models (the slow part of start-up).
     pub fn load(config: Config, answer_queue: usize) -> Result<AppState> {
-        let Engine { embedder, index } = Engine::open(&config)?;
+        let Engine { embedder, index } =
+            Engine::open_waiting(&config, crate::watch::OPEN_PATIENCE)?;
         let generator = crate::ask::load_generator(&config)?;
         let jobs = jobs::Jobs::new(&config.data_dir)?;
         Ok(AppState {

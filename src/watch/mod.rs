@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 pub const BATCH_FILES: usize = 64;
 /// Longest sleep of the loop: how quickly a stop request is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(500);
+/// How long a starting watcher waits for a short-lived command to release the index.
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 /// After a failed commit (disk full, say), wait this long before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -890,7 +892,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 /// `lore watch`: watches until SIGINT/SIGTERM, with the index opened by this process.
 pub fn run_watch(config: &Config, batch_files: usize) -> Result<i32> {
-    let mut engine = pipeline::Engine::open(config)?;
+    let mut engine = pipeline::Engine::open_waiting(config, OPEN_PATIENCE)?;
     let handle = WatchHandle::new();
     let stop = handle.stop.clone();
     ctrlc_stop(stop.clone())?;
