@@ -666,12 +666,7 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
             });
             continue;
         }
-        let walker = walkdir::WalkDir::new(root)
-            .follow_links(true)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !is_ignored_name(&e.file_name().to_string_lossy()));
-        for entry in walker {
+        for entry in walk(root) {
             match entry {
                 Ok(e) if e.file_type().is_file() => {
                     let rel = e.path().strip_prefix(root).unwrap_or(e.path());
@@ -696,6 +691,16 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
         }
     }
     (found, failures)
+}
+
+/// A recursive walk of `root` as ingestion sees folders: links followed (walkdir reports
+/// loops), entries in file-name order, ignored names ([`is_ignored_name`]) passed over.
+pub fn walk(root: &Path) -> impl Iterator<Item = walkdir::Result<walkdir::DirEntry>> {
+    walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !is_ignored_name(&e.file_name().to_string_lossy()))
 }
 
 /// Names a folder walk passes over: hidden files and folders (`.git`, LibreOffice's

@@ -531,9 +531,7 @@ impl<'a> Watcher<'a> {
                 let Some(stamp) = Stamp::of(file) else {
                     continue;
                 };
-                let known = self.indexed.get(file).is_some_and(|i| i.unchanged(&stamp))
-                    || self.skipped.get(file) == Some(&stamp);
-                if !known && !self.dirty.contains_key(file) {
+                if !self.known(file, &stamp) && !self.dirty.contains_key(file) {
                     self.mark(file, now);
                 }
             }
@@ -561,6 +559,13 @@ impl<'a> Watcher<'a> {
         });
         self.publish_queue();
         Ok(())
+    }
+
+    /// True when the file at `path` looks as it did when the index (or a skip) last
+    /// accounted for it: no work to do.
+    fn known(&self, path: &Path, stamp: &Stamp) -> bool {
+        self.indexed.get(path).is_some_and(|i| i.unchanged(stamp))
+            || self.skipped.get(path) == Some(stamp)
     }
 
     fn next_check(&self) -> Option<Instant> {
@@ -623,9 +628,7 @@ impl<'a> Watcher<'a> {
                     self.skipped.remove(path);
                 }
                 Some(stamp) => {
-                    let known = self.indexed.get(path).is_some_and(|i| i.unchanged(stamp))
-                        || self.skipped.get(path) == Some(stamp);
-                    if known {
+                    if self.known(path, stamp) {
                         continue;
                     }
                     if let Some(c) = self.identity(path) {
@@ -875,15 +878,10 @@ pub fn check_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(resolved)
 }
 
-/// Every file under `dir` (following links; loops are cut by walkdir), ignored names
-/// passed over.
+/// Every file under `dir`, walked as ingestion walks folders (unreadable entries and
+/// link loops are passed over here: a later scan sees them again).
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0 || !pipeline::is_ignored_name(&e.file_name().to_string_lossy())
-        })
+    pipeline::walk(dir)
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
