@@ -135,8 +135,8 @@ fn print_watch(w: &WatchStatus) {
         w.pid
     );
     println!(
-        "              {:?} · queue {} · {} files done ({} indexed, {} re-filed, {} removed, {} failed) · {:.1} files/s, {:.1} chunks/s",
-        w.state, w.queue, w.files_done, w.ingested, w.reused, w.removed, w.failed, w.files_per_sec, w.chunks_per_sec
+        "              {} · queue {} · {} files done ({} indexed, {} re-filed, {} removed, {} failed) · {:.1} files/s, {:.1} chunks/s",
+        format!("{:?}", w.state).to_lowercase(), w.queue, w.files_done, w.ingested, w.reused, w.removed, w.failed, w.files_per_sec, w.chunks_per_sec
     );
     for root in &w.unavailable {
         println!("              ⚠ {root} is empty or unreadable: its documents are kept");
