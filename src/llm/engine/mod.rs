@@ -1,8 +1,10 @@
 //! Lore's own CPU inference engine for quantized GGUF models: weight layouts and SIMD
 //! kernels chosen at run time ([`quant`]), a persistent thread pool that survives a busy
-//! neighbour ([`pool`]), and the llama/qwen2 forward pass on top ([`transformer`]).
+//! neighbour ([`pool`]), attention over the KV cache (`attention`), and the llama/qwen2
+//! forward pass on top ([`transformer`]).
 //! [`super::model::LanguageModel`] runs it behind the same interface the answering code uses.
 
+mod attention;
 pub mod pool;
 pub mod quant;
 pub mod transformer;

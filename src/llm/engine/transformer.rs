@@ -5,11 +5,11 @@
 //! a time. Buffers are reused between calls: decoding a token allocates nothing.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
 
+use super::attention::attention;
 use super::pool::Pool;
 use super::quant::QMatrix;
 
@@ -386,9 +386,7 @@ impl Transformer {
             resize(&mut s.up, n * c.ffn_dim);
             layer.w_gate.matmul(&s.normed, n, &mut s.gate, pool);
             layer.w_up.matmul(&s.normed, n, &mut s.up, pool);
-            for (g, u) in s.gate.iter_mut().zip(&s.up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
+            crate::simd::silu_mul(&mut s.gate, &s.up);
             layer.w_down.matmul(&s.gate, n, &mut s.proj, pool);
             add_into(&mut s.x, &s.proj);
         }
@@ -474,82 +472,6 @@ fn rotate(head: &mut [f32], cos: &[f32], sin: &[f32], style: RopeStyle) {
         head[a] = x0 * cos[i] - x1 * sin[i];
         head[b] = x0 * sin[i] + x1 * cos[i];
     }
-}
-
-/// Causal grouped-query attention for `n` new tokens at positions `start..start + n`
-/// against every cached key and value. Output is head-major: head h, token t at
-/// `(h * n + t) * head_dim`. Heads run in parallel on the pool.
-///
-/// Plain loops, on purpose: each score is one [`dot`] over the head dimension and each
-/// output a running sum over positions in order, the summation order of ggml's CPU
-/// attention, so greedy tokens equal llama.cpp's (a GEMM here measured 8–28% faster prompt
-/// processing but moved SmolLM2's logits by up to 0.5 and flipped its greedy choices).
-#[allow(clippy::too_many_arguments)]
-fn attention(
-    c: &TransformerConfig,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    start: usize,
-    n: usize,
-    out: &mut Vec<f32>,
-    pool: &Pool,
-) {
-    let hd = c.head_dim;
-    resize(out, c.n_heads * n * hd);
-    let group = c.n_heads / c.n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    // Each task owns one head's output; the mutexes are never contended.
-    let slots: Vec<Mutex<&mut [f32]>> = out.chunks_mut(n * hd).map(Mutex::new).collect();
-    pool.run(c.n_heads, &|h| {
-        let Ok(mut slot) = slots[h].lock() else {
-            return;
-        };
-        let kv = h / group;
-        let mut scores = vec![0.0f32; start + n];
-        for t in 0..n {
-            let query = &q[t * c.q_dim() + h * hd..t * c.q_dim() + (h + 1) * hd];
-            let visible = start + t + 1;
-            let mut max = f32::NEG_INFINITY;
-            for (j, score) in scores[..visible].iter_mut().enumerate() {
-                let key = &keys[j * c.kv_dim() + kv * hd..j * c.kv_dim() + (kv + 1) * hd];
-                *score = dot(query, key) * scale;
-                max = max.max(*score);
-            }
-            let mut sum = 0.0;
-            for score in &mut scores[..visible] {
-                *score = (*score - max).exp();
-                sum += *score;
-            }
-            let inv = 1.0 / sum;
-            let row = &mut slot[t * hd..(t + 1) * hd];
-            row.fill(0.0);
-            for (j, &weight) in scores[..visible].iter().enumerate() {
-                let value = &values[j * c.kv_dim() + kv * hd..j * c.kv_dim() + (kv + 1) * hd];
-                let weight = weight * inv;
-                for (o, v) in row.iter_mut().zip(value) {
-                    *o += weight * v;
-                }
-            }
-        }
-    });
-}
-
-/// A dot product the compiler vectorises (eight independent accumulators).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = a[chunks..]
-        .iter()
-        .zip(&b[chunks..])
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

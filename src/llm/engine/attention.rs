@@ -1,0 +1,284 @@
+//! Causal grouped-query attention over the f32 KV cache: the scores `q·kⱼ`, their softmax,
+//! and the weighted sum of the values, per head on the pool.
+//!
+//! The AVX2+FMA kernels are chosen at run time ([`Isa::detect`], so `LORE_QUANT_ISA=scalar`
+//! forces the plain loops for comparison). They keep the plain loops' structure (one dot
+//! product per key, summed per 8-float lane, then across lanes; values summed over
+//! positions in order), so only FMA and the lane reduction tree change the last bits. The
+//! speed comes from independence, not from reordering: four keys are scored at once (four
+//! FMA chains instead of one latency-bound chain) and the output row stays in registers
+//! across all positions. A GEMM over query blocks would be faster still but moved
+//! SmolLM2's logits by up to 0.5 and flipped its greedy tokens against llama.cpp's.
+
+use std::sync::Mutex;
+
+use super::pool::Pool;
+use super::quant::Isa;
+use super::transformer::TransformerConfig;
+
+/// Attention for `n` new tokens at positions `start..start + n` against every cached key
+/// and value (`keys`/`values`: token-major, `kv_dim` floats per position). `q` is
+/// token-major too; the output is head-major: head h, token t at `(h * n + t) * head_dim`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention(
+    c: &TransformerConfig,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    start: usize,
+    n: usize,
+    out: &mut Vec<f32>,
+    pool: &Pool,
+) {
+    let hd = c.head_dim;
+    out.clear();
+    out.resize(c.n_heads * n * hd, 0.0);
+    let group = c.n_heads / c.n_kv_heads;
+    let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let wide = Isa::detect() != Isa::Scalar && hd.is_multiple_of(8);
+    // Each task owns one head's output; the mutexes are never contended.
+    let slots: Vec<Mutex<&mut [f32]>> = out.chunks_mut(n * hd).map(Mutex::new).collect();
+    pool.run(c.n_heads, &|h| {
+        let Ok(mut slot) = slots[h].lock() else {
+            return;
+        };
+        let kv = h / group;
+        let head_keys = &keys[kv * hd..];
+        let head_values = &values[kv * hd..];
+        let mut scores = vec![0.0f32; start + n];
+        for t in 0..n {
+            let query = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+            let scores = &mut scores[..start + t + 1];
+            let row = &mut slot[t * hd..(t + 1) * hd];
+            if wide {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Isa::detect` found AVX2 and FMA; shapes are checked inside.
+                unsafe {
+                    avx2::scores(query, head_keys, kv_dim, scale, scores);
+                    crate::simd::softmax(scores);
+                    avx2::weighted_sum(scores, head_values, kv_dim, row);
+                }
+            } else {
+                scalar::scores(query, head_keys, kv_dim, scale, scores);
+                crate::simd::softmax(scores);
+                scalar::weighted_sum(scores, head_values, kv_dim, row);
+            }
+        }
+    });
+}
+
+mod scalar {
+    /// `scores[j] = (query · key j) · scale`, key j at `keys[j * stride..][..query.len()]`.
+    pub(super) fn scores(query: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+        let hd = query.len();
+        for (j, score) in out.iter_mut().enumerate() {
+            *score = dot(query, &keys[j * stride..j * stride + hd]) * scale;
+        }
+    }
+
+    /// `row = Σⱼ weights[j] · value j`, value j at `values[j * stride..][..row.len()]`.
+    pub(super) fn weighted_sum(weights: &[f32], values: &[f32], stride: usize, row: &mut [f32]) {
+        let hd = row.len();
+        row.fill(0.0);
+        for (j, &weight) in weights.iter().enumerate() {
+            for (o, v) in row.iter_mut().zip(&values[j * stride..j * stride + hd]) {
+                *o += weight * v;
+            }
+        }
+    }
+
+    /// Summed per 8-float lane, then across lanes, like the AVX2 kernel.
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let chunks = a.len() / 8 * 8;
+        for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+            for i in 0..8 {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        let tail: f32 = a[chunks..]
+            .iter()
+            .zip(&b[chunks..])
+            .map(|(x, y)| x * y)
+            .sum();
+        acc.iter().sum::<f32>() + tail
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Sum of the 8 lanes of each of `a..d`, as one `[a, b, c, d]` vector.
+    #[inline(always)]
+    unsafe fn sum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+        let ab = _mm256_hadd_ps(a, b);
+        let cd = _mm256_hadd_ps(c, d);
+        let abcd = _mm256_hadd_ps(ab, cd);
+        _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1))
+    }
+
+    /// [`super::scalar::scores`], four keys at a time. `query.len()` must be a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scores(
+        query: &[f32],
+        keys: &[f32],
+        stride: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let hd = query.len();
+        assert!(hd.is_multiple_of(8));
+        if out.is_empty() {
+            return;
+        }
+        assert!((out.len() - 1) * stride + hd <= keys.len());
+        let q = query.as_ptr();
+        let k = keys.as_ptr();
+        let scale4 = _mm_set1_ps(scale);
+        let mut j = 0;
+        while j + 4 <= out.len() {
+            let (k0, k1, k2, k3) = (
+                k.wrapping_add(j * stride),
+                k.wrapping_add((j + 1) * stride),
+                k.wrapping_add((j + 2) * stride),
+                k.wrapping_add((j + 3) * stride),
+            );
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+            );
+            let mut d = 0;
+            while d < hd {
+                let qv = _mm256_loadu_ps(q.wrapping_add(d));
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0.wrapping_add(d)), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1.wrapping_add(d)), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2.wrapping_add(d)), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3.wrapping_add(d)), a3);
+                d += 8;
+            }
+            let s = _mm_mul_ps(sum4(a0, a1, a2, a3), scale4);
+            _mm_storeu_ps(out.as_mut_ptr().wrapping_add(j), s);
+            j += 4;
+        }
+        while j < out.len() {
+            let kj = k.wrapping_add(j * stride);
+            let mut a = _mm256_setzero_ps();
+            let mut d = 0;
+            while d < hd {
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(q.wrapping_add(d)), _mm256_loadu_ps(kj.wrapping_add(d)), a);
+                d += 8;
+            }
+            let z = _mm256_setzero_ps();
+            out[j] = _mm_cvtss_f32(sum4(a, z, z, z)) * scale;
+            j += 1;
+        }
+    }
+
+    /// [`super::scalar::weighted_sum`] with the row held in registers, 64 floats (8
+    /// registers) at a time, else 8. `row.len()` must be a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum(
+        weights: &[f32],
+        values: &[f32],
+        stride: usize,
+        row: &mut [f32],
+    ) {
+        let hd = row.len();
+        assert!(hd.is_multiple_of(8));
+        if weights.is_empty() {
+            row.fill(0.0);
+            return;
+        }
+        assert!((weights.len() - 1) * stride + hd <= values.len());
+        let v = values.as_ptr();
+        let o = row.as_mut_ptr();
+        let mut base = 0;
+        while base + 64 <= hd {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (j, &w) in weights.iter().enumerate() {
+                let wv = _mm256_set1_ps(w);
+                let vj = v.wrapping_add(j * stride + base);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(vj.wrapping_add(8 * r)), *a);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.wrapping_add(base + 8 * r), *a);
+            }
+            base += 64;
+        }
+        while base < hd {
+            let mut acc = _mm256_setzero_ps();
+            for (j, &w) in weights.iter().enumerate() {
+                let vj = v.wrapping_add(j * stride + base);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(w), _mm256_loadu_ps(vj), acc);
+            }
+            _mm256_storeu_ps(o.wrapping_add(base), acc);
+            base += 8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys/values with 3 heads' worth of interleaving, so strides and offsets matter.
+    fn cache(positions: usize, stride: usize, seed: u32) -> Vec<f32> {
+        (0..positions * stride)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn wide_kernels_agree_with_the_plain_loops() {
+        if Isa::detect() == Isa::Scalar {
+            return;
+        }
+        for (hd, positions) in [(64, 1), (64, 7), (64, 130), (128, 33), (40, 9), (8, 5)] {
+            let stride = hd * 3;
+            let keys = cache(positions, stride, 1);
+            let values = cache(positions, stride, 2);
+            let query = &cache(1, hd, 3)[..hd];
+            let offset = hd; // the second kv head
+            let scale = 1.0 / (hd as f32).sqrt();
+            let mut want = vec![0.0; positions];
+            let mut got = vec![0.0; positions];
+            scalar::scores(query, &keys[offset..], stride, scale, &mut want);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 and FMA were detected above.
+            unsafe {
+                avx2::scores(query, &keys[offset..], stride, scale, &mut got)
+            };
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "hd {hd}: {g} ≠ {w}");
+            }
+            crate::simd::softmax(&mut want);
+            let (mut row_want, mut row_got) = (vec![0.0; hd], vec![1.0; hd]);
+            scalar::weighted_sum(&want, &values[offset..], stride, &mut row_want);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            unsafe {
+                avx2::weighted_sum(&want, &values[offset..], stride, &mut row_got)
+            };
+            for (g, w) in row_got.iter().zip(&row_want) {
+                assert!((g - w).abs() <= 1e-5, "hd {hd}: {g} ≠ {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_position_attends_to_itself_only() {
+        // With a single cached position the softmax weight is 1: the output is that value.
+        let values = [0.5f32, -1.0, 2.0, 0.25, 1.0, 1.0, 1.0, 1.0];
+        let mut weights = [3.7f32];
+        crate::simd::softmax(&mut weights);
+        let mut row = [0.0f32; 8];
+        scalar::weighted_sum(&weights, &values, 8, &mut row);
+        assert_eq!(row, values);
+    }
+}
