@@ -16,6 +16,5 @@ pub mod pipeline;
 pub mod rag;
 pub mod retrieval;
 pub mod serve;
-pub mod simd;
 pub mod status;
 pub mod watch;

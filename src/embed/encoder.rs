@@ -26,8 +26,6 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::simd::dispatch;
-
 use super::{EmbedError, Result};
 
 /// One dense layer in PyTorch layout: `weight` is `(out, in)` row-major.
@@ -283,7 +281,7 @@ impl Encoder {
                     Parallelism::None,
                 );
                 for row in scores.chunks_exact_mut(len) {
-                    crate::simd::softmax(row);
+                    softmax_in_place(row);
                 }
                 let dst = out.get().add(offset * h + head * dh);
                 gemm::gemm(
@@ -381,26 +379,109 @@ fn add_and_norm(x: &mut [f32], residual: Option<&[f32]>, norm: &LayerNorm, width
         Some(res) => x
             .par_chunks_mut(width * rows_per_task)
             .zip(res.par_chunks(width * rows_per_task))
-            .for_each(|(xs, rs)| dispatch!(kernels; norm_rows(xs, Some(rs), norm, width))),
+            .for_each(|(xs, rs)| dispatch!(norm_rows(xs, Some(rs), norm, width))),
         None => x
             .par_chunks_mut(width * rows_per_task)
-            .for_each(|xs| dispatch!(kernels; norm_rows(xs, None, norm, width))),
+            .for_each(|xs| dispatch!(norm_rows(xs, None, norm, width))),
     }
 }
 
 fn activate(x: &mut [f32], act: HiddenAct) {
     x.par_chunks_mut(PAR_MIN_FLOATS).for_each(|xs| match act {
-        HiddenAct::Gelu => dispatch!(kernels; gelu_erf_slice(xs)),
+        HiddenAct::Gelu => dispatch!(gelu_erf_slice(xs)),
         HiddenAct::GeluApproximate => xs.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
         HiddenAct::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
     });
 }
 
-/// GELU and LayerNorm, written like [`crate::simd`]'s kernels (which they build on) so LLVM
-/// vectorises them; each exists twice, baseline and AVX2+FMA, chosen by `dispatch!`.
+fn softmax_in_place(row: &mut [f32]) {
+    dispatch!(softmax_row(row))
+}
+
+/// Calls `kernels::$f` compiled for AVX2+FMA when the CPU has them (checked at run time,
+/// so portable builds get the wide code path too), else the baseline build of the same code.
+macro_rules! dispatch {
+    ($f:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the features this variant was compiled for were just detected.
+                unsafe { kernels::avx2::$f($($arg),*) }
+            } else {
+                kernels::$f($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            kernels::$f($($arg),*)
+        }
+    }};
+}
+use dispatch;
+
+/// Element-wise kernels written so LLVM vectorises them: no libm calls, no branches in the
+/// loops, reductions over 8 independent lanes. Each exists twice: the baseline build and an
+/// AVX2+FMA build chosen at run time by `dispatch!`.
 mod kernels {
     use super::LayerNorm;
-    use crate::simd::{lane_sum, LANES};
+
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    fn lane_sum(xs: &[f32]) -> f32 {
+        let mut acc = [0f32; LANES];
+        let chunks = xs.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for c in chunks {
+            for i in 0..LANES {
+                acc[i] += c[i];
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    fn lane_max(xs: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; LANES];
+        let chunks = xs.chunks_exact(LANES);
+        let tail = chunks
+            .remainder()
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        for c in chunks {
+            for i in 0..LANES {
+                acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+            }
+        }
+        acc.iter().fold(tail, |a, &b| if b > a { b } else { a })
+    }
+
+    /// e^x for x ≤ 0 (softmax after subtracting the max), Cephes `expf` polynomial: ~1 ulp.
+    #[inline(always)]
+    fn exp_nonpositive(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        // Rounds to nearest without SSE4.1 `roundps`: adding 1.5·2²³ pushes the fraction out.
+        const ROUND: f32 = 12_582_912.0;
+        // Below this e^x is < 1e-37: zero for softmax purposes, and 2^n stays a normal float.
+        let x = if x < -87.0 { -87.0 } else { x };
+        let shifted = x * LOG2E + ROUND;
+        let n = shifted - ROUND;
+        // n's integer value sits in the low mantissa bits of `shifted`; reading it from there
+        // (instead of `n as i32`, a saturating cast LLVM can only do one lane at a time)
+        // keeps the loop vectorised.
+        let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4;
+        p = p * r + 1.398_2e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 0.166_666_65;
+        p = p * r + 0.5;
+        let y = p * r * r + r + 1.0;
+        y * f32::from_bits((n_int.wrapping_add(127) << 23) as u32)
+    }
 
     /// erf as a rational function of x on [-4, 4] (Eigen's / XLA's `erf` for f32): max
     /// absolute error 4.2e-7 against the exact erf (beyond ±4, erf is ±1 in f32).
@@ -431,6 +512,18 @@ mod kernels {
                 for v in xs.iter_mut() {
                     let x = *v;
                     *v = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                }
+            }
+
+            $(#[$attr])?
+            pub(crate) $($unsafety)? fn softmax_row(row: &mut [f32]) {
+                let max = lane_max(row);
+                for v in row.iter_mut() {
+                    *v = exp_nonpositive(*v - max);
+                }
+                let inv = 1.0 / lane_sum(row);
+                for v in row.iter_mut() {
+                    *v *= inv;
                 }
             }
 
@@ -472,10 +565,14 @@ mod kernels {
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod avx2 {
-        use super::{erf, lane_sum, LayerNorm, LANES};
+        use super::{erf, exp_nonpositive, lane_max, lane_sum, LayerNorm, LANES};
         define_kernels!(target_feature(enable = "avx2,fma"); unsafe);
     }
 
+    #[cfg(test)]
+    pub(super) fn exp_for_test(x: f32) -> f32 {
+        exp_nonpositive(x)
+    }
 }
 
 fn gelu_tanh(x: f32) -> f32 {
@@ -503,6 +600,18 @@ mod tests {
                 (kernels::erf(x) - want).abs() < 1e-6,
                 "erf({x}) = {} ≠ {want}",
                 kernels::erf(x)
+            );
+        }
+    }
+
+    #[test]
+    fn exp_matches_std_on_softmax_inputs() {
+        for i in 0..2000 {
+            let x = -(i as f32) * 0.05;
+            let (got, want) = (kernels::exp_for_test(x), x.exp());
+            assert!(
+                (got - want).abs() <= want * 2e-7 + 1e-37,
+                "exp({x}) = {got} ≠ {want}"
             );
         }
     }
@@ -543,6 +652,14 @@ mod tests {
             sum += term / (2 * n + 1) as f64;
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut row = vec![1.0f32, 3.0, 2.0, -50.0];
+        softmax_in_place(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row[1] > row[2] && row[2] > row[0] && row[0] > row[3]);
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Causal grouped-query attention over the f32 KV cache: the scores `q·kⱼ`, their softmax,
 //! and the weighted sum of the values, per head on the pool.
 //!
-//! The AVX2+FMA kernels are chosen at run time ([`Isa::detect`], so `LORE_QUANT_ISA=scalar`
-//! forces the plain loops for comparison). They keep the plain loops' structure (one dot
-//! product per key, summed per 8-float lane, then across lanes; values summed over
-//! positions in order), so only FMA and the lane reduction tree change the last bits. The
-//! speed comes from independence, not from reordering: four keys are scored at once (four
-//! FMA chains instead of one latency-bound chain) and the output row stays in registers
-//! across all positions. A GEMM over query blocks would be faster still but moved
-//! SmolLM2's logits by up to 0.5 and flipped its greedy tokens against llama.cpp's.
+//! Greedy tokens must equal llama.cpp's, and SmolLM2's are sensitive to the last bit (an
+//! FMA in the dot products, or a polynomial `exp`, each flipped a near-tie of the greedy
+//! test), so every variant here computes the bits of the plain loops in [`scalar`]: each
+//! score one dot product summed per 8-float lane (multiply, then add) and the lanes then
+//! summed in order; `exp` from libm, summed in order; each output the values summed over
+//! positions in order. The AVX2 kernels, chosen at run time ([`Isa::detect`];
+//! `LORE_QUANT_ISA=scalar` forces the plain loops), gain their speed from independence,
+//! not reordering: four keys are scored at once (four add chains instead of one
+//! latency-bound chain, the lane sums done as one 4×8 transpose) and the output row stays
+//! in registers across all positions. A GEMM over query blocks would be faster still but
+//! moved SmolLM2's logits by up to 0.5.
 
 use std::sync::Mutex;
 
@@ -56,16 +59,30 @@ pub(super) fn attention(
                 // SAFETY: `Isa::detect` found AVX2 and FMA; shapes are checked inside.
                 unsafe {
                     avx2::scores(query, head_keys, kv_dim, scale, scores);
-                    crate::simd::softmax(scores);
+                    softmax(scores);
                     avx2::weighted_sum(scores, head_values, kv_dim, row);
                 }
             } else {
                 scalar::scores(query, head_keys, kv_dim, scale, scores);
-                crate::simd::softmax(scores);
+                softmax(scores);
                 scalar::weighted_sum(scores, head_values, kv_dim, row);
             }
         }
     });
+}
+
+/// Softmax in place: libm's `exp`, summed in order.
+fn softmax(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let mut sum = 0.0;
+    for score in scores.iter_mut() {
+        *score = (*score - max).exp();
+        sum += *score;
+    }
+    let inv = 1.0 / sum;
+    for score in scores.iter_mut() {
+        *score *= inv;
+    }
 }
 
 mod scalar {
@@ -110,17 +127,43 @@ mod scalar {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Sum of the 8 lanes of each of `a..d`, as one `[a, b, c, d]` vector.
+    /// The 8 lanes of each of `a..d` summed in lane order (`((x₀ + x₁) + x₂) + …`, as
+    /// [`super::scalar::dot`] sums its lanes), as one `[a, b, c, d]` vector.
     #[inline(always)]
-    unsafe fn sum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
-        let ab = _mm256_hadd_ps(a, b);
-        let cd = _mm256_hadd_ps(c, d);
-        let abcd = _mm256_hadd_ps(ab, cd);
-        _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1))
+    unsafe fn lane_sums4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+        // Transposes the 4×8 lanes into eight [aₖ, bₖ, cₖ, dₖ] columns, added in order.
+        let columns = |a: __m128, b: __m128, c: __m128, d: __m128| {
+            let (t0, t1) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(c, d));
+            let (t2, t3) = (_mm_unpackhi_ps(a, b), _mm_unpackhi_ps(c, d));
+            [
+                _mm_movelh_ps(t0, t1),
+                _mm_movehl_ps(t1, t0),
+                _mm_movelh_ps(t2, t3),
+                _mm_movehl_ps(t3, t2),
+            ]
+        };
+        let low = columns(
+            _mm256_castps256_ps128(a),
+            _mm256_castps256_ps128(b),
+            _mm256_castps256_ps128(c),
+            _mm256_castps256_ps128(d),
+        );
+        let high = columns(
+            _mm256_extractf128_ps(a, 1),
+            _mm256_extractf128_ps(b, 1),
+            _mm256_extractf128_ps(c, 1),
+            _mm256_extractf128_ps(d, 1),
+        );
+        let mut sum = low[0];
+        for column in low[1..].iter().chain(&high) {
+            sum = _mm_add_ps(sum, *column);
+        }
+        sum
     }
 
-    /// [`super::scalar::scores`], four keys at a time. `query.len()` must be a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
+    /// [`super::scalar::scores`], four keys at a time, bit for bit. `query.len()` must be a
+    /// multiple of 8.
+    #[target_feature(enable = "avx2")]
     pub(super) unsafe fn scores(
         query: &[f32],
         keys: &[f32],
@@ -134,6 +177,8 @@ mod avx2 {
             return;
         }
         assert!((out.len() - 1) * stride + hd <= keys.len());
+        // Pointer arithmetic by `wrapping_add`: `add` carries a precondition check in debug
+        // builds that costs more than the arithmetic here; the bounds are asserted above.
         let q = query.as_ptr();
         let k = keys.as_ptr();
         let scale4 = _mm_set1_ps(scale);
@@ -154,33 +199,24 @@ mod avx2 {
             let mut d = 0;
             while d < hd {
                 let qv = _mm256_loadu_ps(q.wrapping_add(d));
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0.wrapping_add(d)), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1.wrapping_add(d)), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2.wrapping_add(d)), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3.wrapping_add(d)), a3);
+                a0 = _mm256_add_ps(a0, _mm256_mul_ps(qv, _mm256_loadu_ps(k0.wrapping_add(d))));
+                a1 = _mm256_add_ps(a1, _mm256_mul_ps(qv, _mm256_loadu_ps(k1.wrapping_add(d))));
+                a2 = _mm256_add_ps(a2, _mm256_mul_ps(qv, _mm256_loadu_ps(k2.wrapping_add(d))));
+                a3 = _mm256_add_ps(a3, _mm256_mul_ps(qv, _mm256_loadu_ps(k3.wrapping_add(d))));
                 d += 8;
             }
-            let s = _mm_mul_ps(sum4(a0, a1, a2, a3), scale4);
+            let s = _mm_mul_ps(lane_sums4(a0, a1, a2, a3), scale4);
             _mm_storeu_ps(out.as_mut_ptr().wrapping_add(j), s);
             j += 4;
         }
-        while j < out.len() {
-            let kj = k.wrapping_add(j * stride);
-            let mut a = _mm256_setzero_ps();
-            let mut d = 0;
-            while d < hd {
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(q.wrapping_add(d)), _mm256_loadu_ps(kj.wrapping_add(d)), a);
-                d += 8;
-            }
-            let z = _mm256_setzero_ps();
-            out[j] = _mm_cvtss_f32(sum4(a, z, z, z)) * scale;
-            j += 1;
+        for (i, score) in out.iter_mut().enumerate().skip(j) {
+            *score = super::scalar::dot(query, &keys[i * stride..i * stride + hd]) * scale;
         }
     }
 
-    /// [`super::scalar::weighted_sum`] with the row held in registers, 64 floats (8
-    /// registers) at a time, else 8. `row.len()` must be a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
+    /// [`super::scalar::weighted_sum`] bit for bit, with the row held in registers, 64
+    /// floats (8 registers) at a time, else 8. `row.len()` must be a multiple of 8.
+    #[target_feature(enable = "avx2")]
     pub(super) unsafe fn weighted_sum(
         weights: &[f32],
         values: &[f32],
@@ -203,7 +239,8 @@ mod avx2 {
                 let wv = _mm256_set1_ps(w);
                 let vj = v.wrapping_add(j * stride + base);
                 for (r, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(vj.wrapping_add(8 * r)), *a);
+                    let term = _mm256_mul_ps(wv, _mm256_loadu_ps(vj.wrapping_add(8 * r)));
+                    *a = _mm256_add_ps(*a, term);
                 }
             }
             for (r, a) in acc.iter().enumerate() {
@@ -215,7 +252,7 @@ mod avx2 {
             let mut acc = _mm256_setzero_ps();
             for (j, &w) in weights.iter().enumerate() {
                 let vj = v.wrapping_add(j * stride + base);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(w), _mm256_loadu_ps(vj), acc);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w), _mm256_loadu_ps(vj)));
             }
             _mm256_storeu_ps(o.wrapping_add(base), acc);
             base += 8;
@@ -230,12 +267,15 @@ mod tests {
     /// Keys/values with 3 heads' worth of interleaving, so strides and offsets matter.
     fn cache(positions: usize, stride: usize, seed: u32) -> Vec<f32> {
         (0..positions * stride)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
             .collect()
     }
 
     #[test]
-    fn wide_kernels_agree_with_the_plain_loops() {
+    fn wide_kernels_compute_the_bits_of_the_plain_loops() {
         if Isa::detect() == Isa::Scalar {
             return;
         }
@@ -254,10 +294,13 @@ mod tests {
             unsafe {
                 avx2::scores(query, &keys[offset..], stride, scale, &mut got)
             };
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "hd {hd}: {g} ≠ {w}");
-            }
-            crate::simd::softmax(&mut want);
+            let bits = |xs: &[f32]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "scores, hd {hd}, {positions} positions"
+            );
+            softmax(&mut want);
             let (mut row_want, mut row_got) = (vec![0.0; hd], vec![1.0; hd]);
             scalar::weighted_sum(&want, &values[offset..], stride, &mut row_want);
             #[cfg(target_arch = "x86_64")]
@@ -265,9 +308,11 @@ mod tests {
             unsafe {
                 avx2::weighted_sum(&want, &values[offset..], stride, &mut row_got)
             };
-            for (g, w) in row_got.iter().zip(&row_want) {
-                assert!((g - w).abs() <= 1e-5, "hd {hd}: {g} ≠ {w}");
-            }
+            assert_eq!(
+                bits(&row_got),
+                bits(&row_want),
+                "values, hd {hd}, {positions} positions"
+            );
         }
     }
 
@@ -276,7 +321,7 @@ mod tests {
         // With a single cached position the softmax weight is 1: the output is that value.
         let values = [0.5f32, -1.0, 2.0, 0.25, 1.0, 1.0, 1.0, 1.0];
         let mut weights = [3.7f32];
-        crate::simd::softmax(&mut weights);
+        softmax(&mut weights);
         let mut row = [0.0f32; 8];
         scalar::weighted_sum(&weights, &values, 8, &mut row);
         assert_eq!(row, values);
