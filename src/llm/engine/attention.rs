@@ -8,8 +8,8 @@
 //! summed in order; `exp` from libm, summed in order; each output the values summed over
 //! positions in order. The AVX2 kernels, chosen at run time ([`Isa::detect`];
 //! `LORE_QUANT_ISA=scalar` forces the plain loops), gain their speed from independence,
-//! not reordering: four keys are scored at once (four add chains instead of one
-//! latency-bound chain, the lane sums done as one 4×8 transpose) and the output row stays
+//! not reordering: eight keys are scored at once (eight add chains instead of one
+//! latency-bound chain, the lane sums done as 4×8 transposes) and the output row stays
 //! in registers across all positions. A GEMM over query blocks would be faster still but
 //! moved SmolLM2's logits by up to 0.5.
 
@@ -161,7 +161,7 @@ mod avx2 {
         sum
     }
 
-    /// [`super::scalar::scores`], four keys at a time, bit for bit. `query.len()` must be a
+    /// [`super::scalar::scores`], eight keys at a time, bit for bit. `query.len()` must be a
     /// multiple of 8.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn scores(
@@ -183,31 +183,24 @@ mod avx2 {
         let k = keys.as_ptr();
         let scale4 = _mm_set1_ps(scale);
         let mut j = 0;
-        while j + 4 <= out.len() {
-            let (k0, k1, k2, k3) = (
-                k.wrapping_add(j * stride),
-                k.wrapping_add((j + 1) * stride),
-                k.wrapping_add((j + 2) * stride),
-                k.wrapping_add((j + 3) * stride),
-            );
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                _mm256_setzero_ps(),
-                _mm256_setzero_ps(),
-                _mm256_setzero_ps(),
-                _mm256_setzero_ps(),
-            );
+        // Eight keys per pass: eight independent add chains keep both vector units busy.
+        while j + 8 <= out.len() {
+            let key = |i: usize| k.wrapping_add((j + i) * stride);
+            let mut acc = [_mm256_setzero_ps(); 8];
             let mut d = 0;
             while d < hd {
                 let qv = _mm256_loadu_ps(q.wrapping_add(d));
-                a0 = _mm256_add_ps(a0, _mm256_mul_ps(qv, _mm256_loadu_ps(k0.wrapping_add(d))));
-                a1 = _mm256_add_ps(a1, _mm256_mul_ps(qv, _mm256_loadu_ps(k1.wrapping_add(d))));
-                a2 = _mm256_add_ps(a2, _mm256_mul_ps(qv, _mm256_loadu_ps(k2.wrapping_add(d))));
-                a3 = _mm256_add_ps(a3, _mm256_mul_ps(qv, _mm256_loadu_ps(k3.wrapping_add(d))));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let kv = _mm256_loadu_ps(key(i).wrapping_add(d));
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, kv));
+                }
                 d += 8;
             }
-            let s = _mm_mul_ps(lane_sums4(a0, a1, a2, a3), scale4);
-            _mm_storeu_ps(out.as_mut_ptr().wrapping_add(j), s);
-            j += 4;
+            let low = _mm_mul_ps(lane_sums4(acc[0], acc[1], acc[2], acc[3]), scale4);
+            let high = _mm_mul_ps(lane_sums4(acc[4], acc[5], acc[6], acc[7]), scale4);
+            _mm_storeu_ps(out.as_mut_ptr().wrapping_add(j), low);
+            _mm_storeu_ps(out.as_mut_ptr().wrapping_add(j + 4), high);
+            j += 8;
         }
         for (i, score) in out.iter_mut().enumerate().skip(j) {
             *score = super::scalar::dot(query, &keys[i * stride..i * stride + hd]) * scale;
