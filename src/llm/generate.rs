@@ -72,6 +72,9 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
+    /// Leading prompt tokens whose keys and values were kept from the previous request
+    /// (the same system prompt, earlier turns of a chat), so they were not run again.
+    pub reused_prompt_tokens: usize,
     pub generated_tokens: usize,
     /// Time from the start of the request (prompt processing included) to the first token.
     pub time_to_first_token_s: f64,
@@ -192,7 +195,10 @@ impl Generator {
         std::thread::Builder::new()
             .name("lore-llm".into())
             .spawn(move || {
-                let mut worker = Worker { model };
+                let mut worker = Worker {
+                    model,
+                    cached: Vec::new(),
+                };
                 while let Ok(job) = receiver.recv() {
                     thread_queued.fetch_sub(1, Ordering::Relaxed);
                     worker.run(job);
@@ -357,6 +363,8 @@ impl Generator {
 
 struct Worker {
     model: LanguageModel,
+    /// The tokens whose keys and values the model's cache holds, in order.
+    cached: Vec<u32>,
 }
 
 impl Worker {
@@ -374,6 +382,23 @@ impl Worker {
                 })
             })
             .collect()
+    }
+
+    /// How many leading tokens of `prompt` are kept from the cached sequence, the cache
+    /// rewound to them; the last prompt token always runs again, for its logits.
+    fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
+        let common = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len().saturating_sub(1));
+        if common > 0 && self.model.rewind(common) {
+            common
+        } else {
+            0
+        }
     }
 
     fn run(&mut self, job: Job) {
@@ -434,7 +459,12 @@ impl Worker {
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
         let mut output = TextStream::new(&params.stop);
         let mut generated: Vec<u32> = Vec::new();
-        let mut logits = self.model.forward(&prompt, 0)?;
+        let reused = self.reuse_prefix(&prompt);
+        // Emptied until this sequence is complete: after a failure the next request starts
+        // from a fresh cache.
+        self.cached.clear();
+        let mut logits = self.model.forward(&prompt[reused..], reused)?;
+        let mut fed = prompt.clone();
         let prompt_done = Instant::now();
         let mut first_token_at = None;
         let mut finish = FinishReason::Length;
@@ -473,7 +503,9 @@ impl Worker {
             logits = self
                 .model
                 .forward(&[next], prompt.len() + generated.len() - 1)?;
+            fed.push(next);
         }
+        self.cached = fed;
         if finish != FinishReason::Cancelled {
             let rest = output.finish();
             if !rest.is_empty() {
@@ -487,12 +519,13 @@ impl Worker {
             .as_secs_f64();
         let stats = GenerationStats {
             prompt_tokens: prompt.len(),
+            reused_prompt_tokens: reused,
             generated_tokens: generated.len(),
             time_to_first_token_s: first_token_at
                 .unwrap_or(end)
                 .duration_since(started)
                 .as_secs_f64(),
-            prompt_tok_s: rate(prompt.len(), prompt_s),
+            prompt_tok_s: rate(prompt.len() - reused, prompt_s),
             // The first token comes from the prompt pass; the rest are decode steps.
             decode_tok_s: rate(generated.len().saturating_sub(1), decode_s),
             total_s: end.duration_since(started).as_secs_f64(),
@@ -686,6 +719,43 @@ mod tests {
         assert!(stats.time_to_first_token_s > 0.0 && stats.decode_tok_s > 0.0);
         let (second, _) = ask(&generator, 24).collect_blocking(|_| {}).expect("again");
         assert_eq!(first, second);
+    }
+
+    /// A request that starts like the previous one (the same system prompt) continues from
+    /// the cached keys and values, and answers exactly as a model that ran it all does.
+    #[test]
+    fn a_shared_prompt_prefix_is_reused_without_changing_the_answer() {
+        let chat = |question: &str| {
+            vec![
+                ChatMessage::new(
+                    "system",
+                    "You answer questions about the lighthouse logbook. Answer in one sentence.",
+                ),
+                ChatMessage::new("user", question),
+            ]
+        };
+        let params = GenerationParams {
+            max_tokens: 16,
+            ..GenerationParams::default()
+        };
+        let run = |generator: &Generator, question: &str| {
+            generator
+                .chat(chat(question), params.clone())
+                .expect("queued")
+                .collect_blocking(|_| {})
+                .expect("generates")
+        };
+        let warm = tiny_generator();
+        let (_, first) = run(&warm, "Who keeps the lighthouse?");
+        assert_eq!(first.reused_prompt_tokens, 0);
+        let (text, second) = run(&warm, "When is the lamp lit each evening?");
+        assert!(
+            second.reused_prompt_tokens > 10 && second.reused_prompt_tokens < second.prompt_tokens,
+            "{second:?}"
+        );
+        let (fresh_text, fresh) = run(&tiny_generator(), "When is the lamp lit each evening?");
+        assert_eq!(fresh.reused_prompt_tokens, 0);
+        assert_eq!(text, fresh_text);
     }
 
     #[test]

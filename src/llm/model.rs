@@ -226,6 +226,16 @@ impl LanguageModel {
             .to_vec1()?)
     }
 
+    /// Keeps the first `positions` positions of the current sequence in the KV cache, so a
+    /// prompt that shares them continues at `positions`. False when the backend cannot
+    /// (candle's caches only reset) or fewer are cached.
+    pub fn rewind(&mut self, positions: usize) -> bool {
+        match &mut self.weights {
+            Weights::Native(m) => m.truncate(positions),
+            Weights::Qwen2(_) | Weights::Llama(_) => false,
+        }
+    }
+
     fn clear(&mut self) {
         match &mut self.weights {
             Weights::Native(m) => m.clear(),

@@ -149,6 +149,7 @@ pub fn stream_chat(
         .as_secs_f64();
     let _ = events.send(GenerationEvent::Done(GenerationStats {
         prompt_tokens,
+        reused_prompt_tokens: 0,
         // Stream chunks, which servers send one per token.
         generated_tokens: generated,
         time_to_first_token_s: ttft.as_secs_f64(),

@@ -292,6 +292,22 @@ impl Transformer {
         }
     }
 
+    /// Keeps the first `positions` cached positions and forgets the rest, so a prompt that
+    /// shares them with the previous sequence continues from there. False (and nothing
+    /// changes) when fewer are cached.
+    pub fn truncate(&mut self, positions: usize) -> bool {
+        if positions > self.cached {
+            return false;
+        }
+        let kv_dim = self.config.kv_dim();
+        for layer in &mut self.layers {
+            layer.keys.truncate(positions * kv_dim);
+            layer.values.truncate(positions * kv_dim);
+        }
+        self.cached = positions;
+        true
+    }
+
     /// Runs `tokens` at positions `position..` (which must equal the cached length, or 0 to
     /// start over) and returns the logits of the last token.
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<&[f32], String> {
