@@ -442,31 +442,31 @@ impl Transformer {
     }
 }
 
-/// SwiGLU's gate, `gate = silu(gate) · up`, on the pool: libm's `exp` (a polynomial one
-/// flipped a near-tie of SmolLM2's greedy test against llama.cpp) costs enough over a whole
-/// prompt (`tokens × ffn_dim` of them per layer) to be worth both cores.
+/// SwiGLU's gate, `gate = silu(gate) · up`. Over a prompt (`tokens × ffn_dim` libm `exp`s
+/// per layer; a polynomial one flipped a near-tie of SmolLM2's greedy test against
+/// llama.cpp) it is worth both cores; a decode step's single row runs inline, with no
+/// dispatch and no allocation.
 fn silu_mul(gate: &mut [f32], up: &[f32], pool: &Pool) {
     const CHUNK: usize = 4096;
+    fn apply(gate: &mut [f32], up: &[f32]) {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    }
+    if gate.len() <= 4 * CHUNK {
+        apply(gate, up);
+        return;
+    }
+    // Each task owns one chunk; the mutexes are never contended.
     let slots: Vec<Mutex<(&mut [f32], &[f32])>> = gate
         .chunks_mut(CHUNK)
         .zip(up.chunks(CHUNK))
         .map(Mutex::new)
         .collect();
-    let apply = |(gate, up): &mut (&mut [f32], &[f32])| {
-        for (g, u) in gate.iter_mut().zip(up.iter()) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
-    };
-    if slots.len() == 1 {
-        if let Ok(mut slot) = slots[0].lock() {
-            apply(&mut slot);
-        }
-        return;
-    }
-    // Each task owns one chunk; the mutexes are never contended.
     pool.run(slots.len(), &|i| {
         if let Ok(mut slot) = slots[i].lock() {
-            apply(&mut slot);
+            let (gate, up) = &mut *slot;
+            apply(gate, up);
         }
     });
 }
