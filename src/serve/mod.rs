@@ -133,7 +133,9 @@ async fn serve(config: Config) -> Result<i32> {
         .await
         .context("start-up panicked")??;
     if !state.config.watch.is_empty() {
-        state.watch = Some(crate::watch::WatchHandle::new());
+        state.watch = Some(crate::watch::WatchHandle::starting(
+            &crate::watch::WatchOptions::from_config(&state.config),
+        ));
     }
     let state = Arc::new(state);
     let watcher = start_watcher(&state)?;

@@ -172,6 +172,26 @@ impl WatchHandle {
         }
     }
 
+    /// A handle whose status already says what will be watched and how, so it is right
+    /// from the first request, before the watcher's thread has started.
+    pub fn starting(options: &WatchOptions) -> WatchHandle {
+        let handle = WatchHandle::new();
+        if let Ok(mut status) = handle.status.lock() {
+            *status = Self::starting_status(options, &options.roots);
+        }
+        handle
+    }
+
+    fn starting_status(options: &WatchOptions, roots: &[PathBuf]) -> WatchStatus {
+        WatchStatus {
+            roots: roots.iter().map(|r| r.display().to_string()).collect(),
+            mode: options.mode.as_str().to_string(),
+            state: WatchState::Starting,
+            pid: std::process::id(),
+            ..WatchStatus::default()
+        }
+    }
+
     /// A copy of the current status.
     pub fn snapshot(&self) -> WatchStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -204,13 +224,7 @@ impl<'a> Watcher<'a> {
         let data_dir = std::fs::canonicalize(&config.data_dir)
             .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
         if let Ok(mut status) = handle.status.lock() {
-            *status = WatchStatus {
-                roots: roots.iter().map(|r| r.display().to_string()).collect(),
-                mode: options.mode.as_str().to_string(),
-                state: WatchState::Starting,
-                pid: std::process::id(),
-                ..WatchStatus::default()
-            };
+            *status = WatchHandle::starting_status(&options, &roots);
         }
         Ok(Watcher {
             config,
