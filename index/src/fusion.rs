@@ -28,8 +28,9 @@ pub struct Candidate {
 pub enum Fusion {
     /// `Σ 1/(60 + rank)` over the lists a chunk appears in.
     Rrf,
-    /// `w · cos' + (1 − w) · bm25'`, each score min–max normalised over the candidates
-    /// (a chunk BM25 did not return counts as BM25's lowest score).
+    /// `w · cos' + (1 − w) · bm25'`, each score min–max normalised over its own
+    /// retriever's list (a chunk BM25 did not return scores 0 there; a BM25 hit less
+    /// similar than the vector list's last scores 0 in cosine).
     Convex { vector_weight: f32 },
 }
 
@@ -64,7 +65,16 @@ pub fn fuse(candidates: &[Candidate], fusion: Fusion, k: usize) -> Vec<Fused> {
             let w = vector_weight.clamp(0.0, 1.0);
             let bm25 = |c: &Candidate| c.bm25.map(|(_, s)| s);
             let (bm25_min, bm25_max) = min_max(candidates.iter().filter_map(bm25));
-            let (cos_min, cos_max) = min_max(candidates.iter().map(|c| c.similarity));
+            // Each score is scaled over its own retriever's list: the vector range from the
+            // chunks the vector search returned, not from BM25-only stragglers, whose
+            // similarity can be anything (one unrelated chunk at -0.2 would compress every
+            // real difference between the vector hits). Below the list's floor is 0.
+            let listed = candidates.iter().filter(|c| c.vector_rank.is_some());
+            let (cos_min, cos_max) = if listed.clone().next().is_some() {
+                min_max(listed.map(|c| c.similarity))
+            } else {
+                min_max(candidates.iter().map(|c| c.similarity))
+            };
             candidates
                 .iter()
                 .map(|c| {
@@ -106,10 +116,11 @@ fn min_max(values: impl Iterator<Item = f32>) -> (f32, f32) {
     })
 }
 
-/// `value` mapped to [0, 1] over `[lo, hi]`; 1 when every candidate scored the same.
+/// `value` mapped to [0, 1] over `[lo, hi]` (clamped); 1 when every candidate scored the
+/// same.
 fn scaled(value: f32, lo: f32, hi: f32) -> f32 {
     if hi > lo {
-        (value - lo) / (hi - lo)
+        ((value - lo) / (hi - lo)).clamp(0.0, 1.0)
     } else {
         1.0
     }
@@ -187,5 +198,21 @@ mod tests {
         assert_eq!(fused.len(), 2);
         assert_eq!(fused[0].chunk_id, 1);
         assert!(fused.iter().all(|f| f.score.is_finite()));
+    }
+
+    #[test]
+    fn convex_scales_cosine_over_the_vector_list_only() {
+        // 5 is BM25's first but unrelated in meaning (cosine -0.2): it must not stretch the
+        // cosine scale so far that the vector hits' real differences vanish.
+        let candidates = [
+            candidate(1, None, Some(1), 0.60),
+            candidate(2, Some((2, 5.0)), Some(2), 0.40),
+            candidate(5, Some((1, 6.0)), None, -0.20),
+        ];
+        let fused = fuse(&candidates, Fusion::Convex { vector_weight: 0.7 }, 3);
+        let order: Vec<u64> = fused.iter().map(|f| f.chunk_id).collect();
+        assert_eq!(order, vec![1, 5, 2]);
+        // 5 gets its BM25 share and nothing from the cosine side.
+        assert!((fused[1].score - 0.3).abs() < 1e-6, "{fused:?}");
     }
 }

@@ -4,8 +4,9 @@
 //! Rules, in order of priority:
 //! - a chunk never crosses a section heading (a new heading starts a new chunk), so every
 //!   chunk has one section it belongs to;
-//! - paragraphs are packed whole while they fit; a paragraph too long for one chunk is split
-//!   at sentence ends, and a sentence too long at word boundaries;
+//! - paragraphs are packed whole into chunks of even size near the target (no runt chunk
+//!   left at a section's end); a paragraph too long for one chunk is split at sentence
+//!   ends, and a sentence too long at word boundaries;
 //! - consecutive chunks of one section overlap by up to `overlap_tokens` (whole sentences),
 //!   so an answer that straddles a boundary is still found in one passage;
 //! - every chunk is a contiguous slice of the document text, so its offsets can highlight it.
@@ -74,32 +75,37 @@ pub fn chunk_document(
     let target = opts.target_tokens.clamp(1, max_tokens);
     let (units, sections) = units_of(doc, max_tokens, count_tokens);
     let mut spans: Vec<(usize, usize)> = Vec::new(); // unit index ranges [from, to)
-    let mut i = 0;
-    while i < units.len() {
-        let section = units[i].section;
-        let mut tokens = 0;
-        let mut j = i;
-        while j < units.len() && units[j].section == section {
-            if j > i && tokens + units[j].tokens > target {
-                break;
+    let mut section_start = 0;
+    while section_start < units.len() {
+        let section = units[section_start].section;
+        let section_end = units[section_start..]
+            .iter()
+            .position(|u| u.section != section)
+            .map_or(units.len(), |n| section_start + n);
+        let tokens: Vec<usize> = units[section_start..section_end]
+            .iter()
+            .map(|u| u.tokens)
+            .collect();
+        let runs = balanced_runs(&tokens, target, max_tokens);
+        for (k, &(a, b)) in runs.iter().enumerate() {
+            let core: usize = tokens[a..b].iter().sum();
+            // Overlap: the next chunk also starts with whole trailing units of the previous
+            // one, up to the overlap budget and never past the ceiling.
+            let mut start = a;
+            if k > 0 {
+                let previous_start = runs[k - 1].0;
+                let mut overlap = 0;
+                while start > previous_start + 1
+                    && overlap + tokens[start - 1] <= opts.overlap_tokens
+                    && core + overlap + tokens[start - 1] <= max_tokens
+                {
+                    overlap += tokens[start - 1];
+                    start -= 1;
+                }
             }
-            tokens += units[j].tokens;
-            j += 1;
+            spans.push((section_start + start, section_start + b));
         }
-        spans.push((i, j));
-        if j >= units.len() || units[j].section != section {
-            i = j;
-            continue;
-        }
-        // Overlap: step back over whole trailing units of this chunk, up to the budget,
-        // but always make progress.
-        let mut back = j;
-        let mut overlap = 0;
-        while back > i + 1 && overlap + units[back - 1].tokens <= opts.overlap_tokens {
-            overlap += units[back - 1].tokens;
-            back -= 1;
-        }
-        i = back;
+        section_start = section_end;
     }
 
     let mut offsets: Vec<usize> = spans
@@ -138,6 +144,43 @@ pub fn chunk_document(
             }
         })
         .collect()
+}
+
+/// Cuts one section's units (their token counts) into contiguous runs of about `target`
+/// tokens, none above `max` unless it is a single unit. Greedy filling leaves runts: a
+/// paragraph that misses the target by a little becomes a chunk of its own, too short for
+/// its embedding to say what it is about. So breaks are chosen together, minimising the
+/// summed squared distance of every run from the target (a section that fits under `max`
+/// stays whole; a long one splits into runs of even size).
+fn balanced_runs(tokens: &[usize], target: usize, max: usize) -> Vec<(usize, usize)> {
+    let n = tokens.len();
+    // cost[j]: best cost of cutting tokens[..j]; from[j]: where its last run starts.
+    let mut cost = vec![u64::MAX; n + 1];
+    let mut from = vec![0usize; n + 1];
+    cost[0] = 0;
+    for j in 1..=n {
+        let mut sum = 0usize;
+        for i in (0..j).rev() {
+            sum += tokens[i];
+            if sum > max && i + 1 < j {
+                break;
+            }
+            let gap = sum.abs_diff(target) as u64;
+            let total = cost[i].saturating_add(gap * gap);
+            if total < cost[j] {
+                cost[j] = total;
+                from[j] = i;
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    let mut j = n;
+    while j > 0 {
+        runs.push((from[j], j));
+        j = from[j];
+    }
+    runs.reverse();
+    runs
 }
 
 /// Cuts the document into units no larger than `max_tokens`, each tagged with its section.
@@ -414,6 +457,40 @@ mod tests {
         for i in 0..20 {
             assert!(chunks.iter().any(|c| c.text.contains(&format!("p{i}w39"))));
         }
+    }
+
+    #[test]
+    fn a_short_paragraph_joins_a_neighbour_instead_of_standing_alone() {
+        // 190 + 70 + 170 words: greedy filling to 200 left the 70-word paragraph alone.
+        let p = BlockKind::Paragraph;
+        let (a, b, c) = (para(190, "a"), para(70, "b"), para(170, "c"));
+        let d = doc_with(&[(p, &a, None), (p, &b, None), (p, &c, None)]);
+        let chunks = chunk_document(&d, &ChunkOptions::default(), &words);
+        assert_eq!(chunks.len(), 2, "{chunks:#?}");
+        assert!(chunks.iter().all(|c| words(&c.text) <= 240));
+        assert!(chunks.iter().all(|c| words(&c.text) > 150));
+        // A section that fits under the ceiling stays one chunk.
+        let (x, y) = (para(130, "x"), para(100, "y"));
+        let d = doc_with(&[(p, &x, None), (p, &y, None)]);
+        assert_eq!(
+            chunk_document(&d, &ChunkOptions::default(), &words).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn balanced_runs_are_even_and_cover_every_unit() {
+        assert_eq!(
+            balanced_runs(&[100; 6], 200, 240),
+            vec![(0, 2), (2, 4), (4, 6)]
+        );
+        assert_eq!(balanced_runs(&[150, 150, 150], 200, 240).len(), 3);
+        // A unit over the ceiling still gets a run of its own.
+        assert_eq!(
+            balanced_runs(&[10, 500, 10], 200, 240),
+            vec![(0, 1), (1, 2), (2, 3)]
+        );
+        assert!(balanced_runs(&[], 200, 240).is_empty());
     }
 
     #[test]
