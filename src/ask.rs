@@ -67,6 +67,8 @@ struct AskJson<'a> {
     cited: &'a [usize],
     citations: &'a [Source],
     sources: &'a [Source],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    unsupported: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<&'a crate::llm::GenerationStats>,
 }
@@ -120,6 +122,15 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
     )?;
     if stream {
         writeln!(out)?;
+        if answer.abstention == Some(rag::Abstention::Ungrounded) {
+            // The draft has already streamed: say plainly that it does not stand.
+            writeln!(
+                out,
+                "\nWithdrawn: no retrieved passage holds {}.\n{}",
+                answer.unsupported.join(", "),
+                answer.answer
+            )?;
+        }
     }
     if args.json {
         serde_json::to_writer_pretty(&mut out, &ask_json(&answer))?;
@@ -152,6 +163,7 @@ fn ask_json(answer: &Answer) -> AskJson<'_> {
         cited: &answer.cited,
         citations: &answer.citations,
         sources: &answer.sources,
+        unsupported: &answer.unsupported,
         generation: answer.generation.as_ref(),
     }
 }

@@ -162,6 +162,11 @@ async function ask(question) {
         answer.removeAttribute("aria-busy");
         if (data.abstained) answer.classList.add("notfound");
         renderAnswer(answer, data.answer, data.sources);
+        if (data.abstention === "ungrounded" && data.unsupported) {
+          // The draft streamed before the check: say why it was withdrawn.
+          turn.append(el("p", { class: "muted" },
+            `A drafted answer was withdrawn: no retrieved passage holds ${data.unsupported.join(", ")}.`));
+        }
         if (data.citations.length) {
           turn.append(el("ol", { class: "sources", "aria-label": "Sources" },
             ...data.citations.map((s) => sourceItem(s, ""))));

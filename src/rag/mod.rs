@@ -2,9 +2,11 @@
 //! ([`crate::retrieval`]), abstains without calling the model when the evidence is weak,
 //! builds the prompt ([`prompt`]), streams the model's answer ([`crate::llm`]) through a
 //! citation filter, and checks the result: phantom markers removed, uncited sentences
-//! attributed ([`citations`]), the model's own refusals recognised.
+//! attributed ([`citations`]), the model's own refusals recognised, and an answer whose
+//! specifics the passages do not hold withdrawn ([`grounding`]).
 
 pub mod citations;
+pub mod grounding;
 pub mod prompt;
 
 use std::ops::ControlFlow;
@@ -56,6 +58,9 @@ pub enum Abstention {
     WeakEvidence,
     /// The model said the passages do not hold the answer.
     ModelRefused,
+    /// The model answered, but most of the commands, options, files or settings it named
+    /// are in no passage: an invented answer, withdrawn (see [`grounding`]).
+    Ungrounded,
 }
 
 /// A passage as a source of an answer: `n` is its number in the prompt (the `[n]` the
@@ -82,6 +87,10 @@ pub struct Answer {
     pub sources: Vec<Source>,
     pub generation: Option<GenerationStats>,
     pub retrieval_s: f64,
+    /// With [`Abstention::Ungrounded`]: the specifics of the withdrawn answer that no
+    /// passage holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<String>,
 }
 
 /// Retrieves, decides, generates and checks. `on_text` receives the answer as it streams
@@ -161,6 +170,7 @@ pub fn answer_from(
         sources: Vec::new(),
         generation: None,
         retrieval_s: 0.0,
+        unsupported: Vec::new(),
     };
     if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");
@@ -215,6 +225,18 @@ pub fn answer_from(
         return Ok(answer);
     }
     let texts: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
+    let agreement = grounding::agreement(&cited.text, &texts, question);
+    if agreement.is_ungrounded() {
+        tracing::info!(
+            unsupported = ?agreement.unsupported,
+            supported = ?agreement.supported,
+            draft = %cited.text,
+            "the answer names specifics no passage holds: abstaining"
+        );
+        answer.abstention = Some(Abstention::Ungrounded);
+        answer.unsupported = agreement.unsupported;
+        return Ok(answer);
+    }
     let cited = citations::attribute(cited, &texts);
     answer.abstained = false;
     answer.abstention = None;

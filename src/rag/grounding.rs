@@ -1,0 +1,189 @@
+//! Owns the answer/passage agreement check: whether the specifics an answer names (commands,
+//! options, files, settings, code) can be found in the passages it was given.
+//!
+//! Small models asked about something the documents do not cover rarely refuse: they invent
+//! a plausible setting (`MTA_STS = yes` in `smtpd.conf`). Retrieval cannot catch that when
+//! the passages are on the right topic; the answer's own words can. An answer most of whose
+//! specifics appear nowhere in the passages (nor in the question) is not grounded, and Lore
+//! says it could not find the answer instead of showing it.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// At least this many specifics must be missing from the passages before an answer counts
+/// as ungrounded: one stray file name (`/etc/sudoers`) in a sound answer is not enough.
+pub const MIN_UNSUPPORTED: usize = 2;
+
+/// Inline code as the model writes it: `like this`.
+static CODE_SPAN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"`([^`\n]{2,120})`").unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// Specifics outside code spans: options (`-q`, `--nocheck`), absolute paths, dotted,
+/// underscored or assigned names (`smtpd.conf`, `DEB_BUILD_OPTIONS`, `a=b`, `host:port`) and
+/// camel-case names (`OpenDKIM`). Plain words and acronyms are not specifics: they are
+/// vocabulary, and a paraphrase may use other words for the same thing.
+static SPECIFIC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?x)
+        (?:^|[\s(\[{,;:\x22'])
+        (
+            --?[A-Za-z][\w-]*
+          | /[\w.-]+(?:/[\w.-]+)*
+          | [\w+-]*[A-Za-z][\w+-]*(?:[_.=:/][\w+=-]+)+
+          | [A-Za-z]*[a-z][A-Z]\w*
+        )",
+    )
+    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// Abbreviations that look like dotted names.
+const NOT_SPECIFIC: &[&str] = &["e.g", "i.e", "etc", "vs"];
+
+/// How an answer's specifics compare with its passages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Agreement {
+    /// Specifics found in a passage.
+    pub supported: Vec<String>,
+    /// Specifics found in no passage.
+    pub unsupported: Vec<String>,
+}
+
+impl Agreement {
+    /// The answer names at least [`MIN_UNSUPPORTED`] specifics that no passage holds, and
+    /// more of those than ones a passage holds.
+    pub fn is_ungrounded(&self) -> bool {
+        self.unsupported.len() >= MIN_UNSUPPORTED && self.unsupported.len() > self.supported.len()
+    }
+}
+
+/// The specifics of `answer`, in order of first appearance, without repeats.
+pub fn specifics(answer: &str) -> Vec<String> {
+    let mut found: Vec<String> = CODE_SPAN
+        .captures_iter(answer)
+        .map(|c| c[1].to_string())
+        .collect();
+    let prose = CODE_SPAN.replace_all(answer, " ");
+    found.extend(SPECIFIC.captures_iter(&prose).map(|c| c[1].to_string()));
+    let mut out: Vec<String> = Vec::new();
+    for raw in found {
+        let item = raw
+            .trim()
+            .trim_matches(|c: char| ".,;:()[]{}\"'".contains(c))
+            .to_string();
+        let key = item.to_lowercase();
+        if item.chars().count() < 2
+            || NOT_SPECIFIC.contains(&key.as_str())
+            || out.iter().any(|o| o.to_lowercase() == key)
+        {
+            continue;
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// Compares the specifics of `answer` with `passages`. Specifics the question already names
+/// are left out: repeating the question proves nothing either way.
+pub fn agreement(answer: &str, passages: &[&str], question: &str) -> Agreement {
+    let context = normalise(&passages.join("\n"));
+    let question = normalise(question);
+    let mut result = Agreement::default();
+    for item in specifics(answer) {
+        let needle = normalise(&item);
+        if contains_term(&question, &needle) {
+            continue;
+        }
+        if contains_term(&context, &needle) {
+            result.supported.push(item);
+        } else {
+            result.unsupported.push(item);
+        }
+    }
+    result
+}
+
+fn normalise(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// `needle` occurs in `haystack` and is not part of a longer word.
+fn contains_term(haystack: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    haystack.match_indices(needle).any(|(at, _)| {
+        !word(haystack[..at].chars().next_back())
+            && !word(haystack[at + needle.len()..].chars().next())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specifics_are_code_options_paths_and_settings_not_words() {
+        let answer = "Add `nocheck` to DEB_BUILD_OPTIONS in debian/rules [1]. Run chronyd -q, \
+                      see /etc/chrony/chrony.conf, e.g. with OpenDKIM or DNS.";
+        assert_eq!(
+            specifics(answer),
+            vec![
+                "nocheck",
+                "DEB_BUILD_OPTIONS",
+                "debian/rules",
+                "-q",
+                "/etc/chrony/chrony.conf",
+                "OpenDKIM"
+            ]
+        );
+        assert!(specifics("Five days, then it bounces [2].").is_empty());
+    }
+
+    #[test]
+    fn an_invented_setting_is_ungrounded() {
+        let passages = [
+            "smtp_tls_security_level (default: empty) The default SMTP TLS security level.",
+            "Use smtp_tls_policy_maps to enforce TLS per destination.",
+        ];
+        let question = "How do we turn on MTA-STS policy enforcement in Postfix?";
+        let invented = "Set `MTA_STS = yes` in `smtpd.conf` to enable MTA-STS.";
+        let a = agreement(invented, &passages, question);
+        assert_eq!(a.unsupported, vec!["MTA_STS = yes", "smtpd.conf"]);
+        assert!(a.is_ungrounded());
+
+        let grounded = "Set smtp_tls_security_level or use smtp_tls_policy_maps [2]; \
+                        edit /etc/postfix/main.cf.";
+        let a = agreement(grounded, &passages, question);
+        assert_eq!(a.supported.len(), 2);
+        assert_eq!(a.unsupported, vec!["/etc/postfix/main.cf"]);
+        assert!(!a.is_ungrounded());
+    }
+
+    #[test]
+    fn one_stray_name_or_plain_prose_is_not_ungrounded() {
+        let passages = ["Defaults:bob runas_default=oracle"];
+        let a = agreement("Edit /etc/sudoers.", &passages, "How?");
+        assert!(!a.is_ungrounded(), "{a:?}");
+        let a = agreement("Yes, it does.", &passages, "Does it?");
+        assert_eq!(a, Agreement::default());
+    }
+
+    #[test]
+    fn matches_respect_word_boundaries_and_the_question() {
+        assert!(contains_term("use -q here", "-q"));
+        assert!(!contains_term("use -quiet here", "-q"));
+        assert!(!contains_term("maxfailures", "maxfailure"));
+        let a = agreement(
+            "Use `realmd` and `sssd.conf`, or `adcli`.",
+            &["Kerberos realms."],
+            "How do we join with realmd?",
+        );
+        assert_eq!(a.unsupported, vec!["sssd.conf", "adcli"]);
+    }
+}
