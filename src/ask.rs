@@ -124,12 +124,15 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
         writeln!(out)?;
         if answer.abstention == Some(rag::Abstention::Ungrounded) {
             // The draft has already streamed: say plainly that it does not stand.
-            writeln!(
-                out,
-                "\nWithdrawn: no retrieved passage holds {}.\n{}",
-                answer.unsupported.join(", "),
-                answer.answer
-            )?;
+            let why = if answer.unsupported.is_empty() {
+                "it only restates the question".to_string()
+            } else {
+                format!(
+                    "no retrieved passage holds {}",
+                    answer.unsupported.join(", ")
+                )
+            };
+            writeln!(out, "\nWithdrawn: {why}.\n{}", answer.answer)?;
         }
     }
     if args.json {

@@ -250,7 +250,7 @@ pub struct AskArgs {
     /// Stop the answer at this string (repeatable).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
-    /// Abstain when no passage reaches this cosine similarity [default: 0.55]
+    /// Abstain when no passage reaches this cosine similarity [default: 0.45]
     #[arg(long, env = "LORE_MIN_SIMILARITY", value_name = "COS")]
     pub min_similarity: Option<f32>,
     /// Context window Lore uses, in tokens (capped by the model's) [default: 4096]

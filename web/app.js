@@ -162,10 +162,12 @@ async function ask(question) {
         answer.removeAttribute("aria-busy");
         if (data.abstained) answer.classList.add("notfound");
         renderAnswer(answer, data.answer, data.sources);
-        if (data.abstention === "ungrounded" && data.unsupported) {
+        if (data.abstention === "ungrounded") {
           // The draft streamed before the check: say why it was withdrawn.
-          turn.append(el("p", { class: "muted" },
-            `A drafted answer was withdrawn: no retrieved passage holds ${data.unsupported.join(", ")}.`));
+          const why = data.unsupported
+            ? `no retrieved passage holds ${data.unsupported.join(", ")}`
+            : "it only restated the question";
+          turn.append(el("p", { class: "muted" }, `A drafted answer was withdrawn: ${why}.`));
         }
         if (data.citations.length) {
           turn.append(el("ol", { class: "sources", "aria-label": "Sources" },

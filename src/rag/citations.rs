@@ -77,6 +77,11 @@ fn content_words(text: &str) -> HashSet<String> {
         .collect()
 }
 
+/// A word too common to say what a sentence is about.
+pub fn is_stop_word(word: &str) -> bool {
+    STOP_WORDS.contains(&word)
+}
+
 const STOP_WORDS: &[&str] = &[
     "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "has", "have", "had",
     "was", "were", "this", "that", "these", "those", "with", "from", "into", "than", "then",

@@ -5,15 +5,12 @@
 //! a plausible setting (`MTA_STS = yes` in `smtpd.conf`). Retrieval cannot catch that when
 //! the passages are on the right topic; the answer's own words can. An answer most of whose
 //! specifics appear nowhere in the passages (nor in the question) is not grounded, and Lore
-//! says it could not find the answer instead of showing it.
+//! says it could not find the answer instead of showing it. An answer that only restates
+//! the question (no word of its own, not even a yes or no) is no answer either.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
-
-/// At least this many specifics must be missing from the passages before an answer counts
-/// as ungrounded: one stray file name (`/etc/sudoers`) in a sound answer is not enough.
-pub const MIN_UNSUPPORTED: usize = 2;
 
 /// Inline code as the model writes it: `like this`.
 static CODE_SPAN: LazyLock<Regex> = LazyLock::new(|| {
@@ -38,6 +35,17 @@ static SPECIFIC: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
+/// Values: numbers of two digits or more (`636`, `64,512`, `300`). One-digit numbers are
+/// left out: they are as often words ("one year") in the passages as digits.
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^\w.,])(\d[\d,.]*\d)").unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+/// A citation marker, `[3]`: not part of what the answer claims.
+static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\[\d+(?:\s*,\s*\d+)*\]").unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
 /// Abbreviations that look like dotted names.
 const NOT_SPECIFIC: &[&str] = &["e.g", "i.e", "etc", "vs"];
 
@@ -51,21 +59,22 @@ pub struct Agreement {
 }
 
 impl Agreement {
-    /// The answer names at least [`MIN_UNSUPPORTED`] specifics that no passage holds, and
-    /// more of those than ones a passage holds.
+    /// More of the answer's specifics are missing from the passages than found there.
     pub fn is_ungrounded(&self) -> bool {
-        self.unsupported.len() >= MIN_UNSUPPORTED && self.unsupported.len() > self.supported.len()
+        self.unsupported.len() > self.supported.len()
     }
 }
 
 /// The specifics of `answer`, in order of first appearance, without repeats.
 pub fn specifics(answer: &str) -> Vec<String> {
+    let answer = MARKER.replace_all(answer, " ");
     let mut found: Vec<String> = CODE_SPAN
-        .captures_iter(answer)
+        .captures_iter(&answer)
         .map(|c| c[1].to_string())
         .collect();
-    let prose = CODE_SPAN.replace_all(answer, " ");
+    let prose = CODE_SPAN.replace_all(&answer, " ");
     found.extend(SPECIFIC.captures_iter(&prose).map(|c| c[1].to_string()));
+    found.extend(NUMBER.captures_iter(&prose).map(|c| c[1].to_string()));
     let mut out: Vec<String> = Vec::new();
     for raw in found {
         let item = raw
@@ -102,6 +111,38 @@ pub fn agreement(answer: &str, passages: &[&str], question: &str) -> Agreement {
         }
     }
     result
+}
+
+/// Words that answer a yes/no question: an answer holding one says something even when
+/// every other word comes from the question ("No, the project does not pay bounties").
+const POLAR_WORDS: &[&str] = &["yes", "no", "not", "never", "cannot", "none", "nothing"];
+
+/// `answer` has content words and every one of them is already in `question`, with no yes
+/// or no among them: it restates the question instead of answering it.
+pub fn restates_question(answer: &str, question: &str) -> bool {
+    let answer = MARKER.replace_all(answer, " ");
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.' && c != '\'')
+            .map(|w| {
+                w.trim_matches(|c: char| c == '.' || c == '-' || c == '\'')
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let answer_words = words(&answer);
+    if answer_words
+        .iter()
+        .any(|w| POLAR_WORDS.contains(&w.as_str()) || w.ends_with("n't"))
+    {
+        return false;
+    }
+    let question_words: std::collections::HashSet<String> = words(question).into_iter().collect();
+    let content: Vec<&String> = answer_words
+        .iter()
+        .filter(|w| w.chars().count() >= 3 && !crate::rag::citations::is_stop_word(w))
+        .collect();
+    !content.is_empty() && content.iter().all(|w| question_words.contains(*w))
 }
 
 fn normalise(text: &str) -> String {
@@ -166,12 +207,49 @@ mod tests {
     }
 
     #[test]
-    fn one_stray_name_or_plain_prose_is_not_ungrounded() {
+    fn plain_prose_has_no_specifics_and_a_found_one_outweighs_a_stray_one() {
         let passages = ["Defaults:bob runas_default=oracle"];
-        let a = agreement("Edit /etc/sudoers.", &passages, "How?");
+        let a = agreement(
+            "Add Defaults:bob runas_default=oracle to /etc/sudoers.",
+            &passages,
+            "How?",
+        );
         assert!(!a.is_ungrounded(), "{a:?}");
-        let a = agreement("Yes, it does.", &passages, "Does it?");
+        assert!(agreement("Edit /etc/sudoers.", &passages, "How?").is_ungrounded());
+        let a = agreement("Yes, it does [1].", &passages, "Does it?");
         assert_eq!(a, Agreement::default());
+    }
+
+    #[test]
+    fn invented_values_count_and_citation_numbers_do_not() {
+        let passages = ["maximal_queue_lifetime (default: 5 days). The port is 636."];
+        assert_eq!(
+            specifics("Port 636 [12], after 64,512 bytes."),
+            vec!["636", "64,512"]
+        );
+        let a = agreement("Logs must be kept for 30 days [2].", &passages, "How long?");
+        assert_eq!(a.unsupported, vec!["30"]);
+        assert!(a.is_ungrounded());
+        assert!(!agreement("It uses port 636 [1].", &passages, "Which port?").is_ungrounded());
+    }
+
+    #[test]
+    fn an_answer_that_only_restates_the_question_is_recognised() {
+        let question = "Which main.cf settings hook OpenDKIM into Postfix so that outgoing mail gets DKIM-signed?";
+        assert!(restates_question(
+            "The main.cf settings hook OpenDKIM into Postfix so that outgoing mail gets DKIM-signed [1].",
+            question
+        ));
+        assert!(!restates_question(
+            "Set smtpd_milters in main.cf [1].",
+            question
+        ));
+        let polar = "Does the sudo project pay a bounty for reported vulnerabilities?";
+        assert!(!restates_question(
+            "No, the sudo project does not pay a bounty for reported vulnerabilities.",
+            polar
+        ));
+        assert!(!restates_question("Yes.", polar));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use prompt::NOT_FOUND;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers
 /// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.55;
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.45;
 
 /// How to answer.
 #[derive(Debug, Clone)]
@@ -58,8 +58,9 @@ pub enum Abstention {
     WeakEvidence,
     /// The model said the passages do not hold the answer.
     ModelRefused,
-    /// The model answered, but most of the commands, options, files or settings it named
-    /// are in no passage: an invented answer, withdrawn (see [`grounding`]).
+    /// The model answered, but more of the commands, options, files, settings or values it
+    /// named are in no passage than in one, or it only restated the question: withdrawn
+    /// (see [`grounding`]).
     Ungrounded,
 }
 
@@ -226,6 +227,11 @@ pub fn answer_from(
     }
     let texts: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
     let agreement = grounding::agreement(&cited.text, &texts, question);
+    if grounding::restates_question(&cited.text, question) {
+        tracing::info!(draft = %cited.text, "the answer only restates the question: abstaining");
+        answer.abstention = Some(Abstention::Ungrounded);
+        return Ok(answer);
+    }
     if agreement.is_ungrounded() {
         tracing::info!(
             unsupported = ?agreement.unsupported,
