@@ -67,7 +67,7 @@ pub fn validate(answer: &str, passages: usize) -> Cited {
 }
 
 /// Lower-cased words of three letters or more that are not stop words.
-fn content_words(text: &str) -> HashSet<String> {
+pub(crate) fn content_words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
         .map(|w| {
             w.trim_matches(|c: char| c == '.' || c == '-')
@@ -75,11 +75,6 @@ fn content_words(text: &str) -> HashSet<String> {
         })
         .filter(|w| w.chars().count() >= 3 && !STOP_WORDS.contains(&w.as_str()))
         .collect()
-}
-
-/// A word too common to say what a sentence is about.
-pub fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.contains(&word)
 }
 
 const STOP_WORDS: &[&str] = &[

@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::citations::content_words;
+
 /// Inline code as the model writes it: `like this`.
 static CODE_SPAN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"`([^`\n]{2,120})`").unwrap_or_else(|e| unreachable!("static regex: {e}"))
@@ -120,29 +122,12 @@ const POLAR_WORDS: &[&str] = &["yes", "no", "not", "never", "cannot", "none", "n
 /// `answer` has content words and every one of them is already in `question`, with no yes
 /// or no among them: it restates the question instead of answering it.
 pub fn restates_question(answer: &str, question: &str) -> bool {
-    let answer = MARKER.replace_all(answer, " ");
-    let words = |text: &str| -> Vec<String> {
-        text.split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.' && c != '\'')
-            .map(|w| {
-                w.trim_matches(|c: char| c == '.' || c == '-' || c == '\'')
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let answer_words = words(&answer);
-    if answer_words
-        .iter()
-        .any(|w| POLAR_WORDS.contains(&w.as_str()) || w.ends_with("n't"))
-    {
-        return false;
-    }
-    let question_words: std::collections::HashSet<String> = words(question).into_iter().collect();
-    let content: Vec<&String> = answer_words
-        .iter()
-        .filter(|w| w.chars().count() >= 3 && !crate::rag::citations::is_stop_word(w))
-        .collect();
-    !content.is_empty() && content.iter().all(|w| question_words.contains(*w))
+    let answer = MARKER.replace_all(answer, " ").to_lowercase();
+    let polar = answer
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .any(|w| POLAR_WORDS.contains(&w) || w.ends_with("n't"));
+    let words = content_words(&answer);
+    !polar && !words.is_empty() && words.is_subset(&content_words(question))
 }
 
 fn normalise(text: &str) -> String {
