@@ -70,10 +70,10 @@ pub fn fuse(candidates: &[Candidate], fusion: Fusion, k: usize) -> Vec<Fused> {
             // similarity can be anything (one unrelated chunk at -0.2 would compress every
             // real difference between the vector hits). Below the list's floor is 0.
             let listed = candidates.iter().filter(|c| c.vector_rank.is_some());
-            let (cos_min, cos_max) = if listed.clone().next().is_some() {
-                min_max(listed.map(|c| c.similarity))
-            } else {
-                min_max(candidates.iter().map(|c| c.similarity))
+            let (cos_min, cos_max) = match min_max(listed.map(|c| c.similarity)) {
+                (lo, hi) if lo <= hi => (lo, hi),
+                // No vector list (empty index side): scale over every candidate.
+                _ => min_max(candidates.iter().map(|c| c.similarity)),
             };
             candidates
                 .iter()

@@ -226,12 +226,12 @@ pub fn answer_from(
         return Ok(answer);
     }
     let texts: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
-    let agreement = grounding::agreement(&cited.text, &texts, question);
     if grounding::restates_question(&cited.text, question) {
         tracing::info!(draft = %cited.text, "the answer only restates the question: abstaining");
         answer.abstention = Some(Abstention::Ungrounded);
         return Ok(answer);
     }
+    let agreement = grounding::agreement(&cited.text, &texts, question);
     if agreement.is_ungrounded() {
         tracing::info!(
             unsupported = ?agreement.unsupported,
