@@ -40,6 +40,7 @@ pub(super) fn attention(
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
     let scale = 1.0 / (hd as f32).sqrt();
     let wide = Isa::detect() != Isa::Scalar && hd.is_multiple_of(8);
+    let blocked = Isa::detect() == Isa::Avx512Vnni && hd.is_multiple_of(32) && n >= QUERY_BLOCK;
     // Each task owns one head's output; the mutexes are never contended.
     let slots: Vec<Mutex<&mut [f32]>> = out.chunks_mut(n * hd).map(Mutex::new).collect();
     pool.run(c.n_heads, &|h| {
@@ -50,7 +51,49 @@ pub(super) fn attention(
         let head_keys = &keys[kv * hd..];
         let head_values = &values[kv * hd..];
         let mut scores = vec![0.0f32; start + n];
-        for t in 0..n {
+        let mut t = 0;
+        if blocked {
+            let width = start + n;
+            let mut block_scores = vec![0.0f32; QUERY_BLOCK * width];
+            while t + QUERY_BLOCK <= n {
+                let query = |i: usize| {
+                    let at = (t + i) * q_dim + h * hd;
+                    &q[at..at + hd]
+                };
+                let queries: [&[f32]; QUERY_BLOCK] = std::array::from_fn(query);
+                // Every query of the block is scored against the block's longest prefix;
+                // the few scores past a query's own position are computed and ignored.
+                let longest = start + t + QUERY_BLOCK;
+                let rows = &mut slot[t * hd..(t + QUERY_BLOCK) * hd];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `blocked` means `Isa::detect` found AVX-512 F/VL (and AVX2);
+                // shapes are checked inside.
+                unsafe {
+                    avx512::scores(
+                        &queries,
+                        head_keys,
+                        kv_dim,
+                        scale,
+                        longest,
+                        &mut block_scores,
+                        width,
+                    );
+                    let mut weights: [&[f32]; QUERY_BLOCK] = [&[]; QUERY_BLOCK];
+                    for (i, (w, own)) in weights
+                        .iter_mut()
+                        .zip(block_scores.chunks_mut(width))
+                        .enumerate()
+                    {
+                        let own = &mut own[..start + t + i + 1];
+                        softmax(own);
+                        *w = own;
+                    }
+                    avx512::weighted_sum(&weights, head_values, kv_dim, rows);
+                }
+                t += QUERY_BLOCK;
+            }
+        }
+        for t in t..n {
             let query = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
             let scores = &mut scores[..start + t + 1];
             let row = &mut slot[t * hd..(t + 1) * hd];
@@ -70,6 +113,11 @@ pub(super) fn attention(
         }
     });
 }
+
+/// Prompt tokens attended together by the blocked kernels. The one-query loop reads the
+/// head's whole cache for every query (256 KB at 1,000 positions: from L2, whose
+/// bandwidth then bounds it); a block of four reads each key and value once for all four.
+const QUERY_BLOCK: usize = 4;
 
 /// Softmax in place: libm's `exp`, summed in order.
 fn softmax(scores: &mut [f32]) {
@@ -130,7 +178,7 @@ mod avx2 {
     /// The 8 lanes of each of `a..d` summed in lane order (`((x₀ + x₁) + x₂) + …`, as
     /// [`super::scalar::dot`] sums its lanes), as one `[a, b, c, d]` vector.
     #[inline(always)]
-    unsafe fn lane_sums4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+    pub(super) unsafe fn lane_sums4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
         // Transposes the 4×8 lanes into eight [aₖ, bₖ, cₖ, dₖ] columns, added in order.
         let columns = |a: __m128, b: __m128, c: __m128, d: __m128| {
             let (t0, t1) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(c, d));
@@ -253,6 +301,124 @@ mod avx2 {
     }
 }
 
+/// Query-blocked kernels: four queries at once, each score and output computed with
+/// exactly the operations of the one-query kernels (so the same bits), the keys and values
+/// loaded once per block. AVX-512 VL gives the 32 vector registers the 4 × 4 accumulator
+/// tiles need; the arithmetic stays 256-bit.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::avx2::lane_sums4;
+    use super::QUERY_BLOCK;
+    use std::arch::x86_64::*;
+
+    /// `out[i * out_stride + j] = (queries[i] · key j) · scale` for `j < len`, each as
+    /// [`super::scalar::scores`] computes it. Every query has the same length, a multiple
+    /// of 8.
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    pub(super) unsafe fn scores(
+        queries: &[&[f32]; QUERY_BLOCK],
+        keys: &[f32],
+        stride: usize,
+        scale: f32,
+        len: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        let hd = queries[0].len();
+        assert!(hd.is_multiple_of(8) && queries.iter().all(|q| q.len() == hd));
+        if len == 0 {
+            return;
+        }
+        assert!((len - 1) * stride + hd <= keys.len());
+        assert!(len <= out_stride && (QUERY_BLOCK - 1) * out_stride + len <= out.len());
+        let k = keys.as_ptr();
+        let o = out.as_mut_ptr();
+        let scale4 = _mm_set1_ps(scale);
+        let mut j = 0;
+        while j + 4 <= len {
+            let mut acc = [[_mm256_setzero_ps(); 4]; QUERY_BLOCK];
+            let mut d = 0;
+            while d < hd {
+                let kv: [__m256; 4] =
+                    std::array::from_fn(|i| _mm256_loadu_ps(k.wrapping_add((j + i) * stride + d)));
+                for (query, acc) in queries.iter().zip(acc.iter_mut()) {
+                    let qv = _mm256_loadu_ps(query.as_ptr().wrapping_add(d));
+                    for (a, kv) in acc.iter_mut().zip(kv) {
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(qv, kv));
+                    }
+                }
+                d += 8;
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let sums = _mm_mul_ps(lane_sums4(acc[0], acc[1], acc[2], acc[3]), scale4);
+                _mm_storeu_ps(o.wrapping_add(i * out_stride + j), sums);
+            }
+            j += 4;
+        }
+        for j in j..len {
+            let key = &keys[j * stride..j * stride + hd];
+            for (i, query) in queries.iter().enumerate() {
+                out[i * out_stride + j] = super::scalar::dot(query, key) * scale;
+            }
+        }
+    }
+
+    /// `rows[i] = Σⱼ weights[i][j] · value j` for each query `i`, as
+    /// [`super::scalar::weighted_sum`] computes it: `rows` holds the four rows one after
+    /// the other, each of a length that is a multiple of 32; `weights[i]` may differ in
+    /// length (each query sees its own causal prefix).
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    pub(super) unsafe fn weighted_sum(
+        weights: &[&[f32]; QUERY_BLOCK],
+        values: &[f32],
+        stride: usize,
+        rows: &mut [f32],
+    ) {
+        let hd = rows.len() / QUERY_BLOCK;
+        assert!(hd.is_multiple_of(32) && rows.len() == hd * QUERY_BLOCK);
+        let longest = weights.iter().map(|w| w.len()).max().unwrap_or(0);
+        if longest == 0 {
+            rows.fill(0.0);
+            return;
+        }
+        assert!((longest - 1) * stride + hd <= values.len());
+        let shared = weights.iter().map(|w| w.len()).min().unwrap_or(0);
+        let v = values.as_ptr();
+        let o = rows.as_mut_ptr();
+        let mut base = 0;
+        while base < hd {
+            let mut acc = [[_mm256_setzero_ps(); 4]; QUERY_BLOCK];
+            // Positions every query sees: each value vector loaded once for all four.
+            for j in 0..shared {
+                let vj = v.wrapping_add(j * stride + base);
+                let vv: [__m256; 4] =
+                    std::array::from_fn(|r| _mm256_loadu_ps(vj.wrapping_add(8 * r)));
+                for (w, acc) in weights.iter().zip(acc.iter_mut()) {
+                    let wv = _mm256_set1_ps(*w.get_unchecked(j));
+                    for (a, vv) in acc.iter_mut().zip(vv) {
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, vv));
+                    }
+                }
+            }
+            // Then each query's own tail, continuing its sums in order.
+            for (i, (w, acc)) in weights.iter().zip(acc.iter_mut()).enumerate() {
+                for (j, &weight) in w.iter().enumerate().skip(shared) {
+                    let vj = v.wrapping_add(j * stride + base);
+                    let wv = _mm256_set1_ps(weight);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let term = _mm256_mul_ps(wv, _mm256_loadu_ps(vj.wrapping_add(8 * r)));
+                        *a = _mm256_add_ps(*a, term);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(o.wrapping_add(i * hd + base + 8 * r), *a);
+                }
+            }
+            base += 32;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +472,69 @@ mod tests {
                 bits(&row_want),
                 "values, hd {hd}, {positions} positions"
             );
+        }
+    }
+
+    #[test]
+    fn blocked_kernels_compute_the_bits_of_the_plain_loops() {
+        if Isa::detect() != Isa::Avx512Vnni {
+            return;
+        }
+        let bits = |xs: &[f32]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (hd, start) in [(64, 0), (64, 5), (64, 129), (128, 30), (32, 2)] {
+            let stride = hd * 3;
+            let positions = start + QUERY_BLOCK;
+            let keys = cache(positions, stride, 1);
+            let values = cache(positions, stride, 2);
+            let queries_data = cache(QUERY_BLOCK, hd, 3);
+            let queries: [&[f32]; QUERY_BLOCK] =
+                std::array::from_fn(|i| &queries_data[i * hd..(i + 1) * hd]);
+            let offset = hd;
+            let scale = 1.0 / (hd as f32).sqrt();
+            let width = positions + 3; // rows of the score buffer longer than needed
+            let mut got = vec![0.0; QUERY_BLOCK * width];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 was detected above.
+            unsafe {
+                avx512::scores(
+                    &queries,
+                    &keys[offset..],
+                    stride,
+                    scale,
+                    positions,
+                    &mut got,
+                    width,
+                )
+            };
+            let mut weights: Vec<Vec<f32>> = Vec::new();
+            for (i, query) in queries.iter().enumerate() {
+                let mut want = vec![0.0; positions];
+                scalar::scores(query, &keys[offset..], stride, scale, &mut want);
+                assert_eq!(
+                    bits(&got[i * width..i * width + positions]),
+                    bits(&want),
+                    "scores, hd {hd}, start {start}, query {i}"
+                );
+                let mut own = want[..start + i + 1].to_vec();
+                softmax(&mut own);
+                weights.push(own);
+            }
+            let refs: [&[f32]; QUERY_BLOCK] = std::array::from_fn(|i| weights[i].as_slice());
+            let mut rows = vec![1.0; QUERY_BLOCK * hd];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            unsafe {
+                avx512::weighted_sum(&refs, &values[offset..], stride, &mut rows)
+            };
+            for (i, w) in weights.iter().enumerate() {
+                let mut want = vec![0.0; hd];
+                scalar::weighted_sum(w, &values[offset..], stride, &mut want);
+                assert_eq!(
+                    bits(&rows[i * hd..(i + 1) * hd]),
+                    bits(&want),
+                    "values, hd {hd}, start {start}, query {i}"
+                );
+            }
         }
     }
 
