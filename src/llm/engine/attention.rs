@@ -10,8 +10,11 @@
 //! `LORE_QUANT_ISA=scalar` forces the plain loops), gain their speed from independence,
 //! not reordering: eight keys are scored at once (eight add chains instead of one
 //! latency-bound chain, the lane sums done as 4×8 transposes) and the output row stays
-//! in registers across all positions. A GEMM over query blocks would be faster still but
-//! moved SmolLM2's logits by up to 0.5.
+//! in registers across all positions. On AVX-512 a prompt's queries are also taken four
+//! at a time (`avx512`), each key and value loaded once for the four, with every score
+//! and output still computed by the same operations in the same order. A GEMM over query
+//! blocks that reorders the sums would be faster still but moved SmolLM2's logits by up
+//! to 0.5.
 
 use std::sync::Mutex;
 
@@ -363,6 +366,15 @@ mod avx512 {
         }
     }
 
+    /// `acc += weight · values`, multiply then add (no FMA), as the plain loop rounds.
+    #[inline(always)]
+    unsafe fn accumulate(acc: &mut [__m256; 4], weight: f32, values: [__m256; 4]) {
+        let wv = _mm256_set1_ps(weight);
+        for (a, v) in acc.iter_mut().zip(values) {
+            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, v));
+        }
+    }
+
     /// `rows[i] = Σⱼ weights[i][j] · value j` for each query `i`, as
     /// [`super::scalar::weighted_sum`] computes it: `rows` holds the four rows one after
     /// the other, each of a length that is a multiple of 32; `weights[i]` may differ in
@@ -389,26 +401,20 @@ mod avx512 {
         while base < hd {
             let mut acc = [[_mm256_setzero_ps(); 4]; QUERY_BLOCK];
             // Positions every query sees: each value vector loaded once for all four.
-            for j in 0..shared {
+            let load = |j: usize| -> [__m256; 4] {
                 let vj = v.wrapping_add(j * stride + base);
-                let vv: [__m256; 4] =
-                    std::array::from_fn(|r| _mm256_loadu_ps(vj.wrapping_add(8 * r)));
+                std::array::from_fn(|r| _mm256_loadu_ps(vj.wrapping_add(8 * r)))
+            };
+            for j in 0..shared {
+                let vv = load(j);
                 for (w, acc) in weights.iter().zip(acc.iter_mut()) {
-                    let wv = _mm256_set1_ps(*w.get_unchecked(j));
-                    for (a, vv) in acc.iter_mut().zip(vv) {
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, vv));
-                    }
+                    accumulate(acc, w[j], vv);
                 }
             }
             // Then each query's own tail, continuing its sums in order.
             for (i, (w, acc)) in weights.iter().zip(acc.iter_mut()).enumerate() {
                 for (j, &weight) in w.iter().enumerate().skip(shared) {
-                    let vj = v.wrapping_add(j * stride + base);
-                    let wv = _mm256_set1_ps(weight);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let term = _mm256_mul_ps(wv, _mm256_loadu_ps(vj.wrapping_add(8 * r)));
-                        *a = _mm256_add_ps(*a, term);
-                    }
+                    accumulate(acc, weight, load(j));
                 }
                 for (r, a) in acc.iter().enumerate() {
                     _mm256_storeu_ps(o.wrapping_add(i * hd + base + 8 * r), *a);
