@@ -69,6 +69,7 @@ struct AskJson<'a> {
     sources: &'a [Source],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     unsupported: &'a [String],
+    quote: Option<&'a rag::Quote>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<&'a crate::llm::GenerationStats>,
 }
@@ -84,11 +85,10 @@ fn options(config: &Config, args: &AskArgs) -> AskOptions {
             stop: args.stop.clone(),
             ..GenerationParams::default()
         },
-        min_similarity: config.min_similarity,
         filter: Filter {
             collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
         },
-        ..AskOptions::default()
+        ..config.ask_options()
     }
 }
 
@@ -140,6 +140,10 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
         writeln!(out)?;
         return Ok(0);
     }
+    if let Some(quote) = &answer.quote {
+        let text = crate::retrieval::snippet(&quote.text, 400);
+        writeln!(out, "\n> \"{text}\" [{}]", quote.n)?;
+    }
     if !answer.citations.is_empty() {
         writeln!(out, "\nSources:")?;
         for s in &answer.citations {
@@ -167,6 +171,7 @@ fn ask_json(answer: &Answer) -> AskJson<'_> {
         citations: &answer.citations,
         sources: &answer.sources,
         unsupported: &answer.unsupported,
+        quote: answer.quote.as_ref(),
         generation: answer.generation.as_ref(),
     }
 }

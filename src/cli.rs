@@ -81,6 +81,10 @@ pub struct GlobalArgs {
         value_name = "native|candle"
     )]
     pub llm_engine: Option<crate::llm::model::Engine>,
+    /// Sentences of the retrieved passages the model reads (each with a neighbour on
+    /// either side); 0 gives it whole passages [default: 8]
+    #[arg(long, global = true, env = "LORE_EVIDENCE_SENTENCES", value_name = "N")]
+    pub evidence_sentences: Option<usize>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -230,7 +234,7 @@ pub struct AskArgs {
     /// The question, in plain words.
     pub question: String,
     /// Passages retrieved for the answer.
-    #[arg(long, short, default_value_t = 5)]
+    #[arg(long, short, default_value_t = crate::rag::DEFAULT_K)]
     pub k: usize,
     /// Restrict to these collections (repeatable).
     #[arg(long = "collection", value_name = "NAME")]
@@ -348,7 +352,7 @@ pub struct EvalArgs {
     #[arg(long = "mode", value_parser = parse_mode)]
     pub modes: Vec<SearchMode>,
     /// Passages given to the model per question (recall is measured over the top 10).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = crate::rag::DEFAULT_K)]
     pub k: usize,
     /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.
     #[arg(long, default_value = "eval-out", value_name = "DIR")]
@@ -392,6 +396,7 @@ impl Cli {
         o.openai_api_key = std::env::var("LORE_OPENAI_API_KEY").ok();
         o.llm_threads = self.global.llm_threads;
         o.llm_engine = self.global.llm_engine;
+        o.evidence_sentences = self.global.evidence_sentences;
         if let Command::Ask(a) = &self.command {
             o.min_similarity = a.min_similarity;
             o.context_tokens = a.context_tokens;

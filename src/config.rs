@@ -32,6 +32,8 @@ pub struct Config {
     /// Abstain without the model when no passage is at least this similar (cosine) to the
     /// question.
     pub min_similarity: f32,
+    /// Sentences of the retrieved passages the model reads (0: whole passages).
+    pub evidence_sentences: usize,
     /// Tokens of context Lore uses (prompt + answer), at most what the model supports:
     /// longer prompts cost time to first token on a CPU.
     pub context_tokens: usize,
@@ -111,6 +113,7 @@ pub struct ConfigLayer {
     pub chunk_overlap: Option<usize>,
     pub llm_model: Option<String>,
     pub min_similarity: Option<f32>,
+    pub evidence_sentences: Option<usize>,
     pub context_tokens: Option<usize>,
     pub generator: Option<String>,
     pub openai_url: Option<String>,
@@ -133,6 +136,19 @@ pub const QUALITY_LLM: &str = "qwen2.5-coder-0.5b-instruct";
 pub const TINY_LLM: &str = "smollm2-135m-instruct";
 
 impl Config {
+    /// How answers are made by default under this configuration (callers set `k`,
+    /// generation and filters per request).
+    pub fn ask_options(&self) -> crate::rag::AskOptions {
+        crate::rag::AskOptions {
+            min_similarity: self.min_similarity,
+            evidence: crate::rag::EvidenceOptions {
+                sentences: self.evidence_sentences,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
     /// Loads `config_path` (or `./lore.toml` when it exists) and applies `overrides` on top.
     pub fn load(config_path: Option<&Path>, overrides: ConfigLayer) -> Result<Config> {
         let file = match config_path {
@@ -172,6 +188,10 @@ impl Config {
                 .min_similarity
                 .or(file.min_similarity)
                 .unwrap_or(crate::rag::DEFAULT_MIN_SIMILARITY),
+            evidence_sentences: o
+                .evidence_sentences
+                .or(file.evidence_sentences)
+                .unwrap_or(crate::rag::EvidenceOptions::default().sentences),
             context_tokens: o.context_tokens.or(file.context_tokens).unwrap_or(4096),
             generator: o
                 .generator

@@ -72,10 +72,19 @@ function highlighted(text, sentence) {
   return frag;
 }
 
-function openPassage(p, sentence) {
+// The quoted sentence, marked where it stands in the passage (verbatim, so found as is).
+function quoted(text, quote) {
+  const at = text.indexOf(quote);
+  if (at < 0) return highlighted(text, quote);
+  const frag = document.createDocumentFragment();
+  frag.append(text.slice(0, at), el("mark", { class: "quote" }, quote), text.slice(at + quote.length));
+  return frag;
+}
+
+function openPassage(p, sentence, quote) {
   $("#passage-title").textContent = p.title || p.doc;
   $("#passage-meta").textContent = [p.doc, pageLabel(p), p.heading].filter(Boolean).join(" · ");
-  $("#passage-text").replaceChildren(highlighted(p.text, sentence || ""));
+  $("#passage-text").replaceChildren(quote ? quoted(p.text, quote) : highlighted(p.text, sentence || ""));
   $("#passage-open").href = rawLink(p);
   $("#passage-dialog").showModal();
 }
@@ -168,6 +177,16 @@ async function ask(question) {
             ? `no retrieved passage holds ${data.unsupported.join(", ")}`
             : "it only restated the question";
           turn.append(el("p", { class: "muted" }, `A drafted answer was withdrawn: ${why}.`));
+        }
+        const quoteSource = data.quote && data.sources.find((s) => s.n === data.quote.n);
+        if (quoteSource) {
+          // The sentence the answer rests on, verbatim; it opens highlighted in its passage.
+          turn.append(el("figure", { class: "quote" },
+            el("blockquote", {}, data.quote.text),
+            el("figcaption", { class: "muted" },
+              el("button", { class: "cite", type: "button", "aria-label": `Open the quoted passage: ${quoteSource.doc}`,
+                onclick: () => openPassage(quoteSource, "", data.quote.text) }, `[${data.quote.n}]`),
+              ` ${[quoteSource.doc, pageLabel(quoteSource)].filter(Boolean).join(", ")}`)));
         }
         if (data.citations.length) {
           turn.append(el("ol", { class: "sources", "aria-label": "Sources" },

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::schema::TantivyDocument;
-use tantivy::{DocAddress, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError};
+use tantivy::{DocAddress, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError, Term};
 
 use crate::fusion::{Candidate, Fusion};
 use crate::layout::{self, DirLock};
@@ -18,7 +18,7 @@ use crate::text::{self, Fields};
 use crate::vectors::{self, VectorGraph};
 use crate::{
     Batch, ChunkRecord, DocumentRecord, Error, FailureRecord, Filter, Hit, IndexConfig, NewChunk,
-    Result, SearchMode, Stats,
+    Result, SearchMode, Stats, TermFrequencies,
 };
 
 /// tantivy indexing threads; the machine class Lore targets has two cores, and queries
@@ -827,6 +827,27 @@ impl Index {
             bm25_rank,
             vector_rank,
             similarity: None,
+        })
+    }
+
+    /// How many chunks hold each of `terms` (analysed terms, as [`crate::analyze`] gives
+    /// them) in their text, and how many chunks there are: the corpus statistics answering
+    /// weighs question words by (a word most chunks hold says little about which one answers).
+    pub fn term_frequencies(&self, terms: &[String]) -> Result<TermFrequencies> {
+        let mut doc_freq = HashMap::with_capacity(terms.len());
+        for term in terms {
+            if doc_freq.contains_key(term) {
+                continue;
+            }
+            let n = self
+                .snapshot
+                .searcher
+                .doc_freq(&Term::from_field_text(self.fields.text, term))?;
+            doc_freq.insert(term.clone(), n);
+        }
+        Ok(TermFrequencies {
+            chunks: self.snapshot.chunks.len() as u64,
+            doc_freq,
         })
     }
 

@@ -68,9 +68,10 @@ mod vectors;
 pub use fusion::{fuse, Candidate, Fused, Fusion, RRF_K};
 pub use index::Index;
 pub use layout::FORMAT_VERSION;
+pub use text::analyze;
 pub use types::{
     Batch, ChunkRecord, DocumentRecord, FailureRecord, Filter, Hit, IndexConfig, NewChunk,
-    SearchMode, Stats,
+    SearchMode, Stats, TermFrequencies,
 };
 
 /// Everything that can go wrong in the index.

@@ -277,6 +277,18 @@ pub fn failure_by_id_query(fields: &Fields, doc_id: &str) -> TermQuery {
     TermQuery::new(failure_term(fields, doc_id), IndexRecordOption::Basic)
 }
 
+/// Every term of `text` as the index analyses it (lower-cased, stemmed), in order, with
+/// repeats: what BM25 would match a word of `text` by.
+pub fn analyze(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(stream.token().text.clone());
+    }
+    terms
+}
+
 /// Analyzes `query` with the index analyzer and returns distinct terms in query order.
 /// Everything that is not a word (quotes, colons, operators) simply disappears, so no user
 /// input can make the query fail.

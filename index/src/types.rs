@@ -250,3 +250,21 @@ mod tests {
         assert!(!Filter::collections(Vec::<String>::new()).allows("a"));
     }
 }
+
+/// Corpus statistics of some terms: in how many chunks each occurs, out of how many.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TermFrequencies {
+    pub chunks: u64,
+    /// Chunks holding each term (absent: not asked).
+    pub doc_freq: std::collections::HashMap<String, u64>,
+}
+
+impl TermFrequencies {
+    /// BM25's inverse document frequency of `term`: high for rare terms, near 0 for terms
+    /// most chunks hold; a term no chunk holds gets the highest value.
+    pub fn idf(&self, term: &str) -> f32 {
+        let n = self.chunks as f32;
+        let df = self.doc_freq.get(term).copied().unwrap_or(0) as f32;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+}

@@ -309,7 +309,7 @@ fn word_spans(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
 
 /// Sentence boundaries: `.`, `!`, `?` (optionally followed by closing quotes/brackets)
 /// then whitespace, or a line break followed by a blank line or a list marker.
-fn sentence_spans(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
+pub fn sentence_spans(text: &str, start: usize, end: usize) -> Vec<(usize, usize)> {
     let slice = &text[start..end];
     let mut spans = Vec::new();
     let mut sent_start = 0;

@@ -38,6 +38,10 @@ pub struct OutputLine {
     /// Passage numbers (into `sources`, from 1) the answer cites.
     pub cited: Vec<usize>,
     pub sources: Vec<Passage>,
+    /// The evidence sentence quoted beside the answer.
+    pub quote: Option<String>,
+    /// The excerpts the model read, best first, as `(doc, text)`.
+    pub evidence: Vec<(String, String)>,
     /// Seconds from the question to the first answer text (retrieval included).
     pub ttft_s: Option<f64>,
     pub total_s: f64,
@@ -122,12 +126,12 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
         let options = AskOptions {
             k,
             mode,
-            min_similarity: config.min_similarity,
             generation: crate::llm::GenerationParams {
                 max_tokens: args.max_tokens,
                 ..Default::default()
             },
             filter: Filter::default(),
+            ..config.ask_options()
         };
         let lines = run_mode(&engine, generator.as_ref(), &questions, &options, args)?;
         let path = args.out.join(format!("outputs-{mode}.jsonl"));
@@ -241,19 +245,46 @@ fn run_mode(
             abstained: false,
             cited: Vec::new(),
             sources: retrieved.clone(),
+            quote: None,
+            evidence: Vec::new(),
             ttft_s: None,
             total_s: retrieval_s,
             retrieval_s,
             verdict: score::score(q, &score::Output::default(), args.threshold),
         };
-        if let Some(generator) = generator {
-            let shown: Vec<Passage> = retrieved.iter().take(options.k).cloned().collect();
-            let mut first_text: Option<f64> = None;
-            let answer = rag::answer_from(generator, &q.question, &[], shown, options, |_| {
-                first_text.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                std::ops::ControlFlow::Continue(())
+        let shown: Vec<Passage> = retrieved.iter().take(options.k).cloned().collect();
+        let evidence = rag::select_evidence(
+            &engine.embedder,
+            &engine.index,
+            &q.question,
+            &shown,
+            options,
+        )
+        .with_context(|| format!("question {}: evidence selection failed", q.id))?;
+        line.evidence = evidence
+            .excerpts
+            .iter()
+            .map(|x| {
+                let p = &shown[x.passage];
+                (p.doc.clone(), x.text(&p.text))
             })
+            .collect();
+        if let Some(generator) = generator {
+            let mut first_text: Option<f64> = None;
+            let answer = rag::answer_from(
+                generator,
+                &q.question,
+                &[],
+                shown,
+                &evidence,
+                options,
+                |_| {
+                    first_text.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
             .with_context(|| format!("question {}: answering failed", q.id))?;
+            line.quote = answer.quote.map(|q| q.text);
             line.answer = answer.answer;
             line.abstained = answer.abstained;
             line.ttft_s = first_text;
@@ -286,6 +317,12 @@ fn run_mode(
                 .map(|s| (s.doc.as_str(), s.text.as_str()))
                 .collect(),
             cited,
+            quote: line.quote.as_deref(),
+            evidence: line
+                .evidence
+                .iter()
+                .map(|(_, text)| text.as_str())
+                .collect(),
         };
         line.verdict = score::score(q, &output, args.threshold);
         lines.push(line);
@@ -347,11 +384,16 @@ fn print_table(report: &RunReport, cutoffs: &[usize]) {
     for k in cutoffs {
         header.push_str(&format!(" {:>7}", format!("ev@{k}")));
     }
-    header.push_str(&format!(" {:>6} {:>7}", "MRR", format!("doc@{}", report.k)));
+    header.push_str(&format!(
+        " {:>6} {:>7} {:>7}",
+        "MRR",
+        format!("doc@{}", report.k),
+        "sel-ans"
+    ));
     if report.answers {
         header.push_str(&format!(
-            " {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
-            "answer", "abstain", "false-a", "cit-p", "ttft50", "ttft95", "total95"
+            " {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+            "answer", "abstain", "false-a", "cit-p", "quote", "ttft50", "ttft95", "total95"
         ));
     }
     println!("{header}");
@@ -370,22 +412,24 @@ fn print_table(report: &RunReport, cutoffs: &[usize]) {
             ));
         }
         row.push_str(&format!(
-            " {:>6} {:>7}",
+            " {:>6} {:>7} {:>7}",
             fmt_share(m.mrr),
             fmt_share(
                 m.recall
                     .get(&format!("doc_recall@{}", report.k))
                     .copied()
                     .flatten()
-            )
+            ),
+            fmt_share(m.evidence_answer_recall)
         ));
         if report.answers {
             row.push_str(&format!(
-                " {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                " {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
                 fmt_share(m.answer_accuracy),
                 fmt_share(m.abstention_accuracy),
                 fmt_share(m.false_abstention_rate),
                 fmt_share(m.citation_precision),
+                fmt_share(m.quote_accuracy),
                 fmt_secs(r.latency.ttft_p50_s),
                 fmt_secs(r.latency.ttft_p95_s),
                 fmt_secs(r.latency.total_p95_s),

@@ -101,6 +101,10 @@ pub struct Output<'a> {
     pub sources: Vec<(&'a str, &'a str)>,
     /// Texts of the passages the answer cites.
     pub cited: Vec<&'a str>,
+    /// The evidence sentence quoted beside the answer.
+    pub quote: Option<&'a str>,
+    /// The evidence excerpts the model read.
+    pub evidence: Vec<&'a str>,
 }
 
 /// The verdict on one question.
@@ -118,6 +122,12 @@ pub struct Verdict {
     /// Cited passages, and how many of them cover some evidence piece.
     pub cited: usize,
     pub cited_with_evidence: usize,
+    /// Answerable questions only: the quote holds an expected answer string.
+    #[serde(default)]
+    pub quote_correct: Option<bool>,
+    /// Answerable questions only: the selected evidence holds an expected answer string.
+    #[serde(default)]
+    pub evidence_has_answer: Option<bool>,
 }
 
 impl Verdict {
@@ -225,6 +235,8 @@ pub fn score(q: &Question, out: &Output<'_>, threshold: f64) -> Verdict {
         answer_correct: None,
         cited: out.cited.len(),
         cited_with_evidence: 0,
+        quote_correct: None,
+        evidence_has_answer: None,
     };
     if !q.answerable() {
         return verdict;
@@ -250,6 +262,14 @@ pub fn score(q: &Question, out: &Output<'_>, threshold: f64) -> Verdict {
         })
         .collect();
     verdict.answer_correct = Some(answer_correct(q, out.answer));
+    let holds_answer = |text: &str| {
+        let text = normalise(text);
+        q.answer_contains
+            .iter()
+            .any(|x| text.contains(&normalise(x)))
+    };
+    verdict.quote_correct = Some(out.quote.is_some_and(holds_answer));
+    verdict.evidence_has_answer = Some(out.evidence.iter().any(|e| holds_answer(e)));
     verdict.cited_with_evidence = out.cited.iter().filter(|t| covers(t)).count();
     verdict
 }
@@ -272,6 +292,13 @@ pub struct Metrics {
     pub false_abstention_rate: Option<f64>,
     /// Cited passages that cover an evidence piece, over all cited passages.
     pub citation_precision: Option<f64>,
+    /// Answerable questions whose quote holds an expected answer string.
+    #[serde(default)]
+    pub quote_accuracy: Option<f64>,
+    /// Answerable questions whose selected evidence holds an expected answer string: the
+    /// ceiling evidence selection leaves the reader.
+    #[serde(default)]
+    pub evidence_answer_recall: Option<f64>,
 }
 
 fn mean(values: impl Iterator<Item = bool>) -> Option<f64> {
@@ -325,6 +352,14 @@ pub fn aggregate(verdicts: &[Verdict], cutoffs: &[usize], answers: bool) -> Metr
             .then(|| mean(answerable.iter().map(|v| v.abstained)))
             .flatten(),
         citation_precision: (answers && cited > 0).then(|| cited_ok as f64 / cited as f64),
+        evidence_answer_recall: mean(
+            answerable
+                .iter()
+                .map(|v| v.evidence_has_answer == Some(true)),
+        ),
+        quote_accuracy: answers
+            .then(|| mean(answerable.iter().map(|v| v.quote_correct == Some(true))))
+            .flatten(),
     }
 }
 

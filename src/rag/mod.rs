@@ -1,11 +1,14 @@
-//! Answering: a question in, a grounded answer with citations out. Retrieves passages
-//! ([`crate::retrieval`]), abstains without calling the model when the evidence is weak,
-//! builds the prompt ([`prompt`]), streams the model's answer ([`crate::llm`]) through a
-//! citation filter, and checks the result: phantom markers removed, uncited sentences
-//! attributed ([`citations`]), the model's own refusals recognised, and an answer whose
-//! specifics the passages do not hold withdrawn ([`grounding`]).
+//! Answering: a question in, a grounded answer with citations and a quote out. Retrieves
+//! passages ([`crate::retrieval`]), selects the sentences that answer ([`evidence`]),
+//! abstains without calling the model when the evidence is weak or does not name what the
+//! question asks about, builds the prompt from the selected excerpts ([`prompt`]), streams
+//! the model's answer ([`crate::llm`]) through a citation filter, and checks the result:
+//! phantom markers removed, uncited sentences attributed ([`citations`]), the model's own
+//! refusals recognised, an answer whose specifics the evidence does not hold withdrawn
+//! ([`grounding`]), and the evidence sentence that supports the answer quoted verbatim.
 
 pub mod citations;
+pub mod evidence;
 pub mod grounding;
 pub mod prompt;
 
@@ -19,16 +22,21 @@ use serde::Serialize;
 use crate::embed::Embedder;
 use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 use crate::retrieval::{self, Passage};
+pub use evidence::{Evidence, EvidenceOptions};
 pub use prompt::NOT_FOUND;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers
 /// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.45;
 
+/// Passages retrieved for an answer by default. Evidence selection reads them all and
+/// shows the model only their best sentences, so reading deeper costs no prompt length.
+pub const DEFAULT_K: usize = 10;
+
 /// How to answer.
 #[derive(Debug, Clone)]
 pub struct AskOptions {
-    /// Passages retrieved (fewer may reach the prompt when the context is short).
+    /// Passages retrieved; evidence is selected from all of them.
     pub k: usize,
     pub generation: GenerationParams,
     /// Abstain without the model when the best passage's similarity is below this.
@@ -36,16 +44,19 @@ pub struct AskOptions {
     pub filter: Filter,
     /// Retrieval mode (hybrid unless comparing modes in an evaluation).
     pub mode: SearchMode,
+    /// Which sentences of the passages the model reads.
+    pub evidence: EvidenceOptions,
 }
 
 impl Default for AskOptions {
     fn default() -> Self {
         Self {
-            k: 5,
+            k: DEFAULT_K,
             generation: GenerationParams::default(),
             min_similarity: DEFAULT_MIN_SIMILARITY,
             filter: Filter::default(),
             mode: SearchMode::Hybrid,
+            evidence: EvidenceOptions::default(),
         }
     }
 }
@@ -56,6 +67,9 @@ impl Default for AskOptions {
 pub enum Abstention {
     /// No passage was similar enough to the question; the model was not called.
     WeakEvidence,
+    /// The question names something no document mentions and no sentence comes close to
+    /// it (see [`evidence`]); the model was not called.
+    UnknownSubject,
     /// The model said the passages do not hold the answer.
     ModelRefused,
     /// The model answered, but more of the commands, options, files, settings or values it
@@ -71,6 +85,20 @@ pub struct Source {
     pub n: usize,
     #[serde(flatten)]
     pub passage: Passage,
+}
+
+/// The sentence(s) of a cited passage that support the answer, verbatim, and where they
+/// stand: `n` is the source's number, `char_start..char_end` character offsets in the
+/// document's text (as the passage's are).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Quote {
+    pub text: String,
+    pub n: usize,
+    pub doc: String,
+    pub doc_id: String,
+    pub page: Option<u32>,
+    pub char_start: u64,
+    pub char_end: u64,
 }
 
 /// A finished answer.
@@ -92,10 +120,17 @@ pub struct Answer {
     /// passage holds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
+    /// The evidence sentence that supports the answer (none when Lore abstains). Shown
+    /// beside the answer, never part of it.
+    pub quote: Option<Quote>,
+    /// With [`Abstention::UnknownSubject`]: the names no document mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_names: Vec<String>,
 }
 
-/// Retrieves, decides, generates and checks. `on_text` receives the answer as it streams
-/// (phantom citation markers already removed); breaking from it cancels generation.
+/// Retrieves, selects evidence, decides, generates and checks. `on_text` receives the
+/// answer as it streams (phantom citation markers already removed); breaking from it
+/// cancels generation.
 pub fn ask(
     embedder: &Embedder,
     index: &Index,
@@ -114,10 +149,26 @@ pub fn ask(
         options.k.max(1),
         &options.filter,
     )?;
+    let evidence = select_evidence(embedder, index, question.trim(), &retrieved, options)?;
     let retrieval_s = started.elapsed().as_secs_f64();
-    let mut answer = answer_from(generator, question, history, retrieved, options, on_text)?;
+    let mut answer = answer_from(
+        generator, question, history, retrieved, &evidence, options, on_text,
+    )?;
     answer.retrieval_s = retrieval_s;
     Ok(answer)
+}
+
+/// The evidence the model reads for `query` from `retrieved` (best first): run where the
+/// index is at hand, before answering.
+pub fn select_evidence(
+    embedder: &Embedder,
+    index: &Index,
+    query: &str,
+    retrieved: &[Passage],
+    options: &AskOptions,
+) -> Result<Evidence> {
+    evidence::select(embedder, index, query, retrieved, &options.evidence)
+        .context("cannot select evidence")
 }
 
 /// Rejects an empty question, or one that cannot fit the model's context with room for
@@ -145,13 +196,15 @@ fn check_question(generator: &Generator, question: &str, options: &AskOptions) -
     Ok(())
 }
 
-/// Answers `question` from passages already retrieved (best first): abstains when the
-/// evidence is weak, otherwise prompts the model and checks its answer.
+/// Answers `question` from passages already retrieved (best first) and the evidence
+/// selected from them: abstains when the evidence is weak, otherwise prompts the model with
+/// the evidence excerpts and checks its answer.
 pub fn answer_from(
     generator: &Generator,
     question: &str,
     history: &[ChatMessage],
     retrieved: Vec<Passage>,
+    evidence: &Evidence,
     options: &AskOptions,
     mut on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Answer> {
@@ -172,18 +225,43 @@ pub fn answer_from(
         generation: None,
         retrieval_s: 0.0,
         unsupported: Vec::new(),
+        quote: None,
+        unknown_names: Vec::new(),
     };
-    if retrieved.is_empty() || best_similarity < options.min_similarity {
+    let abstain = if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");
+        Some(Abstention::WeakEvidence)
+    } else if evidence.names_unknown_subject() {
+        tracing::info!(names = ?evidence.unknown_names, best_cosine = evidence.best_cosine(),
+            "the question names what no document mentions: abstaining");
+        answer.unknown_names = evidence.unknown_names.clone();
+        Some(Abstention::UnknownSubject)
+    } else {
+        None
+    };
+    if abstain.is_some() {
+        answer.abstention = abstain;
         answer.sources = numbered(&retrieved);
         let _ = on_text(NOT_FOUND);
         return Ok(answer);
     }
+    // The excerpts stand in for their passages in the prompt, best first.
+    let excerpts: Vec<Passage> = evidence
+        .excerpts
+        .iter()
+        .filter_map(|x| {
+            let p = retrieved.get(x.passage)?;
+            Some(Passage {
+                text: x.text(&p.text),
+                ..p.clone()
+            })
+        })
+        .collect();
     let built = prompt::build(
         generator,
         question,
         history,
-        retrieved.clone(),
+        excerpts,
         options.generation.max_tokens,
     )
     .context("cannot build the prompt")?;
@@ -209,14 +287,22 @@ pub fn answer_from(
     if !tail.is_empty() {
         let _ = on_text(&tail);
     }
-    // Shown passages first (numbered as in the prompt), then the ones that did not fit.
-    let mut ordered = built.passages.clone();
-    ordered.extend(retrieved.into_iter().filter(|p| {
-        !built
-            .passages
+    // Sources: the shown passages first, whole and numbered as in the prompt, then the
+    // ones the model did not read.
+    let position = |b: &Passage| {
+        retrieved
             .iter()
-            .any(|b| b.char_start == p.char_start && b.doc == p.doc)
-    }));
+            .position(|p| p.char_start == b.char_start && p.doc == b.doc)
+    };
+    let shown_at: Vec<usize> = built.passages.iter().filter_map(position).collect();
+    let mut ordered: Vec<Passage> = shown_at.iter().map(|&i| retrieved[i].clone()).collect();
+    ordered.extend(
+        retrieved
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !shown_at.contains(i))
+            .map(|(_, p)| p.clone()),
+    );
     answer.sources = numbered(&ordered);
     answer.generation = Some(stats);
     let cited = citations::validate(raw.trim(), shown);
@@ -251,9 +337,56 @@ pub fn answer_from(
         .iter()
         .filter_map(|&n| answer.sources.get(n - 1).cloned())
         .collect();
+    answer.quote = quote(&cited.text, &cited.cited, evidence, &retrieved, &shown_at);
     answer.cited = cited.cited;
     answer.answer = cited.text;
     Ok(answer)
+}
+
+/// The selected sentence that best supports `text`: the most of the answer's specifics
+/// and words it holds, preferring sentences of cited passages, then selection score.
+fn quote(
+    text: &str,
+    cited: &[usize],
+    evidence: &Evidence,
+    retrieved: &[Passage],
+    shown_at: &[usize],
+) -> Option<Quote> {
+    let specifics = grounding::specifics(text);
+    let words = citations::content_words(text);
+    let best = evidence
+        .sentences
+        .iter()
+        .filter_map(|s| {
+            let n = shown_at.iter().position(|&i| i == s.passage)? + 1;
+            let passage = retrieved.get(s.passage)?;
+            let sentence = &passage.text[s.start..s.end];
+            let lower = sentence.to_lowercase();
+            let held = specifics
+                .iter()
+                .filter(|x| lower.contains(&x.to_lowercase()))
+                .count() as f32;
+            let shared = citations::content_words(sentence)
+                .intersection(&words)
+                .count() as f32
+                / words.len().max(1) as f32;
+            let in_cited = f32::from(u8::from(cited.contains(&n)));
+            let support = 2.0 * held + shared + 0.5 * in_cited + 0.25 * s.score;
+            Some((support, n, passage, s))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    let (_, n, passage, s) = best;
+    let chars_before = passage.text[..s.start].chars().count() as u64;
+    let sentence = &passage.text[s.start..s.end];
+    Some(Quote {
+        text: sentence.to_string(),
+        n,
+        doc: passage.doc.clone(),
+        doc_id: passage.doc_id.clone(),
+        page: passage.page,
+        char_start: passage.char_start + chars_before,
+        char_end: passage.char_start + chars_before + sentence.chars().count() as u64,
+    })
 }
 
 fn numbered(passages: &[Passage]) -> Vec<Source> {

@@ -322,9 +322,8 @@ pub(super) fn ask_options(
             max_tokens: max_tokens.unwrap_or(GenerationParams::default().max_tokens),
             ..GenerationParams::default()
         },
-        min_similarity: state.config.min_similarity,
         filter: filter(collections),
-        mode: SearchMode::Hybrid,
+        ..state.config.ask_options()
     }
 }
 
@@ -398,9 +397,9 @@ fn answer(
 ) -> Result<Answer, ApiError> {
     let query = standalone_query(history, question);
     let started = std::time::Instant::now();
-    let retrieved = {
+    let (retrieved, evidence) = {
         let index = read_index(state)?;
-        retrieval::search(
+        let retrieved = retrieval::search(
             &state.embedder,
             &index,
             &query,
@@ -408,7 +407,10 @@ fn answer(
             options.k,
             &options.filter,
         )
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        let evidence = rag::select_evidence(&state.embedder, &index, &query, &retrieved, options)
+            .map_err(ApiError::internal)?;
+        (retrieved, evidence)
     };
     let retrieval_s = started.elapsed().as_secs_f64();
     let mut first_token: Option<f64> = None;
@@ -423,6 +425,7 @@ fn answer(
         question,
         history,
         retrieved,
+        &evidence,
         options,
         |text| {
             first_token.get_or_insert_with(|| started.elapsed().as_secs_f64());

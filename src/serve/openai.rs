@@ -105,7 +105,18 @@ fn sources_text(answer: &Answer) -> String {
     for s in &answer.citations {
         text.push_str(&format!("\n[{}] {}", s.n, s.passage.location()));
     }
+    if let Some(quote) = &answer.quote {
+        text.push_str(&format!(
+            "\n\nQuote [{}]: \"{}\"",
+            quote.n,
+            one_line(&quote.text)
+        ));
+    }
     text
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Splits the messages into (history, question): the question is the last message, which
