@@ -81,8 +81,9 @@ pub struct GlobalArgs {
         value_name = "native|candle"
     )]
     pub llm_engine: Option<crate::llm::model::Engine>,
-    /// Sentences of the retrieved passages the model reads (each with a neighbour on
-    /// either side); 0 gives it whole passages [default: 8]
+    /// Show the model the N best sentences of the retrieved passages (each with a
+    /// neighbour on either side) instead of whole passages; 0 shows whole passages
+    /// [default: 0]
     #[arg(long, global = true, env = "LORE_EVIDENCE_SENTENCES", value_name = "N")]
     pub evidence_sentences: Option<usize>,
     /// Only errors on stderr; no progress bar.
@@ -351,7 +352,7 @@ pub struct EvalArgs {
     /// Retrieval mode to measure (repeatable) [default: hybrid]
     #[arg(long = "mode", value_parser = parse_mode)]
     pub modes: Vec<SearchMode>,
-    /// Passages given to the model per question (recall is measured over the top 10).
+    /// Passages retrieved for each answer (recall is measured over the top 10).
     #[arg(long, default_value_t = crate::rag::DEFAULT_K)]
     pub k: usize,
     /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.

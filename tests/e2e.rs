@@ -412,6 +412,23 @@ fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
         let n = n.as_u64().unwrap_or(0) as usize;
         assert!((1..=sources).contains(&n), "phantom citation {n}: {v:#}");
     }
+    // The quote is the sentence holding the code, verbatim from a cited source, and its
+    // offsets in the document span exactly its characters.
+    let quote = &v["quote"];
+    let text = quote["text"].as_str().unwrap_or_default();
+    assert!(text.contains("QX-4471-LM"), "{v:#}");
+    let n = quote["n"].as_u64().unwrap_or(0) as usize;
+    let source = &v["sources"][n.saturating_sub(1)];
+    assert!(v["cited"].as_array().is_some_and(|c| c.contains(&quote["n"])), "{v:#}");
+    let passage = source["text"].as_str().unwrap_or_default();
+    let at = passage.find(text).unwrap_or_else(|| panic!("quote not in its source: {v:#}"));
+    let start = source["char_start"].as_u64().unwrap_or(0) + passage[..at].chars().count() as u64;
+    assert_eq!(quote["char_start"].as_u64(), Some(start), "{v:#}");
+    assert_eq!(
+        quote["char_end"].as_u64(),
+        Some(start + text.chars().count() as u64),
+        "{v:#}"
+    );
 
     let out = lore.ok(&[
         "ask",
@@ -424,10 +441,16 @@ fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
         v["citations"].as_array().is_some_and(Vec::is_empty),
         "{v:#}"
     );
+    assert!(v["quote"].is_null(), "no quote without an answer: {v:#}");
 
     // Plain output streams the answer, then the sources.
     let out = lore.ok(&["ask", "Where do questions about the Zephyr gateways go?"]);
     assert!(out.contains("NET-OPS"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("> \"") && l.contains("NET-OPS")),
+        "the quote is printed under the answer: {out}"
+    );
     assert!(
         out.contains("Sources:") && out.contains("zephyr-onboarding.md"),
         "{out}"

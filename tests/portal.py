@@ -77,6 +77,18 @@ with sync_playwright() as p:
         raise SystemExit("the passage dialog is empty")
     shot(page, "02-answer-and-passage.png")
     dialog.locator("button", has_text="Close").click()
+    # An answer (not a "couldn't find") carries its quote; its citation opens the passage
+    # with exactly the quoted sentence marked.
+    if "notfound" not in (turn.locator(".a").get_attribute("class") or ""):
+        quote = turn.locator("figure.quote")
+        expect(quote).to_have_count(1)
+        quoted = quote.locator("blockquote").inner_text().strip()
+        quote.locator(".cite").click()
+        expect(dialog).to_be_visible()
+        marked = page.locator("#passage-text mark.quote").inner_text().strip()
+        if not quoted or marked != quoted:
+            raise SystemExit(f"the quote {quoted!r} is not what the passage marks: {marked!r}")
+        dialog.locator("button", has_text="Close").click()
 
     page.click("#tab-library")
     page.set_input_files("#file-input", UPLOAD)

@@ -272,6 +272,7 @@ fn run_mode(
         if let Some(generator) = generator {
             let mut first_text: Option<f64> = None;
             let answer = rag::answer_from(
+                &engine.embedder,
                 generator,
                 &q.question,
                 &[],
@@ -547,6 +548,22 @@ mod tests {
         .expect("write");
         let err = format!("{:#}", load_questions(&path).expect_err("no evidence"));
         assert!(err.contains("no \"evidence\""), "{err}");
+    }
+
+    #[test]
+    fn the_second_development_set_loads_and_has_the_kinds_it_promises() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/dev2/questions.jsonl");
+        let questions = load_questions(&path).expect("eval/dev2/questions.jsonl loads");
+        let count = |kind: &str| questions.iter().filter(|q| q.kind == kind).count();
+        assert!(questions.len() >= 60, "{} questions", questions.len());
+        assert!(count("unanswerable") >= 10);
+        assert!(count("multi") >= 5);
+        for q in questions.iter().filter(|q| q.answerable()) {
+            assert!(!q.answer_contains.is_empty(), "{} has no answer strings", q.id);
+        }
+        for q in questions.iter().filter(|q| q.kind == "multi") {
+            assert!(q.doc.items().len() >= 2, "{} names one document", q.id);
+        }
     }
 
     #[test]

@@ -423,8 +423,12 @@ mod tests {
                 ("guide.pdf", "Backups run nightly, at two in the morning."),
             ],
             cited: vec!["Backups run nightly, at two in the morning.", "restores"],
+            quote: Some("Backups run nightly, at two in the morning."),
+            evidence: vec!["restores need a ticket"],
         };
         let v = score(&q, &out, DEFAULT_THRESHOLD);
+        assert_eq!(v.quote_correct, Some(true));
+        assert_eq!(v.evidence_has_answer, Some(false), "the shown text lacks 'nightly'");
         assert_eq!(v.evidence_rank, vec![Some(2)]);
         assert_eq!(v.doc_rank, vec![Some(1)]);
         assert_eq!(v.answer_correct, Some(true));
@@ -435,6 +439,8 @@ mod tests {
         assert_eq!(m.recall["doc_recall@1"], Some(1.0));
         assert_eq!(m.mrr, Some(0.5));
         assert_eq!(m.citation_precision, Some(0.5));
+        assert_eq!(m.quote_accuracy, Some(1.0));
+        assert_eq!(m.evidence_answer_recall, Some(0.0));
         assert_eq!(m.abstention_accuracy, None);
     }
 
@@ -454,7 +460,7 @@ mod tests {
                 ("c.txt", "x"),
                 ("b.txt", "gamma delta"),
             ],
-            cited: vec![],
+            ..Output::default()
         };
         let v = score(&q, &out, DEFAULT_THRESHOLD);
         assert_eq!(v.all_evidence_rank(), Some(3));

@@ -1,11 +1,8 @@
-//! Owns evidence selection: which sentences of the retrieved passages the model reads, and
-//! whether the documents name what the question asks about.
+//! Owns evidence selection: which sentences of the retrieved passages support an answer,
+//! and which the model reads.
 //!
-//! A 0.5B reader answers better from a few sentences than from five long passages: given a
-//! whole passage it takes a number from the wrong sentence, or a default from the wrong
-//! option. So the passages (up to `k`, deeper than the five that used to fit the prompt) are
-//! split into sentences, each scored against the question on signals that carry over to
-//! questions nobody tuned for:
+//! The passages are split into sentences, each scored against the question on signals that
+//! carry over to questions nobody tuned for:
 //! - the embedder's cosine between the question and the sentence, alone and with its
 //!   neighbours (a sentence alone often names neither the thing it is about, "It defaults
 //!   to 5 days.", while its neighbours dilute a precise one);
@@ -15,15 +12,11 @@
 //!   duration, a number, a version, a path, an option or command, a stated default);
 //! - the passage's retrieval rank.
 //!
-//! The best few, each with a neighbour on either side, become the excerpts of their
-//! passages in the prompt.
-//!
-//! A question that names something (a product, a standard: `OpenDKIM`, `GDPR`) that no chunk
-//! of the corpus mentions, while no sentence comes close to it, is about something the
-//! documents do not cover: [`Evidence::names_unknown_subject`] lets answering say so before
-//! the model can invent a value. Plain words missing from the corpus prove nothing (people
-//! ask in their own words), and the term share of the best sentences does not separate
-//! answerable from unanswerable questions on either development set.
+//! The best sentence of the passages an answer cites is its quote. With
+//! [`EvidenceOptions::sentences`] above 0, the best sentences, each with its neighbours,
+//! also replace the whole passages in the prompt. That is off by default: on both
+//! development sets the 0.5B reader answered less accurately from excerpts than from whole
+//! passages (README, "Evidence selection").
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -36,11 +29,14 @@ use super::citations::content_words;
 use crate::embed::Embedder;
 use crate::retrieval::Passage;
 
-/// How much evidence to select.
+/// What the prompt shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvidenceOptions {
-    /// Best sentences kept (each shown with its neighbours); 0 shows whole passages.
+    /// Best sentences shown (each with its neighbours) instead of whole passages; 0 shows
+    /// whole passages.
     pub sentences: usize,
+    /// With whole passages: how many at most, in retrieval order.
+    pub passages: usize,
     /// Sentences shown on either side of a kept one.
     pub neighbours: usize,
     /// Characters of excerpt text at most, over all passages.
@@ -50,7 +46,8 @@ pub struct EvidenceOptions {
 impl Default for EvidenceOptions {
     fn default() -> Self {
         Self {
-            sentences: 8,
+            sentences: 0,
+            passages: 5,
             neighbours: 1,
             max_chars: 3000,
         }
@@ -70,15 +67,15 @@ const W_TERMS_AROUND: f32 = 0.3;
 const W_ANSWER_KIND: f32 = 0.3;
 const W_RANK: f32 = 0.3;
 
-/// A question naming a subject no chunk mentions is unanswerable unless some sentence
-/// reaches this cosine with it.
-pub const MIN_COSINE_FOR_UNKNOWN_SUBJECT: f32 = 0.6;
+
 
 /// One sentence of a retrieved passage, scored against the question.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoredSentence {
     /// Index of its passage in the list given to [`select`].
     pub passage: usize,
+    /// Its position among the passage's sentences.
+    pub index: usize,
     /// Byte range of the sentence in the passage's text.
     pub start: usize,
     pub end: usize,
@@ -121,29 +118,25 @@ impl Excerpt {
     }
 }
 
+/// The question as sentences are scored against it: its terms and their corpus statistics,
+/// read from the index (one lookup per term) while the index is at hand.
+#[derive(Debug, Clone)]
+pub struct ScoredQuestion {
+    pub question: String,
+    pub terms: Vec<QuestionTerm>,
+    pub stats: TermFrequencies,
+}
+
 /// The selected evidence for one question.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Evidence {
-    /// Every sentence of the passages read, best first.
+    pub question: ScoredQuestion,
+    /// Every sentence of the passages read, best first; empty when the prompt shows whole
+    /// passages (the quote's sentences are scored after the answer, off the first token's
+    /// path).
     pub sentences: Vec<ScoredSentence>,
     /// What the prompt shows, best passage first.
     pub excerpts: Vec<Excerpt>,
-    /// Names in the question (`OpenDKIM`, `GDPR`, `Slack`: capitals inside or after the
-    /// first word) that no chunk of the corpus holds.
-    pub unknown_names: Vec<String>,
-}
-
-impl Evidence {
-    /// The best cosine of any sentence alone with the question.
-    pub fn best_cosine(&self) -> f32 {
-        self.sentences.iter().map(|s| s.cosine).fold(0.0, f32::max)
-    }
-
-    /// The question names something the corpus never mentions and no sentence comes close
-    /// to it: the documents do not cover what is asked.
-    pub fn names_unknown_subject(&self) -> bool {
-        !self.unknown_names.is_empty() && self.best_cosine() < MIN_COSINE_FOR_UNKNOWN_SUBJECT
-    }
 }
 
 /// What kind of value a question asks for, read from its wording.
@@ -239,41 +232,24 @@ fn holds(sentence: &str, kind: AnswerKind) -> bool {
         .any(|(k, re)| *k == kind && re.is_match(sentence))
 }
 
-/// A term of the question, and whether its word is written as a name.
+/// A term of the question as the index analyses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuestionTerm {
     pub term: String,
-    /// The word as written, when it is a name: two capitals or more (`OpenDKIM`, `GDPR`),
-    /// or a capital on a word that does not start the question or a sentence (`Slack`).
-    pub name: Option<String>,
 }
 
 /// The question's terms as the index analyses them, without the question's function words.
 pub fn question_terms(question: &str) -> Vec<QuestionTerm> {
     let content = content_words(question);
     let mut terms: Vec<QuestionTerm> = Vec::new();
-    let mut sentence_start = true;
-    for raw in question.split_whitespace() {
-        let starts = sentence_start;
-        sentence_start = raw.ends_with(['.', '?', '!', ':']);
-        for word in raw
-            .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
-            .map(|w| w.trim_matches(|c: char| c == '.' || c == '-'))
-        {
-            if !content.contains(&word.to_lowercase()) {
-                continue;
-            }
-            let capitals = word.chars().filter(|c| c.is_uppercase()).count();
-            let is_name =
-                capitals >= 2 || (!starts && word.chars().next().is_some_and(char::is_uppercase));
-            for term in lore_index::analyze(word) {
-                if terms.iter().any(|t| t.term == term) {
-                    continue;
-                }
-                terms.push(QuestionTerm {
-                    term,
-                    name: is_name.then(|| word.to_string()),
-                });
+    for word in question
+        .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == '-'))
+        .filter(|w| content.contains(&w.to_lowercase()))
+    {
+        for term in lore_index::analyze(word) {
+            if !terms.iter().any(|t| t.term == term) {
+                terms.push(QuestionTerm { term });
             }
         }
     }
@@ -323,8 +299,120 @@ fn term_set(text: &str) -> HashSet<String> {
     lore_index::analyze(text).into_iter().collect()
 }
 
-/// Scores every sentence of `passages` (best first, as retrieved) against `question` and
-/// selects the evidence the prompt shows.
+impl ScoredQuestion {
+    /// Reads the corpus statistics of `question`'s terms from `index`.
+    pub fn read(index: &Index, question: &str) -> lore_index::Result<ScoredQuestion> {
+        let terms = question_terms(question);
+        let names: Vec<String> = terms.iter().map(|t| t.term.clone()).collect();
+        Ok(ScoredQuestion {
+            question: question.to_string(),
+            stats: index.term_frequencies(&names)?,
+            terms,
+        })
+    }
+
+    /// Scores every sentence of the passages `keep` accepts (indices into `passages`, best
+    /// first as retrieved), best first.
+    pub fn score(
+        &self,
+        embedder: &Embedder,
+        passages: &[Passage],
+        keep: impl Fn(usize) -> bool,
+    ) -> anyhow::Result<Vec<ScoredSentence>> {
+        let spans: Vec<Vec<(usize, usize)>> = passages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if keep(i) {
+                    sentence_spans(&p.text)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        // The question, each sentence alone, then each with its neighbours: one batch.
+        let mut texts: Vec<&str> = vec![self.question.as_str()];
+        for (p, s) in passages.iter().zip(&spans) {
+            texts.extend(s.iter().map(|&(a, b)| &p.text[a..b]));
+        }
+        let sentences = texts.len() - 1;
+        for (p, s) in passages.iter().zip(&spans) {
+            texts.extend((0..s.len()).map(|i| window_text(&p.text, s, i, 1)));
+        }
+        let vectors = embedder.embed(&texts)?;
+        let Some((question, rest)) = vectors.split_first() else {
+            return Ok(Vec::new());
+        };
+        let cosines: Vec<f32> = rest
+            .iter()
+            .map(|v| v.iter().zip(question).map(|(a, b)| a * b).sum())
+            .collect();
+        let (alone, around) = cosines.split_at(sentences.min(cosines.len()));
+        Ok(self.score_with(passages, &spans, alone, around))
+    }
+
+    /// The scoring behind [`Self::score`], given each sentence's cosine alone and with its
+    /// neighbours (in the order of `spans`, passage by passage).
+    pub fn score_with(
+        &self,
+        passages: &[Passage],
+        spans: &[Vec<(usize, usize)>],
+        cosines: &[f32],
+        cosines_around: &[f32],
+    ) -> Vec<ScoredSentence> {
+        let weights: Vec<(String, f32)> = self
+            .terms
+            .iter()
+            .map(|t| (t.term.clone(), self.stats.idf(&t.term)))
+            .collect();
+        let kinds = answer_kinds(&self.question);
+        let mut sentences: Vec<ScoredSentence> = Vec::new();
+        let mut cosine_at = cosines.iter().zip(cosines_around);
+        for (pi, (passage, spans)) in passages.iter().zip(spans).enumerate() {
+            let sentence_terms: Vec<HashSet<String>> = spans
+                .iter()
+                .map(|&(s, e)| term_set(&passage.text[s..e]))
+                .collect();
+            let heading_terms = term_set(passage.heading.as_deref().unwrap_or(""));
+            let rank_prior = 1.0 / (1.0 + pi as f32 / 3.0);
+            for (i, &(s, e)) in spans.iter().enumerate() {
+                let (cosine, cosine_around) = cosine_at
+                    .next()
+                    .map_or((0.0, 0.0), |(&a, &b)| (a.max(0.0), b.max(0.0)));
+                let own = weighted_share(&weights, &sentence_terms[i]);
+                let mut around = heading_terms.clone();
+                for terms in &sentence_terms[i.saturating_sub(1)..=(i + 1).min(spans.len() - 1)] {
+                    around.extend(terms.iter().cloned());
+                }
+                let around = weighted_share(&weights, &around);
+                let text = &passage.text[s..e];
+                let answer_kind = kinds.iter().any(|&k| holds(text, k));
+                let score = W_COSINE * cosine
+                    + W_COSINE_AROUND * cosine_around
+                    + W_TERMS * own
+                    + W_TERMS_AROUND * around
+                    + W_ANSWER_KIND * f32::from(u8::from(answer_kind))
+                    + W_RANK * rank_prior;
+                sentences.push(ScoredSentence {
+                    passage: pi,
+                    index: i,
+                    start: s,
+                    end: e,
+                    score,
+                    cosine,
+                    cosine_around,
+                    terms: own,
+                    answer_kind,
+                });
+            }
+        }
+        sentences.sort_by(|a, b| b.score.total_cmp(&a.score));
+        sentences
+    }
+}
+
+/// Selects what the prompt shows of `passages` (best first, as retrieved) for `question`:
+/// whole passages, or with [`EvidenceOptions::sentences`] above 0 the best sentences.
 pub fn select(
     embedder: &Embedder,
     index: &Index,
@@ -332,30 +420,35 @@ pub fn select(
     passages: &[Passage],
     options: &EvidenceOptions,
 ) -> anyhow::Result<Evidence> {
-    let terms = question_terms(question);
-    let stats =
-        index.term_frequencies(&terms.iter().map(|t| t.term.clone()).collect::<Vec<_>>())?;
-    let vector = embedder.embed(&[question])?.pop().unwrap_or_default();
-    let spans: Vec<Vec<(usize, usize)>> =
-        passages.iter().map(|p| sentence_spans(&p.text)).collect();
-    // Each sentence alone, then each with its neighbours, in one batch.
-    let mut texts: Vec<&str> = Vec::new();
-    for (p, s) in passages.iter().zip(&spans) {
-        texts.extend(s.iter().map(|&(a, b)| &p.text[a..b]));
+    let question = ScoredQuestion::read(index, question)?;
+    if options.sentences == 0 {
+        return Ok(Evidence {
+            question,
+            sentences: Vec::new(),
+            excerpts: whole_passages(passages, options.passages),
+        });
     }
-    let sentences = texts.len();
-    for (p, s) in passages.iter().zip(&spans) {
-        texts.extend((0..s.len()).map(|i| window_text(&p.text, s, i, 1)));
-    }
-    let cosines: Vec<f32> = embedder
-        .embed(&texts)?
+    let sentences = question.score(embedder, passages, |_| true)?;
+    let excerpts = excerpts_of(&sentences, passages, options);
+    Ok(Evidence {
+        question,
+        sentences,
+        excerpts,
+    })
+}
+
+/// The first `n` passages, whole, in retrieval order.
+fn whole_passages(passages: &[Passage], n: usize) -> Vec<Excerpt> {
+    passages
         .iter()
-        .map(|v| v.iter().zip(&vector).map(|(a, b)| a * b).sum())
-        .collect();
-    let (alone, around) = cosines.split_at(sentences);
-    Ok(score_and_select(
-        question, &terms, &stats, passages, &spans, alone, around, options,
-    ))
+        .take(n)
+        .enumerate()
+        .map(|(i, p)| Excerpt {
+            passage: i,
+            ranges: vec![(0, p.text.len())],
+            score: 0.0,
+        })
+        .collect()
 }
 
 /// The text of sentence `i` with `n` neighbours on either side.
@@ -365,98 +458,14 @@ fn window_text<'a>(text: &'a str, spans: &[(usize, usize)], i: usize, n: usize) 
     &text[spans[from].0..spans[to].1]
 }
 
-/// The scoring and selection behind [`select`], given each sentence's cosine alone and
-/// with its neighbours (in the order of `spans`, passage by passage).
-#[allow(clippy::too_many_arguments)]
-pub fn score_and_select(
-    question: &str,
-    terms: &[QuestionTerm],
-    stats: &TermFrequencies,
-    passages: &[Passage],
-    spans: &[Vec<(usize, usize)>],
-    cosines: &[f32],
-    cosines_around: &[f32],
-    options: &EvidenceOptions,
-) -> Evidence {
-    let weights: Vec<(String, f32)> = terms
-        .iter()
-        .map(|t| (t.term.clone(), stats.idf(&t.term)))
-        .collect();
-    let mut unknown_names: Vec<String> = Vec::new();
-    for t in terms {
-        if let Some(name) = &t.name {
-            if stats.doc_freq.get(&t.term) == Some(&0) && !unknown_names.contains(name) {
-                unknown_names.push(name.clone());
-            }
-        }
-    }
-    let kinds = answer_kinds(question);
-    let mut sentences: Vec<ScoredSentence> = Vec::new();
-    let mut cosine_at = cosines.iter().zip(cosines_around);
-    for (pi, (passage, spans)) in passages.iter().zip(spans).enumerate() {
-        let sentence_terms: Vec<HashSet<String>> = spans
-            .iter()
-            .map(|&(s, e)| term_set(&passage.text[s..e]))
-            .collect();
-        let heading_terms = term_set(passage.heading.as_deref().unwrap_or(""));
-        let rank_prior = 1.0 / (1.0 + pi as f32 / 3.0);
-        for (i, &(s, e)) in spans.iter().enumerate() {
-            let (cosine, cosine_around) = cosine_at
-                .next()
-                .map_or((0.0, 0.0), |(&a, &b)| (a.max(0.0), b.max(0.0)));
-            let own = weighted_share(&weights, &sentence_terms[i]);
-            let mut around = heading_terms.clone();
-            for j in i.saturating_sub(1)..=(i + 1).min(spans.len() - 1) {
-                around.extend(sentence_terms[j].iter().cloned());
-            }
-            let around = weighted_share(&weights, &around);
-            let text = &passage.text[s..e];
-            let answer_kind = kinds.iter().any(|&k| holds(text, k));
-            let score = W_COSINE * cosine
-                + W_COSINE_AROUND * cosine_around
-                + W_TERMS * own
-                + W_TERMS_AROUND * around
-                + W_ANSWER_KIND * f32::from(u8::from(answer_kind))
-                + W_RANK * rank_prior;
-            sentences.push(ScoredSentence {
-                passage: pi,
-                start: s,
-                end: e,
-                score,
-                cosine,
-                cosine_around,
-                terms: own,
-                answer_kind,
-            });
-        }
-    }
-    sentences.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let excerpts = if options.sentences == 0 {
-        passages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Excerpt {
-                passage: i,
-                ranges: vec![(0, p.text.len())],
-                score: 0.0,
-            })
-            .collect()
-    } else {
-        excerpts_of(&sentences, spans, options)
-    };
-    Evidence {
-        sentences,
-        excerpts,
-        unknown_names,
-    }
-}
-
 /// The best sentences with their neighbours, merged per passage, within the budget.
 fn excerpts_of(
     sentences: &[ScoredSentence],
-    spans: &[Vec<(usize, usize)>],
+    passages: &[Passage],
     options: &EvidenceOptions,
 ) -> Vec<Excerpt> {
+    let spans: Vec<Vec<(usize, usize)>> =
+        passages.iter().map(|p| sentence_spans(&p.text)).collect();
     // Sentence indices chosen per passage, and each passage's best score.
     let mut chosen: HashMap<usize, (f32, Vec<usize>)> = HashMap::new();
     let mut used_chars = 0;
@@ -466,9 +475,10 @@ fn excerpts_of(
             break;
         }
         let spans_p = &spans[s.passage];
-        let Some(i) = spans_p.iter().position(|&(a, _)| a == s.start) else {
+        let i = s.index;
+        if i >= spans_p.len() {
             continue;
-        };
+        }
         let entry = chosen.entry(s.passage).or_insert((s.score, Vec::new()));
         let from = i.saturating_sub(options.neighbours);
         let to = (i + options.neighbours).min(spans_p.len() - 1);
@@ -545,58 +555,6 @@ mod tests {
     }
 
     #[test]
-    fn names_are_capitalised_inside_the_question_not_at_its_start() {
-        let terms =
-            question_terms("Which main.cf settings hook OpenDKIM into Postfix? Mail is slow.");
-        let name = |t: &str| {
-            terms
-                .iter()
-                .find(|x| x.term == t)
-                .and_then(|x| x.name.clone())
-        };
-        assert_eq!(name("opendkim").as_deref(), Some("OpenDKIM"));
-        assert_eq!(name("postfix").as_deref(), Some("Postfix"));
-        assert_eq!(
-            name("mail"),
-            None,
-            "capital after a question mark starts a sentence"
-        );
-        assert_eq!(name("hook"), None);
-        assert!(
-            !terms.iter().any(|t| t.term == "which"),
-            "function words are left out"
-        );
-    }
-
-    #[test]
-    fn an_unknown_name_with_no_close_sentence_is_an_unknown_subject() {
-        let sentence = |cosine| ScoredSentence {
-            passage: 0,
-            start: 0,
-            end: 1,
-            score: 1.0,
-            cosine,
-            cosine_around: cosine,
-            terms: 0.5,
-            answer_kind: false,
-        };
-        let mut ev = Evidence {
-            sentences: vec![sentence(0.5)],
-            excerpts: Vec::new(),
-            unknown_names: vec!["GDPR".into()],
-        };
-        assert!(ev.names_unknown_subject());
-        ev.sentences.push(sentence(0.7));
-        assert!(
-            !ev.names_unknown_subject(),
-            "a close sentence outweighs the name"
-        );
-        ev.sentences.pop();
-        ev.unknown_names.clear();
-        assert!(!ev.names_unknown_subject());
-    }
-
-    #[test]
     fn long_sentences_are_cut_at_words_and_offsets_stay_on_char_boundaries() {
         let text = format!("Short one. {}", "é word ".repeat(100));
         let spans = sentence_spans(&text);
@@ -608,83 +566,69 @@ mod tests {
         }
     }
 
+    fn question(text: &str, rare: &str) -> ScoredQuestion {
+        let terms = question_terms(text);
+        let mut stats = TermFrequencies {
+            chunks: 1000,
+            ..Default::default()
+        };
+        for t in &terms {
+            let df = if t.term == rare { 3 } else { 300 };
+            stats.doc_freq.insert(t.term.clone(), df);
+        }
+        ScoredQuestion {
+            question: text.into(),
+            terms,
+            stats,
+        }
+    }
+
     #[test]
     fn the_sentence_naming_the_rare_terms_and_the_asked_value_wins() {
         let text = "The daemon reads its settings at start. Clients connect over the network. \
                     The upsd server listens on port 3493 for clients. Logs go to syslog.";
         let passages = vec![passage(text, "Network")];
         let spans = vec![sentence_spans(text)];
-        let question = "Which port must the firewall open for upsd clients?";
-        let terms = question_terms(question);
-        let mut stats = TermFrequencies {
-            chunks: 1000,
-            ..Default::default()
-        };
-        for t in &terms {
-            let df = if t.term == "upsd" { 3 } else { 300 };
-            stats.doc_freq.insert(t.term.clone(), df);
-        }
+        let q = question("Which port must the firewall open for upsd clients?", "upsd");
+        assert!(!q.terms.iter().any(|t| t.term == "which"), "function words are left out");
         // Equal cosines: the terms and the answer kind decide.
         let cosines = vec![0.3; spans[0].len()];
-        let options = EvidenceOptions {
-            sentences: 1,
-            neighbours: 0,
-            max_chars: 1000,
-        };
-        let ev = score_and_select(
-            question, &terms, &stats, &passages, &spans, &cosines, &cosines, &options,
-        );
-        let best = &ev.sentences[0];
+        let sentences = q.score_with(&passages, &spans, &cosines, &cosines);
+        let best = &sentences[0];
         assert_eq!(
             &text[best.start..best.end],
             "The upsd server listens on port 3493 for clients."
         );
         assert!(best.answer_kind);
-        assert_eq!(ev.excerpts.len(), 1);
+        let options = EvidenceOptions {
+            sentences: 1,
+            neighbours: 0,
+            ..EvidenceOptions::default()
+        };
+        let excerpts = excerpts_of(&sentences, &passages, &options);
+        assert_eq!(excerpts.len(), 1);
         assert_eq!(
-            ev.excerpts[0].text(text),
+            excerpts[0].text(text),
             "… The upsd server listens on port 3493 for clients. …"
         );
-        assert!(ev.unknown_names.is_empty());
     }
 
     #[test]
-    fn neighbours_join_one_range_and_whole_passages_when_selection_is_off() {
+    fn neighbours_join_one_range() {
         let text = "One. Two. Three. Four.";
         let passages = vec![passage(text, "")];
         let spans = vec![sentence_spans(text)];
-        let stats = TermFrequencies::default();
+        let q = question("two?", "two");
         let cosines = vec![0.1, 0.9, 0.2, 0.0];
+        let sentences = q.score_with(&passages, &spans, &cosines, &cosines);
         let options = EvidenceOptions {
             sentences: 1,
             neighbours: 1,
-            max_chars: 1000,
+            ..EvidenceOptions::default()
         };
-        let ev = score_and_select(
-            "two?",
-            &[],
-            &stats,
-            &passages,
-            &spans,
-            &cosines,
-            &cosines,
-            &options,
-        );
-        assert_eq!(ev.excerpts[0].text(text), "One. Two. Three. …");
-        let all = EvidenceOptions {
-            sentences: 0,
-            ..options
-        };
-        let ev = score_and_select(
-            "two?",
-            &[],
-            &stats,
-            &passages,
-            &spans,
-            &cosines,
-            &cosines,
-            &all,
-        );
-        assert_eq!(ev.excerpts[0].text(text), text);
+        let excerpts = excerpts_of(&sentences, &passages, &options);
+        assert_eq!(excerpts[0].text(text), "One. Two. Three. …");
+        let whole = whole_passages(&passages, 5);
+        assert_eq!(whole[0].text(text), text);
     }
 }

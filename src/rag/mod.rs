@@ -1,11 +1,11 @@
 //! Answering: a question in, a grounded answer with citations and a quote out. Retrieves
-//! passages ([`crate::retrieval`]), selects the sentences that answer ([`evidence`]),
-//! abstains without calling the model when the evidence is weak or does not name what the
-//! question asks about, builds the prompt from the selected excerpts ([`prompt`]), streams
-//! the model's answer ([`crate::llm`]) through a citation filter, and checks the result:
-//! phantom markers removed, uncited sentences attributed ([`citations`]), the model's own
-//! refusals recognised, an answer whose specifics the evidence does not hold withdrawn
-//! ([`grounding`]), and the evidence sentence that supports the answer quoted verbatim.
+//! passages ([`crate::retrieval`]), abstains without calling the model when the evidence is
+//! weak, builds the prompt from the passages or their best sentences ([`evidence`],
+//! [`prompt`]), streams the model's answer ([`crate::llm`]) through a citation filter, and
+//! checks the result: phantom markers removed, uncited sentences attributed
+//! ([`citations`]), the model's own refusals recognised, an answer whose specifics the
+//! evidence does not hold withdrawn ([`grounding`]), and the sentence of a cited passage
+//! that supports the answer quoted verbatim.
 
 pub mod citations;
 pub mod evidence;
@@ -29,14 +29,13 @@ pub use prompt::NOT_FOUND;
 /// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.45;
 
-/// Passages retrieved for an answer by default. Evidence selection reads them all and
-/// shows the model only their best sentences, so reading deeper costs no prompt length.
-pub const DEFAULT_K: usize = 10;
+/// Passages retrieved for an answer by default.
+pub const DEFAULT_K: usize = 5;
 
 /// How to answer.
 #[derive(Debug, Clone)]
 pub struct AskOptions {
-    /// Passages retrieved; evidence is selected from all of them.
+    /// Passages retrieved (fewer may reach the prompt when the context is short).
     pub k: usize,
     pub generation: GenerationParams,
     /// Abstain without the model when the best passage's similarity is below this.
@@ -67,9 +66,6 @@ impl Default for AskOptions {
 pub enum Abstention {
     /// No passage was similar enough to the question; the model was not called.
     WeakEvidence,
-    /// The question names something no document mentions and no sentence comes close to
-    /// it (see [`evidence`]); the model was not called.
-    UnknownSubject,
     /// The model said the passages do not hold the answer.
     ModelRefused,
     /// The model answered, but more of the commands, options, files, settings or values it
@@ -123,9 +119,6 @@ pub struct Answer {
     /// The evidence sentence that supports the answer (none when Lore abstains). Shown
     /// beside the answer, never part of it.
     pub quote: Option<Quote>,
-    /// With [`Abstention::UnknownSubject`]: the names no document mentions.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unknown_names: Vec<String>,
 }
 
 /// Retrieves, selects evidence, decides, generates and checks. `on_text` receives the
@@ -152,7 +145,7 @@ pub fn ask(
     let evidence = select_evidence(embedder, index, question.trim(), &retrieved, options)?;
     let retrieval_s = started.elapsed().as_secs_f64();
     let mut answer = answer_from(
-        generator, question, history, retrieved, &evidence, options, on_text,
+        embedder, generator, question, history, retrieved, &evidence, options, on_text,
     )?;
     answer.retrieval_s = retrieval_s;
     Ok(answer)
@@ -198,8 +191,10 @@ fn check_question(generator: &Generator, question: &str, options: &AskOptions) -
 
 /// Answers `question` from passages already retrieved (best first) and the evidence
 /// selected from them: abstains when the evidence is weak, otherwise prompts the model with
-/// the evidence excerpts and checks its answer.
+/// the evidence excerpts, checks its answer and quotes the sentence that supports it.
+#[allow(clippy::too_many_arguments)]
 pub fn answer_from(
+    embedder: &Embedder,
     generator: &Generator,
     question: &str,
     history: &[ChatMessage],
@@ -226,21 +221,9 @@ pub fn answer_from(
         retrieval_s: 0.0,
         unsupported: Vec::new(),
         quote: None,
-        unknown_names: Vec::new(),
     };
-    let abstain = if retrieved.is_empty() || best_similarity < options.min_similarity {
+    if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");
-        Some(Abstention::WeakEvidence)
-    } else if evidence.names_unknown_subject() {
-        tracing::info!(names = ?evidence.unknown_names, best_cosine = evidence.best_cosine(),
-            "the question names what no document mentions: abstaining");
-        answer.unknown_names = evidence.unknown_names.clone();
-        Some(Abstention::UnknownSubject)
-    } else {
-        None
-    };
-    if abstain.is_some() {
-        answer.abstention = abstain;
         answer.sources = numbered(&retrieved);
         let _ = on_text(NOT_FOUND);
         return Ok(answer);
@@ -337,7 +320,29 @@ pub fn answer_from(
         .iter()
         .filter_map(|&n| answer.sources.get(n - 1).cloned())
         .collect();
-    answer.quote = quote(&cited.text, &cited.cited, evidence, &retrieved, &shown_at);
+    // The quote comes from a cited passage (any shown one when none is cited); with whole
+    // passages in the prompt their sentences are scored now, after the first token.
+    let quoted: Vec<usize> = if cited.cited.is_empty() {
+        shown_at.clone()
+    } else {
+        cited
+            .cited
+            .iter()
+            .filter_map(|&n| shown_at.get(n - 1).copied())
+            .collect()
+    };
+    let scored = if evidence.sentences.is_empty() {
+        evidence
+            .question
+            .score(embedder, &retrieved, |i| quoted.contains(&i))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "cannot score sentences for the quote");
+                Vec::new()
+            })
+    } else {
+        evidence.sentences.clone()
+    };
+    answer.quote = quote(&cited.text, &cited.cited, &scored, &retrieved, &shown_at);
     answer.cited = cited.cited;
     answer.answer = cited.text;
     Ok(answer)
@@ -348,14 +353,13 @@ pub fn answer_from(
 fn quote(
     text: &str,
     cited: &[usize],
-    evidence: &Evidence,
+    sentences: &[evidence::ScoredSentence],
     retrieved: &[Passage],
     shown_at: &[usize],
 ) -> Option<Quote> {
     let specifics = grounding::specifics(text);
     let words = citations::content_words(text);
-    let best = evidence
-        .sentences
+    let best = sentences
         .iter()
         .filter_map(|s| {
             let n = shown_at.iter().position(|&i| i == s.passage)? + 1;

@@ -421,6 +421,7 @@ fn answer(
         return Err(ApiError::BadRequest("the client went away".into()));
     }
     let result = rag::answer_from(
+        &state.embedder,
         &state.generator,
         question,
         history,
