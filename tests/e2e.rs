@@ -419,9 +419,16 @@ fn ask_answers_from_the_documents_with_citations_and_abstains_otherwise() {
     assert!(text.contains("QX-4471-LM"), "{v:#}");
     let n = quote["n"].as_u64().unwrap_or(0) as usize;
     let source = &v["sources"][n.saturating_sub(1)];
-    assert!(v["cited"].as_array().is_some_and(|c| c.contains(&quote["n"])), "{v:#}");
+    assert!(
+        v["cited"]
+            .as_array()
+            .is_some_and(|c| c.contains(&quote["n"])),
+        "{v:#}"
+    );
     let passage = source["text"].as_str().unwrap_or_default();
-    let at = passage.find(text).unwrap_or_else(|| panic!("quote not in its source: {v:#}"));
+    let at = passage
+        .find(text)
+        .unwrap_or_else(|| panic!("quote not in its source: {v:#}"));
     let start = source["char_start"].as_u64().unwrap_or(0) + passage[..at].chars().count() as u64;
     assert_eq!(quote["char_start"].as_u64(), Some(start), "{v:#}");
     assert_eq!(

@@ -37,7 +37,7 @@ impl DocumentFormat {
         if bytes.starts_with(b"%PDF-") {
             return Ok(DocumentFormat::Pdf);
         }
-        if !ext.is_empty() && !looks_like_plain_name(&ext) {
+        if !ext.is_empty() && !looks_like_plain_name(path) {
             return Err(Error::Unsupported(format!(
                 ".{ext} files are not supported"
             )));
@@ -53,12 +53,22 @@ impl DocumentFormat {
     }
 }
 
-/// Extensions that are really part of a plain-text file's name (README.Debian, FAQ.old…).
-fn looks_like_plain_name(ext: &str) -> bool {
+/// Whether the extension is really part of a plain-text file's name: README.Debian,
+/// README.logs, FAQ.old, NEWS.1 (a capitalised extension, or a stem in capitals as such
+/// files are named). The content still decides: binary bytes are refused.
+fn looks_like_plain_name(path: &Path) -> bool {
+    let part = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+    let ext = part(path.extension()).unwrap_or_default();
+    let stem = part(path.file_stem()).unwrap_or_default();
+    let lower = ext.to_ascii_lowercase();
     matches!(
-        ext,
+        lower.as_str(),
         "debian" | "old" | "gz_" | "en" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8"
     ) || ext.chars().any(|c| c.is_ascii_uppercase())
+        || (stem.len() >= 3
+            && stem
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c == '-'))
 }
 
 /// A structural unit of a document: a heading or a paragraph-like block of body text.
@@ -117,5 +127,31 @@ impl ParsedDocument {
 
     pub fn block_text(&self, b: &Block) -> &str {
         &self.text[b.start..b.end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_files_named_like_readmes_are_sniffed_whatever_their_extension() {
+        let text = b"Logging on systemd machines goes to the journal.\n";
+        for name in [
+            "README.logs",
+            "README.Debian",
+            "FAQ.old",
+            "NEWS.1",
+            "CHANGES",
+        ] {
+            assert_eq!(
+                DocumentFormat::detect(Path::new(name), text).ok(),
+                Some(DocumentFormat::Text),
+                "{name}"
+            );
+        }
+        assert!(DocumentFormat::detect(Path::new("notes.logs"), text).is_err());
+        let binary = [0u8, 159, 146, 150, 0, 1, 2, 3];
+        assert!(DocumentFormat::detect(Path::new("LOGO.png"), &binary).is_err());
     }
 }

@@ -365,7 +365,9 @@ impl Walker {
             "aside" if link_density_permille(node) > 500 => return true,
             _ => {}
         }
-        is_navigation_marked(e)
+        // A "sidebar" is navigation on a website but a boxed note in DocBook (the Debian
+        // handbook's): like an aside, it goes only when it is mostly links.
+        is_navigation_marked(e) || (is_sidebar_marked(e) && link_density_permille(node) > 500)
     }
 }
 
@@ -426,7 +428,7 @@ fn is_block(name: &str) -> bool {
 }
 
 /// Class, id or ARIA role saying the element is navigation: `navheader`/`navfooter`
-/// (DocBook), `docnav` (Publican), `breadcrumbs`, `sidebar`, `menu`, `toc`, `role="navigation"`…
+/// (DocBook), `docnav` (Publican), `breadcrumbs`, `menu`, `toc`, `role="navigation"`…
 fn is_navigation_marked(e: &Element) -> bool {
     if e.attr("role").is_some_and(|r| {
         matches!(
@@ -453,9 +455,19 @@ fn is_navigation_marked(e: &Element) -> bool {
         ) || token.split(['-', '_']).any(|part| {
             matches!(
                 part,
-                "nav" | "navbar" | "menu" | "breadcrumb" | "breadcrumbs" | "sidebar" | "toc"
+                "nav" | "navbar" | "menu" | "breadcrumb" | "breadcrumbs" | "toc"
             )
         })
+    })
+}
+
+/// Class or id naming the element a sidebar (`sidebar`, `left-sidebar`).
+fn is_sidebar_marked(e: &Element) -> bool {
+    let names = e.attr("class").into_iter().chain(e.attr("id"));
+    names.flat_map(str::split_whitespace).any(|token| {
+        token
+            .split(['-', '_'])
+            .any(|p| p.eq_ignore_ascii_case("sidebar"))
     })
 }
 
@@ -607,6 +619,24 @@ mod tests {
             vec![(h(2), "2.1. Overview"), (P, "Body text stays.")]
         );
         assert_eq!(doc.title.as_deref(), Some("Chapter 2. Using APT"));
+    }
+
+    #[test]
+    fn docbook_sidebars_are_content_and_link_sidebars_navigation() {
+        let src = r##"<html><body><div id="left-sidebar"><ul><li><a href="a.html">Install</a></li>
+<li><a href="b.html">Upgrade</a></li></ul></div>
+<h2>Remote desktops</h2><p>Body text stays.</p>
+<div class="sidebar"><p class="title"><strong>TIP VNC over SSH</strong></p>
+<p>The first display listens on port 5900.</p></div>
+</body></html>"##;
+        let doc = parse(src.as_bytes()).unwrap();
+        let text = blocks(&doc)
+            .iter()
+            .map(|(_, t)| t.to_string())
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(text.contains("port 5900"), "{text}");
+        assert!(!text.contains("Upgrade"), "{text}");
     }
 
     #[test]

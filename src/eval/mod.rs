@@ -559,7 +559,11 @@ mod tests {
         assert!(count("unanswerable") >= 10);
         assert!(count("multi") >= 5);
         for q in questions.iter().filter(|q| q.answerable()) {
-            assert!(!q.answer_contains.is_empty(), "{} has no answer strings", q.id);
+            assert!(
+                !q.answer_contains.is_empty(),
+                "{} has no answer strings",
+                q.id
+            );
         }
         for q in questions.iter().filter(|q| q.kind == "multi") {
             assert!(q.doc.items().len() >= 2, "{} names one document", q.id);

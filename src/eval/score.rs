@@ -428,7 +428,11 @@ mod tests {
         };
         let v = score(&q, &out, DEFAULT_THRESHOLD);
         assert_eq!(v.quote_correct, Some(true));
-        assert_eq!(v.evidence_has_answer, Some(false), "the shown text lacks 'nightly'");
+        assert_eq!(
+            v.evidence_has_answer,
+            Some(false),
+            "the shown text lacks 'nightly'"
+        );
         assert_eq!(v.evidence_rank, vec![Some(2)]);
         assert_eq!(v.doc_rank, vec![Some(1)]);
         assert_eq!(v.answer_correct, Some(true));

@@ -67,8 +67,6 @@ const W_TERMS_AROUND: f32 = 0.3;
 const W_ANSWER_KIND: f32 = 0.3;
 const W_RANK: f32 = 0.3;
 
-
-
 /// One sentence of a retrieved passage, scored against the question.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoredSentence {
@@ -589,8 +587,14 @@ mod tests {
                     The upsd server listens on port 3493 for clients. Logs go to syslog.";
         let passages = vec![passage(text, "Network")];
         let spans = vec![sentence_spans(text)];
-        let q = question("Which port must the firewall open for upsd clients?", "upsd");
-        assert!(!q.terms.iter().any(|t| t.term == "which"), "function words are left out");
+        let q = question(
+            "Which port must the firewall open for upsd clients?",
+            "upsd",
+        );
+        assert!(
+            !q.terms.iter().any(|t| t.term == "which"),
+            "function words are left out"
+        );
         // Equal cosines: the terms and the answer kind decide.
         let cosines = vec![0.3; spans[0].len()];
         let sentences = q.score_with(&passages, &spans, &cosines, &cosines);
