@@ -23,7 +23,6 @@ use std::sync::LazyLock;
 
 use lore_index::{Index, TermFrequencies};
 use regex::Regex;
-use serde::Serialize;
 
 use super::citations::content_words;
 use crate::embed::Embedder;
@@ -68,7 +67,7 @@ const W_ANSWER_KIND: f32 = 0.3;
 const W_RANK: f32 = 0.3;
 
 /// One sentence of a retrieved passage, scored against the question.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ScoredSentence {
     /// Index of its passage in the list given to [`select`].
     pub passage: usize,
@@ -121,7 +120,8 @@ impl Excerpt {
 #[derive(Debug, Clone)]
 pub struct ScoredQuestion {
     pub question: String,
-    pub terms: Vec<QuestionTerm>,
+    /// Its terms as the index analyses them, without function words.
+    pub terms: Vec<String>,
     pub stats: TermFrequencies,
 }
 
@@ -230,24 +230,18 @@ fn holds(sentence: &str, kind: AnswerKind) -> bool {
         .any(|(k, re)| *k == kind && re.is_match(sentence))
 }
 
-/// A term of the question as the index analyses it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuestionTerm {
-    pub term: String,
-}
-
 /// The question's terms as the index analyses them, without the question's function words.
-pub fn question_terms(question: &str) -> Vec<QuestionTerm> {
+pub fn question_terms(question: &str) -> Vec<String> {
     let content = content_words(question);
-    let mut terms: Vec<QuestionTerm> = Vec::new();
+    let mut terms: Vec<String> = Vec::new();
     for word in question
         .split(|c: char| !c.is_alphanumeric() && c != '_' && c != '-' && c != '.')
         .map(|w| w.trim_matches(|c: char| c == '.' || c == '-'))
         .filter(|w| content.contains(&w.to_lowercase()))
     {
         for term in lore_index::analyze(word) {
-            if !terms.iter().any(|t| t.term == term) {
-                terms.push(QuestionTerm { term });
+            if !terms.contains(&term) {
+                terms.push(term);
             }
         }
     }
@@ -301,10 +295,9 @@ impl ScoredQuestion {
     /// Reads the corpus statistics of `question`'s terms from `index`.
     pub fn read(index: &Index, question: &str) -> lore_index::Result<ScoredQuestion> {
         let terms = question_terms(question);
-        let names: Vec<String> = terms.iter().map(|t| t.term.clone()).collect();
         Ok(ScoredQuestion {
             question: question.to_string(),
-            stats: index.term_frequencies(&names)?,
+            stats: index.term_frequencies(&terms)?,
             terms,
         })
     }
@@ -361,7 +354,7 @@ impl ScoredQuestion {
         let weights: Vec<(String, f32)> = self
             .terms
             .iter()
-            .map(|t| (t.term.clone(), self.stats.idf(&t.term)))
+            .map(|t| (t.clone(), self.stats.idf(t)))
             .collect();
         let kinds = answer_kinds(&self.question);
         let mut sentences: Vec<ScoredSentence> = Vec::new();
@@ -571,8 +564,8 @@ mod tests {
             ..Default::default()
         };
         for t in &terms {
-            let df = if t.term == rare { 3 } else { 300 };
-            stats.doc_freq.insert(t.term.clone(), df);
+            let df = if t == rare { 3 } else { 300 };
+            stats.doc_freq.insert(t.clone(), df);
         }
         ScoredQuestion {
             question: text.into(),
@@ -592,7 +585,7 @@ mod tests {
             "upsd",
         );
         assert!(
-            !q.terms.iter().any(|t| t.term == "which"),
+            !q.terms.iter().any(|t| t == "which"),
             "function words are left out"
         );
         // Equal cosines: the terms and the answer kind decide.
