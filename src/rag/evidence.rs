@@ -77,11 +77,6 @@ pub struct ScoredSentence {
     pub start: usize,
     pub end: usize,
     pub score: f32,
-    /// Cosine with the question: the sentence alone, and with its neighbours.
-    pub cosine: f32,
-    pub cosine_around: f32,
-    /// IDF-weighted share of the question's terms in the sentence.
-    pub terms: f32,
     /// The sentence holds the kind of value the question asks for.
     pub answer_kind: bool,
 }
@@ -390,9 +385,6 @@ impl ScoredQuestion {
                     start: s,
                     end: e,
                     score,
-                    cosine,
-                    cosine_around,
-                    terms: own,
                     answer_kind,
                 });
             }

@@ -331,18 +331,20 @@ pub fn answer_from(
             .filter_map(|&n| shown_at.get(n - 1).copied())
             .collect()
     };
-    let scored = if evidence.sentences.is_empty() {
-        evidence
+    let scored_now;
+    let scored: &[evidence::ScoredSentence] = if evidence.sentences.is_empty() {
+        scored_now = evidence
             .question
             .score(embedder, &retrieved, |i| quoted.contains(&i))
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %format!("{e:#}"), "cannot score sentences for the quote");
                 Vec::new()
-            })
+            });
+        &scored_now
     } else {
-        evidence.sentences.clone()
+        &evidence.sentences
     };
-    answer.quote = quote(&cited.text, &cited.cited, &scored, &retrieved, &shown_at);
+    answer.quote = quote(&cited.text, &cited.cited, scored, &retrieved, &shown_at);
     answer.cited = cited.cited;
     answer.answer = cited.text;
     Ok(answer)
