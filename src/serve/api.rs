@@ -360,11 +360,14 @@ pub(super) fn start_answer(
     let (sender, receiver) = mpsc::channel::<AskEvent>(64);
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
         let last = match answer(&state, &history, &question, &options, &sender) {
             Ok(answer) => AskEvent::Answer(Box::new(answer)),
             Err(error) => AskEvent::Failed(error),
         };
+        // The slot is free once the work is done, before the client hears of it: a client
+        // that reads /metrics right after its answer sees the queue it left, not its own
+        // answer still in it.
+        drop(permit);
         let _ = sender.blocking_send(last);
     });
     Ok(receiver)
