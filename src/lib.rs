@@ -1,13 +1,12 @@
 //! The `lore` application: everything above the engine crates. Data flows one way:
 //! files → [`lore_ingest`] (parse + chunk, driven by [`pipeline`]) → [`embed`] (vectors)
 //! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → [`rag`] (prompt, citations, abstention)
-//! on [`llm`] (the quantized SLM) → answer with citations → CLI ([`ask`]) / HTTP / portal.
+//! on [`llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
 
-pub mod ask;
-pub mod bench;
-pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod embed;
+pub mod engine;
 pub mod eval;
 pub mod files;
 pub mod llm;
@@ -16,5 +15,4 @@ pub mod pipeline;
 pub mod rag;
 pub mod retrieval;
 pub mod serve;
-pub mod status;
 pub mod watch;

@@ -1,7 +1,7 @@
 //! The `lore` binary: parses the command line and reports errors; the work is in the library.
 
 fn main() {
-    match lore::cli::run() {
+    match lore::cmd::run() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -4,12 +4,11 @@
 //! (content hash), batching of atomic index commits, progress, and the per-file outcome
 //! summary. One bad file never stops the batch: every failure is recorded with its reason.
 
-use crate::cli::IngestArgs;
 use crate::config::Config;
 use crate::embed::Embedder;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use lore_index::{Batch, DocumentRecord, FailureRecord, Index, IndexConfig, NewChunk};
+use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::{chunk_document, ChunkOptions};
 use lore_ingest::{DocumentFormat, Limits, ParsedDocument};
 use serde::Serialize;
@@ -21,51 +20,6 @@ use std::time::{Duration, Instant};
 /// interruption can lose, while keeping commits (each an fsync'd tantivy commit) rare.
 const COMMIT_EVERY_CHUNKS: usize = 2_000;
 pub const COMMIT_EVERY_DOCS: usize = 100;
-
-/// The models and index a command works with, opened once.
-pub struct Engine {
-    pub embedder: Embedder,
-    pub index: Index,
-}
-
-impl Engine {
-    pub fn open(config: &Config) -> Result<Engine> {
-        Engine::open_waiting(config, Duration::ZERO)
-    }
-
-    /// Like [`Engine::open`], but waits up to `patience` for another Lore process to
-    /// release the index: a long-running watcher or server must not fail to start because
-    /// a `lore status` or `lore search` holds the index for a moment.
-    pub fn open_waiting(config: &Config, patience: Duration) -> Result<Engine> {
-        let embedder = load_embedder(config)?;
-        let index_dir = config.index_dir();
-        let index_config = IndexConfig {
-            dim: embedder.dim(),
-            model_id: embedder.model_id(),
-            ..IndexConfig::default()
-        };
-        let deadline = Instant::now() + patience;
-        let index = loop {
-            match Index::open(&index_dir, index_config.clone()) {
-                Err(lore_index::Error::Locked(_)) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                other => {
-                    break other.with_context(|| {
-                        format!("cannot open the index in {}", index_dir.display())
-                    })?
-                }
-            }
-        };
-        Ok(Engine { embedder, index })
-    }
-}
-
-pub fn load_embedder(config: &Config) -> Result<Embedder> {
-    let dir = config.embed_model_dir();
-    Embedder::load(&dir)
-        .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
-}
 
 /// What ingestion needs from an index: look up a document's stored record (for change
 /// detection) and commit a batch. The CLI owns its [`Index`]; the server shares one behind a
@@ -192,31 +146,6 @@ impl Outcome {
             content_hash: None,
         }
     }
-}
-
-/// `lore ingest`: returns the process exit code (2 when some files failed).
-pub fn run_ingest(config: &Config, args: &IngestArgs, quiet: bool) -> Result<i32> {
-    let mut engine = Engine::open(config)?;
-    let progress = !(quiet || args.json);
-    let options = IngestOptions {
-        commit_every_docs: args.commit_every.max(1),
-        progress,
-        ..IngestOptions::default()
-    };
-    let summary = ingest_paths(
-        config,
-        &engine.embedder,
-        &mut engine.index,
-        &args.paths,
-        options,
-        &mut |_| {},
-    )?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !quiet {
-        print_summary(&summary);
-    }
-    Ok(if summary.failed.is_empty() { 0 } else { 2 })
 }
 
 /// Where a running ingestion stands, for observers (the server's job status).
@@ -730,81 +659,6 @@ pub fn clean_path(p: &Path) -> String {
 
 fn display(p: &Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-fn print_summary(s: &Summary) {
-    let rate = |n: u64| n as f64 / s.seconds.max(1e-3);
-    let reused = if s.reused.is_empty() {
-        String::new()
-    } else {
-        format!(" ({} re-filed without embedding)", s.reused.len())
-    };
-    println!(
-        "ingested {}{reused} · unchanged {} · skipped {} · failed {} — {} chunks, {} pages in {:.1} s ({:.1} chunks/s, {:.1} pages/s)",
-        s.ingested.len(),
-        s.unchanged.len(),
-        s.skipped.len(),
-        s.failed.len(),
-        s.chunks,
-        s.pages,
-        s.seconds,
-        rate(s.chunks),
-        rate(s.pages)
-    );
-    for w in &s.warnings {
-        println!("warning  {}: {}", w.path, w.reason);
-    }
-    for f in &s.skipped {
-        println!("skipped  {}: {}", f.path, f.reason);
-    }
-    for f in &s.failed {
-        println!("failed   {}: {}", f.path, f.reason);
-    }
-}
-
-/// `lore remove`: deletes documents by path as ingested, or every document under a folder
-/// prefix, in one atomic commit.
-pub fn run_remove(config: &Config, paths: &[String]) -> Result<()> {
-    let mut engine = Engine::open(config)?;
-    let docs = engine.index.documents()?;
-    let failures = engine.index.failures()?;
-    let mut removals = Vec::new();
-    let mut missing = Vec::new();
-    for p in paths {
-        let wanted = clean_path(Path::new(p));
-        let prefix = format!("{}/", wanted.trim_end_matches('/'));
-        let matches = |path: &str| path == wanted || path.starts_with(&prefix);
-        let matched_docs: Vec<&DocumentRecord> = docs.iter().filter(|d| matches(&d.path)).collect();
-        let matched_failures: Vec<&FailureRecord> =
-            failures.iter().filter(|f| matches(&f.path)).collect();
-        if matched_docs.is_empty() && matched_failures.is_empty() {
-            missing.push(p.clone());
-        }
-        for d in matched_docs {
-            println!("removed  {} ({} chunks)", d.path, d.chunks);
-            removals.push(d.doc_id.clone());
-        }
-        // Removing a document id also clears its failure record.
-        for f in matched_failures {
-            if !removals.contains(&f.doc_id) {
-                println!("removed  {} (failed: {})", f.path, f.reason);
-                removals.push(f.doc_id.clone());
-            }
-        }
-    }
-    if !removals.is_empty() {
-        engine.index.commit(Batch {
-            removals,
-            ..Batch::default()
-        })?;
-    }
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "no indexed document matches {} (see `lore status --documents`)",
-            missing.join(", ")
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

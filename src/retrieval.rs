@@ -1,15 +1,14 @@
 //! Retrieval: a question in, ranked passages out. Embeds the query, asks the index in the
-//! chosen mode (BM25, vector or hybrid fusion), and shapes results for the CLI (text or
-//! JSON) and for the retrieval evaluation.
+//! chosen mode (BM25, vector or hybrid fusion), and shapes the hits as [`Passage`]s, what
+//! every caller shows (the CLI, the API, the evaluation).
 
-use crate::cli::SearchArgs;
-use crate::config::Config;
 use crate::embed::Embedder;
-use crate::pipeline::Engine;
 use anyhow::{Context, Result};
 use lore_index::{Filter, Hit, Index, SearchMode};
 use serde::Serialize;
-use std::io::Write;
+
+/// The most passages one search returns (the API and the CLI both refuse more).
+pub const MAX_K: usize = 20;
 
 /// One passage as shown to users and written by `lore search --json`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -96,44 +95,6 @@ fn passage(rank: usize, hit: Hit) -> Passage {
         char_end: c.char_end,
         text: c.text,
     }
-}
-
-/// `lore search`.
-pub fn run_search(config: &Config, args: &SearchArgs) -> Result<()> {
-    if args.query.trim().is_empty() {
-        anyhow::bail!("the query is empty: give some words to search for");
-    }
-    let engine = Engine::open(config)?;
-    let filter = Filter {
-        collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
-    };
-    let results = search(
-        &engine.embedder,
-        &engine.index,
-        &args.query,
-        args.mode,
-        args.k.max(1),
-        &filter,
-    )?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let doc = SearchOutput {
-            query: &args.query,
-            mode: args.mode,
-            results,
-        };
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    if results.is_empty() {
-        writeln!(out, "no passages found")?;
-    }
-    for p in &results {
-        writeln!(out, "{:>2}. {:.4}  {}", p.rank, p.score, p.location())?;
-        writeln!(out, "    {}", snippet(&p.text, 240))?;
-    }
-    Ok(())
 }
 
 /// The passage on one line, cut at a word boundary.

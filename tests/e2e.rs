@@ -500,7 +500,7 @@ fn ask_rejects_bad_inputs_clearly() {
     assert!(err.contains("not a valid GGUF"), "{err}");
 }
 
-/// llama.cpp's OpenAI-compatible server (llama-cpp-python, installed by scripts/install-deps)
+/// llama.cpp's OpenAI-compatible server (llama-cpp-python, installed by scripts/install-test-deps)
 /// serving `gguf` on a free loopback port; killed on drop.
 struct LlamaServer {
     child: std::process::Child,
@@ -512,7 +512,7 @@ impl LlamaServer {
         let python = python_venv().join("bin/python");
         assert!(
             python.is_file(),
-            "{} missing: run scripts/install-deps (it builds llama-cpp-python[server])",
+            "{} missing: run scripts/install-test-deps (it builds llama-cpp-python[server])",
             python.display()
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -986,7 +986,7 @@ fn serve_api_end_to_end() {
 }
 
 /// The OpenAI-compatible endpoints, driven by the official `openai` Python package
-/// (installed by scripts/install-deps into the llama venv): non-streaming and streaming
+/// (installed by scripts/install-test-deps into the llama venv): non-streaming and streaming
 /// chat completions answer from the documents with sources; /v1/models lists Lore.
 #[test]
 fn openai_clients_talk_to_lore() {
@@ -1021,7 +1021,7 @@ print(json.dumps({
     let out = std::process::Command::new(venv.join("bin/python"))
         .args(["-c", script, &server.url])
         .output()
-        .expect("python with openai: run scripts/install-deps");
+        .expect("python with openai: run scripts/install-test-deps");
     assert!(
         out.status.success(),
         "openai client failed: {}",
@@ -1058,7 +1058,7 @@ print(json.dumps({
 }
 
 /// The portal in a real browser: headless Chromium (Debian's `chromium`) driven by
-/// Playwright (tests/portal.py; both installed by scripts/install-deps). Screenshots are
+/// Playwright (tests/portal.py; both installed by scripts/install-test-deps). Screenshots are
 /// kept in target/portal-screenshots.
 #[test]
 fn portal_in_a_real_browser() {
@@ -1078,7 +1078,7 @@ fn portal_in_a_real_browser() {
         .arg(&shots)
         .arg(&upload)
         .output()
-        .expect("python with playwright: run scripts/install-deps");
+        .expect("python with playwright: run scripts/install-test-deps");
     assert!(
         out.status.success(),
         "portal test failed (screenshots in {}):\n{}\n{}",
@@ -1092,7 +1092,7 @@ fn portal_in_a_real_browser() {
 }
 
 /// The API against its own OpenAPI document: schemathesis (PyPI, installed by
-/// scripts/install-deps) generates valid and invalid requests for every operation from
+/// scripts/install-test-deps) generates valid and invalid requests for every operation from
 /// `/api/openapi.json` and checks that none gets a 5xx, every status and content type is
 /// documented, and every response matches its schema.
 #[test]
@@ -1155,7 +1155,7 @@ fn api_conforms_to_its_openapi_document() {
         ])
         .arg(&report)
         .output()
-        .expect("schemathesis: run scripts/install-deps");
+        .expect("schemathesis: run scripts/install-test-deps");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

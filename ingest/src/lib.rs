@@ -25,6 +25,25 @@ pub mod pdf;
 pub mod text;
 
 pub use chunk::{Chunk, ChunkOptions};
+
+/// The development set's corpus, which `scripts/test` expects beside the clone. Tests that
+/// read it run in the `real-data` tier (`--features real-data`) and fail, never skip,
+/// when it is missing.
+#[cfg(test)]
+pub(crate) const EVAL_DEV_CORPUS: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/eval-dev/corpus");
+
+/// One file of the development corpus; panics with where it should be when it is missing.
+#[cfg(test)]
+pub(crate) fn read_eval_dev(rel: &str) -> Vec<u8> {
+    let path = Path::new(EVAL_DEV_CORPUS).join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the development set belongs at ../shared/eval-dev beside the clone)",
+            path.display()
+        )
+    })
+}
 pub use document::{Block, BlockKind, DocumentFormat, ParsedDocument};
 
 use std::path::Path;

@@ -8,10 +8,9 @@
 mod report;
 pub mod score;
 
-use crate::ask::load_generator;
-use crate::cli::EvalArgs;
 use crate::config::Config;
-use crate::pipeline::Engine;
+use crate::engine::load_generator;
+use crate::engine::Engine;
 use crate::rag::{self, AskOptions};
 use crate::retrieval::{self, Passage};
 use anyhow::{Context, Result};
@@ -21,7 +20,7 @@ use score::{Metrics, Question, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Passages kept per question for recall, whatever `k` the answer uses: recall@10 needs 10.
@@ -79,14 +78,41 @@ pub struct RunReport {
     pub modes: BTreeMap<String, ModeReport>,
 }
 
-/// `lore eval`. Returns the exit code.
-pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
-    if !args.compare.is_empty() {
-        return compare(&args.compare[0], &args.compare[1]);
-    }
-    let Some(questions_path) = args.questions.as_deref() else {
-        anyhow::bail!("give a questions file (JSONL), or --compare A.json B.json");
-    };
+/// What one `lore eval` run measures and where it writes.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The questions, JSONL.
+    pub questions: PathBuf,
+    /// Retrieval modes to measure (duplicates are measured once); empty means hybrid.
+    pub modes: Vec<SearchMode>,
+    /// Passages retrieved for each answer.
+    pub k: usize,
+    /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.
+    pub out: PathBuf,
+    /// No language model, no answers.
+    pub retrieval_only: bool,
+    pub max_tokens: usize,
+    /// Share of an evidence's words a passage must hold to count as containing it.
+    pub threshold: f64,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+}
+
+/// A finished run: its report and where it was written.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: RunReport,
+    /// The recall cut-offs measured (1, 3, 5, 10 and `k`).
+    pub cutoffs: Vec<usize>,
+    pub metrics_path: PathBuf,
+    pub html_path: PathBuf,
+}
+
+/// Runs every question through the pipeline in each mode, scores it, and writes
+/// `metrics.json`, `report.html` and `outputs-<mode>.jsonl` into `options.out`.
+pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
+    let args = options;
+    let questions_path = options.questions.as_path();
     let questions = load_questions(questions_path)?;
     let k = args.k.max(1);
     let modes = if args.modes.is_empty() {
@@ -123,7 +149,7 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
     };
     let mut all_lines = BTreeMap::new();
     for mode in modes {
-        let options = AskOptions {
+        let ask_options = AskOptions {
             k,
             mode,
             generation: crate::llm::GenerationParams {
@@ -133,7 +159,7 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
             filter: Filter::default(),
             ..config.ask_options()
         };
-        let lines = run_mode(&engine, generator.as_ref(), &questions, &options, args)?;
+        let lines = run_mode(&engine, generator.as_ref(), &questions, &ask_options, args)?;
         let path = args.out.join(format!("outputs-{mode}.jsonl"));
         write_jsonl(&path, &lines)?;
         let verdicts: Vec<Verdict> = lines.iter().map(|l| l.verdict.clone()).collect();
@@ -151,18 +177,12 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
     let html = report::render(&report, &questions, &all_lines, &cutoffs)?;
     std::fs::write(&html_path, html)
         .with_context(|| format!("cannot write {}", html_path.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report, &cutoffs);
-        println!(
-            "\nwrote {}, {} and outputs-<mode>.jsonl in {}",
-            metrics_path.display(),
-            html_path.display(),
-            args.out.display()
-        );
-    }
-    Ok(0)
+    Ok(Evaluation {
+        report,
+        cutoffs,
+        metrics_path,
+        html_path,
+    })
 }
 
 /// Reads a questions JSONL; every line must parse, ids must be unique, and answerable
@@ -211,9 +231,9 @@ fn run_mode(
     generator: Option<&crate::llm::Generator>,
     questions: &[Question],
     options: &AskOptions,
-    args: &EvalArgs,
+    args: &EvalOptions,
 ) -> Result<Vec<OutputLine>> {
-    let bar = if args.json || args.quiet {
+    let bar = if !args.progress {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(questions.len() as u64)
@@ -371,153 +391,6 @@ fn latency(lines: &[OutputLine]) -> Latency {
     }
 }
 
-fn fmt_share(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
-}
-
-fn fmt_secs(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".to_string(), |v| format!("{v:.2}s"))
-}
-
-/// The terminal summary: one row per mode.
-fn print_table(report: &RunReport, cutoffs: &[usize]) {
-    let mut header = format!("{:<8}", "mode");
-    for k in cutoffs {
-        header.push_str(&format!(" {:>7}", format!("ev@{k}")));
-    }
-    header.push_str(&format!(
-        " {:>6} {:>7} {:>7}",
-        "MRR",
-        format!("doc@{}", report.k),
-        "sel-ans"
-    ));
-    if report.answers {
-        header.push_str(&format!(
-            " {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
-            "answer", "abstain", "false-a", "cit-p", "quote", "ttft50", "ttft95", "total95"
-        ));
-    }
-    println!("{header}");
-    for (mode, r) in &report.modes {
-        let m = &r.metrics;
-        let mut row = format!("{mode:<8}");
-        for k in cutoffs {
-            row.push_str(&format!(
-                " {:>7}",
-                fmt_share(
-                    m.recall
-                        .get(&format!("evidence_recall@{k}"))
-                        .copied()
-                        .flatten()
-                )
-            ));
-        }
-        row.push_str(&format!(
-            " {:>6} {:>7} {:>7}",
-            fmt_share(m.mrr),
-            fmt_share(
-                m.recall
-                    .get(&format!("doc_recall@{}", report.k))
-                    .copied()
-                    .flatten()
-            ),
-            fmt_share(m.evidence_answer_recall)
-        ));
-        if report.answers {
-            row.push_str(&format!(
-                " {:>7} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8}",
-                fmt_share(m.answer_accuracy),
-                fmt_share(m.abstention_accuracy),
-                fmt_share(m.false_abstention_rate),
-                fmt_share(m.citation_precision),
-                fmt_share(m.quote_accuracy),
-                fmt_secs(r.latency.ttft_p50_s),
-                fmt_secs(r.latency.ttft_p95_s),
-                fmt_secs(r.latency.total_p95_s),
-            ));
-        }
-        println!("{row}");
-    }
-    println!(
-        "\n{} questions ({} answerable, {} unanswerable); k = {}; evidence threshold {}",
-        report
-            .modes
-            .values()
-            .next()
-            .map_or(0, |r| r.metrics.n_questions),
-        report
-            .modes
-            .values()
-            .next()
-            .map_or(0, |r| r.metrics.n_answerable),
-        report
-            .modes
-            .values()
-            .next()
-            .map_or(0, |r| r.metrics.n_unanswerable),
-        report.k,
-        report.threshold
-    );
-}
-
-/// Every numeric leaf of a JSON value, keyed by its path (`hybrid.metrics.mrr`).
-fn numeric_leaves(value: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, f64>) {
-    match value {
-        serde_json::Value::Number(n) => {
-            if let Some(x) = n.as_f64() {
-                out.insert(prefix.to_string(), x);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            for (key, v) in map {
-                let path = if prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                numeric_leaves(v, &path, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn read_report(path: &Path) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-    if value.get("modes").is_none() {
-        anyhow::bail!(
-            "{} is not a metrics.json written by `lore eval` (no \"modes\")",
-            path.display()
-        );
-    }
-    Ok(value)
-}
-
-/// `lore eval --compare A B`: every metric of either run, with B − A.
-fn compare(a_path: &Path, b_path: &Path) -> Result<i32> {
-    let (a, b) = (read_report(a_path)?, read_report(b_path)?);
-    let (mut a_leaves, mut b_leaves) = (BTreeMap::new(), BTreeMap::new());
-    numeric_leaves(&a["modes"], "", &mut a_leaves);
-    numeric_leaves(&b["modes"], "", &mut b_leaves);
-    let keys: std::collections::BTreeSet<&String> =
-        a_leaves.keys().chain(b_leaves.keys()).collect();
-    println!("A = {}\nB = {}\n", a_path.display(), b_path.display());
-    println!("{:<44} {:>9} {:>9} {:>9}", "metric", "A", "B", "B - A");
-    let show = |x: Option<&f64>| x.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
-    for key in keys {
-        let (x, y) = (a_leaves.get(key), b_leaves.get(key));
-        let delta = match (x, y) {
-            (Some(x), Some(y)) => format!("{:+.3}", y - x),
-            _ => "-".to_string(),
-        };
-        let name = key.replace(".metrics.", " ").replace(".latency.", " ");
-        println!("{name:<44} {:>9} {:>9} {delta:>9}", show(x), show(y));
-    }
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,14 +441,5 @@ mod tests {
         for q in questions.iter().filter(|q| q.kind == "multi") {
             assert!(q.doc.items().len() >= 2, "{} names one document", q.id);
         }
-    }
-
-    #[test]
-    fn numeric_leaves_flatten_nested_metrics() {
-        let v: serde_json::Value = serde_json::json!({"hybrid": {"metrics": {"mrr": 0.5, "x": null}, "latency": {"ttft_p50_s": 2.0}}});
-        let mut out = BTreeMap::new();
-        numeric_leaves(&v, "", &mut out);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out["hybrid.metrics.mrr"], 0.5);
     }
 }

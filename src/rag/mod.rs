@@ -30,6 +30,9 @@ pub use prompt::NOT_FOUND;
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.45;
 
 /// Passages retrieved for an answer by default.
+/// The largest answer budget, in tokens, a request may ask for (API and CLI).
+pub const MAX_ANSWER_TOKENS: usize = 2048;
+
 pub const DEFAULT_K: usize = 5;
 
 /// How to answer.

@@ -24,10 +24,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::ToSchema;
 
+use crate::rag::MAX_ANSWER_TOKENS;
+use crate::retrieval::MAX_K;
+
 /// Seconds a client is told to wait when the answer queue is full.
 const RETRY_AFTER_S: u64 = 10;
-const MAX_K: usize = 20;
-const MAX_ANSWER_TOKENS: usize = 2048;
 const MAX_HISTORY_MESSAGES: usize = 20;
 
 /// Runs blocking work off the async workers; a panic becomes a 500.

@@ -14,8 +14,8 @@ mod portal;
 
 use crate::config::Config;
 use crate::embed::Embedder;
+use crate::engine::Engine;
 use crate::llm::Generator;
-use crate::pipeline::Engine;
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -57,7 +57,7 @@ impl AppState {
     pub fn load(config: Config, answer_queue: usize) -> Result<AppState> {
         let Engine { embedder, index } =
             Engine::open_waiting(&config, crate::watch::OPEN_PATIENCE)?;
-        let generator = crate::ask::load_generator(&config)?;
+        let generator = crate::engine::load_generator(&config)?;
         let jobs = jobs::Jobs::new(&config.data_dir)?;
         Ok(AppState {
             config,

@@ -902,46 +902,6 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// `lore watch`: watches until SIGINT/SIGTERM, with the index opened by this process.
-pub fn run_watch(config: &Config, batch_files: usize) -> Result<i32> {
-    let mut engine = pipeline::Engine::open_waiting(config, OPEN_PATIENCE)?;
-    let handle = WatchHandle::new();
-    let stop = handle.stop.clone();
-    ctrlc_stop(stop.clone())?;
-    let options = WatchOptions {
-        batch_files,
-        ..WatchOptions::from_config(config)
-    };
-    let mut watcher = Watcher::new(config, &engine.embedder, options, &handle)?;
-    println!(
-        "watching {} (Ctrl-C to stop; `lore status` shows progress)",
-        config
-            .watch
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    watcher.run(&mut engine.index, &stop)?;
-    Ok(0)
-}
-
-/// Sets `stop` on SIGINT or SIGTERM (a small runtime thread waits for the signals).
-fn ctrlc_stop(stop: Arc<AtomicBool>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal handler")?;
-    std::thread::Builder::new()
-        .name("lore-signals".into())
-        .spawn(move || {
-            runtime.block_on(crate::serve::shutdown_signal());
-            stop.store(true, Ordering::Relaxed);
-        })
-        .context("cannot start the signal handler")?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

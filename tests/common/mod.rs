@@ -25,7 +25,7 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
-/// The Python venv scripts/install-deps fills (llama-cpp-python's server, the openai
+/// The Python venv scripts/install-test-deps fills (llama-cpp-python's server, the openai
 /// client, Playwright): `LORE_LLAMA_VENV`, else ~/.cache/lore-llama-venv.
 pub fn python_venv() -> PathBuf {
     std::env::var_os("LORE_LLAMA_VENV")
@@ -182,7 +182,7 @@ pub fn make_encrypted_pdf(src: &Path, dst: &Path) {
         .arg(format!("-sOutputFile={}", dst.display()))
         .arg(src)
         .status()
-        .expect("ghostscript (gs) is needed: scripts/install-deps installs it");
+        .expect("ghostscript (gs) is needed: scripts/install-test-deps installs it");
     assert!(status.success(), "gs failed to encrypt {}", src.display());
 }
 

@@ -2,11 +2,21 @@
 //! which files failed to ingest and why, and how a folder watcher is getting on.
 
 use crate::config::Config;
-use crate::pipeline::Engine;
+use crate::engine::Engine;
 use crate::watch::journal::WatchStatus;
 use anyhow::Result;
 use lore_index::{DocumentRecord, FailureRecord};
 use serde::Serialize;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// List every document.
+    #[arg(long)]
+    pub documents: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Debug, Serialize)]
 struct StatusReport {
@@ -36,7 +46,9 @@ struct IndexReport {
     failures: Vec<FailureRecord>,
 }
 
-pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<()> {
+/// `lore status`.
+pub fn run(config: &Config, args: &Args) -> Result<i32> {
+    let (list_documents, json) = (args.documents, args.json);
     let (index, index_in_use) = match Engine::open(config) {
         Ok(engine) => (Some(index_report(config, &engine, list_documents)?), None),
         // The running watcher or server holds the index; its journal still tells progress.
@@ -51,7 +63,7 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+        return Ok(0);
     }
     println!("data dir      {}", report.data_dir);
     if let Some(reason) = &report.index_in_use {
@@ -63,7 +75,7 @@ pub fn run_status(config: &Config, list_documents: bool, json: bool) -> Result<(
     if let Some(w) = &report.watch {
         print_watch(w);
     }
-    Ok(())
+    Ok(0)
 }
 
 fn index_report(config: &Config, engine: &Engine, list_documents: bool) -> Result<IndexReport> {

@@ -1,60 +1,58 @@
-//! `lore ask`: a question answered on the terminal (streamed) or as JSON, and the choice of
-//! generator (the local GGUF or an OpenAI-compatible server) every answering command uses.
+//! `lore ask`: a question answered on the terminal (streamed) or as JSON.
 
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use lore_index::Filter;
 use serde::Serialize;
 
-use crate::cli::AskArgs;
-use crate::config::Config;
-use crate::llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
-use crate::pipeline::Engine;
+use crate::config::{Config, ConfigLayer};
+use crate::engine::{load_generator, Engine};
+use crate::llm::GenerationParams;
 use crate::rag::{self, Answer, AskOptions, Source};
 
-/// The configured generator: the local GGUF on its own thread, or the remote server.
-pub fn load_generator(config: &Config) -> Result<Generator> {
-    match config.generator.as_str() {
-        "local" => {}
-        "openai" => {
-            let base_url = config.openai_url.clone().context(
-                "generator = \"openai\" needs openai_url (--openai-url or LORE_OPENAI_URL)",
-            )?;
-            let remote = RemoteConfig {
-                base_url,
-                model: config
-                    .openai_model
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-                api_key: config.openai_api_key.clone(),
-                timeout: std::time::Duration::from_secs(600),
-            };
-            return Ok(Generator::remote(
-                remote,
-                config.context_tokens.max(512),
-                4,
-            )?);
-        }
-        other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The question, in plain words.
+    pub question: String,
+    /// Passages retrieved for the answer.
+    #[arg(long, short, default_value_t = crate::rag::DEFAULT_K, value_parser = super::passage_count())]
+    pub k: usize,
+    /// Restrict to these collections (repeatable).
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Maximum tokens in the answer.
+    #[arg(long, default_value_t = 384, value_parser = super::answer_tokens())]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling (with a temperature above 0).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Penalty on tokens the answer already repeated (1 disables it).
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    /// Stop the answer at this string (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Abstain when no passage reaches this cosine similarity [default: 0.45]
+    #[arg(long, env = "LORE_MIN_SIMILARITY", value_name = "COS")]
+    pub min_similarity: Option<f32>,
+    /// Context window Lore uses, in tokens (capped by the model's) [default: 4096]
+    #[arg(long, env = "LORE_CONTEXT_TOKENS", value_name = "N")]
+    pub context_tokens: Option<usize>,
+    /// Print one JSON object (answer, abstained, cited, sources).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    pub(super) fn layer(&self, layer: &mut ConfigLayer) {
+        layer.min_similarity = self.min_similarity;
+        layer.context_tokens = self.context_tokens;
     }
-    let path = config.llm_model_path()?;
-    let started = Instant::now();
-    let mut model = LanguageModel::load_with(&path, config.llm_load_options())?;
-    model.info.context_length = model
-        .info
-        .context_length
-        .min(config.context_tokens.max(512));
-    tracing::info!(
-        model = %model.info.name,
-        architecture = %model.info.architecture,
-        context = model.info.context_length,
-        load_s = started.elapsed().as_secs_f64(),
-        "language model loaded"
-    );
-    Ok(Generator::spawn(model, 4)?)
 }
 
 /// `lore ask --json`: the scorer's fields plus the cited sources apart from the retrieved.
@@ -74,7 +72,7 @@ struct AskJson<'a> {
     generation: Option<&'a crate::llm::GenerationStats>,
 }
 
-fn options(config: &Config, args: &AskArgs) -> AskOptions {
+fn options(config: &Config, args: &Args) -> AskOptions {
     AskOptions {
         k: args.k.max(1),
         generation: GenerationParams {
@@ -93,13 +91,14 @@ fn options(config: &Config, args: &AskArgs) -> AskOptions {
 }
 
 /// `lore ask`.
-pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
+pub fn run(config: &Config, args: &Args) -> Result<i32> {
     if args.question.trim().is_empty() {
         anyhow::bail!(
             "the question is empty: ask something, e.g. lore ask \"how do I reset my VPN token?\""
         );
     }
     let engine = Engine::open(config)?;
+    super::require_documents(&engine, config)?;
     let generator = load_generator(config)?;
     let options = options(config, args);
     let mut out = std::io::stdout().lock();

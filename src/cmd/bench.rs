@@ -8,8 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::GenerateBenchArgs;
-use crate::config::Config;
+use crate::config::{Config, ConfigLayer};
 use crate::llm::LanguageModel;
 
 /// Text the synthetic prompt is cut from: English prose of the kind Lore's RAG prompts
@@ -19,6 +18,37 @@ at two o'clock. Snapshots are kept for thirty days, then moved to tape, which is
 site for three years. Restores are requested through the service desk and take about four \
 hours for a single mailbox. The retention policy is reviewed every year by the records team, \
 and changes are announced in the quarterly operations bulletin. ";
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Model: quality, tiny, a directory under the models dir or a GGUF path
+    /// [default: --llm-model]
+    #[arg(long, value_name = "PROFILE|GGUF")]
+    pub model: Option<String>,
+    /// Threads [default: --llm-threads]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Tokens in the prompt.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub prompt_tokens: usize,
+    /// Tokens decoded after it (greedy, never stopping early).
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub gen_tokens: usize,
+    /// One JSON object: {"prompt_tok_s", "decode_tok_s", "ttft_s", "rss_mb", ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GenerateArgs {
+    pub(super) fn layer(&self, layer: &mut ConfigLayer) {
+        if self.model.is_some() {
+            layer.llm_model = self.model.clone();
+        }
+        if self.threads.is_some() {
+            layer.llm_threads = self.threads;
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct GenerateBench {
@@ -34,7 +64,8 @@ pub struct GenerateBench {
     pub load_s: f64,
 }
 
-pub fn run_generate(config: &Config, args: &GenerateBenchArgs) -> Result<i32> {
+/// `lore bench generate`.
+pub fn run(config: &Config, args: &GenerateArgs) -> Result<i32> {
     let path = config.llm_model_path()?;
     let options = config.llm_load_options();
     let started = Instant::now();

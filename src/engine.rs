@@ -1,0 +1,97 @@
+//! Opens what the commands work with: the embedding model and the index (as its one
+//! writer, or read-only beside a running server), and the configured generator (the local
+//! GGUF on its own thread, or an OpenAI-compatible server).
+
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::llm::{Generator, LanguageModel, RemoteConfig};
+use anyhow::{Context, Result};
+use lore_index::{Index, IndexConfig};
+use std::time::{Duration, Instant};
+
+/// The models and index a command works with, opened once.
+pub struct Engine {
+    pub embedder: Embedder,
+    pub index: Index,
+}
+
+impl Engine {
+    pub fn open(config: &Config) -> Result<Engine> {
+        Engine::open_waiting(config, Duration::ZERO)
+    }
+
+    /// Like [`Engine::open`], but waits up to `patience` for another Lore process to
+    /// release the index: a long-running watcher or server must not fail to start because
+    /// a `lore status` or `lore search` holds the index for a moment.
+    pub fn open_waiting(config: &Config, patience: Duration) -> Result<Engine> {
+        let embedder = load_embedder(config)?;
+        let index_dir = config.index_dir();
+        let index_config = IndexConfig {
+            dim: embedder.dim(),
+            model_id: embedder.model_id(),
+            ..IndexConfig::default()
+        };
+        let deadline = Instant::now() + patience;
+        let index = loop {
+            match Index::open(&index_dir, index_config.clone()) {
+                Err(lore_index::Error::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    break other.with_context(|| {
+                        format!("cannot open the index in {}", index_dir.display())
+                    })?
+                }
+            }
+        };
+        Ok(Engine { embedder, index })
+    }
+}
+
+pub fn load_embedder(config: &Config) -> Result<Embedder> {
+    let dir = config.embed_model_dir();
+    Embedder::load(&dir)
+        .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
+}
+
+/// The configured generator: the local GGUF on its own thread, or the remote server.
+pub fn load_generator(config: &Config) -> Result<Generator> {
+    match config.generator.as_str() {
+        "local" => {}
+        "openai" => {
+            let base_url = config.openai_url.clone().context(
+                "generator = \"openai\" needs openai_url (--openai-url or LORE_OPENAI_URL)",
+            )?;
+            let remote = RemoteConfig {
+                base_url,
+                model: config
+                    .openai_model
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                api_key: config.openai_api_key.clone(),
+                timeout: std::time::Duration::from_secs(600),
+            };
+            return Ok(Generator::remote(
+                remote,
+                config.context_tokens.max(512),
+                4,
+            )?);
+        }
+        other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
+    }
+    let path = config.llm_model_path()?;
+    let started = Instant::now();
+    let mut model = LanguageModel::load_with(&path, config.llm_load_options())?;
+    model.info.context_length = model
+        .info
+        .context_length
+        .min(config.context_tokens.max(512));
+    tracing::info!(
+        model = %model.info.name,
+        architecture = %model.info.architecture,
+        context = model.info.context_length,
+        load_s = started.elapsed().as_secs_f64(),
+        "language model loaded"
+    );
+    Ok(Generator::spawn(model, 4)?)
+}
