@@ -1,13 +1,15 @@
-//! Owns [`Index`]: opening (lock, format and model checks, HNSW load or rebuild), the atomic
-//! commit protocol, the three search modes, statistics and compaction. tantivy is the source
-//! of truth; the HNSW graph is a cache that is repaired from it on open.
+//! Owns [`Index`]: opening as the writer (lock, format and model checks, HNSW load or
+//! rebuild) or read-only (no lock, nothing written, [`Index::refresh`] to follow the writer),
+//! the atomic commit protocol, the three search modes, statistics and compaction. tantivy is
+//! the source of truth; the HNSW graph is a cache that is repaired from it on open.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::directory::error::OpenReadError;
 use tantivy::directory::MmapDirectory;
 use tantivy::schema::TantivyDocument;
 use tantivy::{DocAddress, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyError, Term};
@@ -36,6 +38,10 @@ const EXACT_SCAN_MAX: usize = 4096;
 const EXACT_SCAN_SELECTIVITY: usize = 10;
 /// Stored-document blocks kept decompressed while reading vectors for a rebuild.
 const STORE_CACHE_BLOCKS: usize = 64;
+/// Attempts of a read-only open or refresh when files vanish under a concurrent writer.
+const READ_ATTEMPTS: u32 = 5;
+/// tantivy's commit point inside the text directory.
+const TANTIVY_META_FILE: &str = "meta.json";
 
 /// What tantivy's commit payload records: makes generation and id allocation as durable
 /// and atomic as the data itself.
@@ -132,16 +138,26 @@ impl Snapshot {
     }
 }
 
+/// The write side of an [`Index`], absent when it was opened read-only.
+struct Writer {
+    tantivy: IndexWriter,
+    /// Released after the tantivy writer (fields drop in order): no other writer may open
+    /// the directory meanwhile.
+    _lock: DirLock,
+}
+
 /// Lore's hybrid index over one directory. See the crate documentation for an example and
 /// ARCHITECTURE.md for the on-disk layout and commit protocol.
 ///
 /// Searches take `&self` and may run concurrently; `commit` and `compact` take `&mut self`.
-/// One process at a time may open a directory (an advisory lock enforces it).
+/// One writer ([`Index::open`]) at a time may open a directory (an advisory lock enforces
+/// it); any number of readers ([`Index::open_read_only`]) may open it beside the writer,
+/// in this process or others, and follow its commits with [`Index::refresh`].
 pub struct Index {
     root: PathBuf,
     config: IndexConfig,
     fields: Fields,
-    writer: IndexWriter,
+    text: tantivy::Index,
     reader: IndexReader,
     snapshot: Snapshot,
     graph: VectorGraph,
@@ -150,8 +166,8 @@ pub struct Index {
     unpersisted_changes: usize,
     /// How hybrid search fuses its lists (a query-time choice, not persisted).
     fusion: Fusion,
-    /// Released last (fields drop in order): nothing else may open the directory meanwhile.
-    _lock: DirLock,
+    /// `None` when opened read-only. Declared last, so the lock is released last.
+    writer: Option<Writer>,
 }
 
 impl std::fmt::Debug for Index {
@@ -161,6 +177,7 @@ impl std::fmt::Debug for Index {
             .field("generation", &self.payload.generation)
             .field("chunks", &self.snapshot.chunks.len())
             .field("graph_points", &self.graph.len())
+            .field("read_only", &self.writer.is_none())
             .finish()
     }
 }
@@ -179,13 +196,99 @@ fn map_writer_error(root: &Path, e: TantivyError) -> Error {
     }
 }
 
+/// Whether `e` is a file that vanished: a concurrent writer in another process replaced or
+/// garbage-collected it between our reading the file that names it and opening it. Trying
+/// again reads the newer state.
+fn is_vanished_file(e: &Error) -> bool {
+    let not_found = |io: &std::io::Error| io.kind() == std::io::ErrorKind::NotFound;
+    match e {
+        Error::Io { source, .. } => not_found(source),
+        Error::Tantivy(TantivyError::OpenReadError(OpenReadError::FileDoesNotExist(_))) => true,
+        Error::Tantivy(TantivyError::OpenReadError(OpenReadError::IoError {
+            io_error, ..
+        })) => not_found(io_error),
+        Error::Tantivy(TantivyError::IoError(io)) => not_found(io),
+        _ => false,
+    }
+}
+
+/// Runs `attempt` up to [`READ_ATTEMPTS`] times while it fails on a vanished file.
+fn retry_vanished<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 1;
+    loop {
+        match attempt() {
+            Err(e) if tries < READ_ATTEMPTS && is_vanished_file(&e) => {
+                tracing::debug!(error = %e, tries, "{what}: a file vanished under a concurrent writer; retrying");
+                std::thread::sleep(Duration::from_millis(5 * u64::from(tries)));
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The payload of the commit `meta.json` names now.
+fn read_payload(text: &tantivy::Index, root: &Path) -> Result<CommitPayload> {
+    match text.load_metas()?.payload {
+        Some(json) => serde_json::from_str(&json).map_err(|e| Error::Corrupt {
+            path: layout::text_dir(root),
+            reason: format!("commit payload unreadable: {e}"),
+        }),
+        None => Ok(CommitPayload::default()),
+    }
+}
+
+/// A manual-reload reader over `text`, the payload and the snapshot it sees. The payload is
+/// read first: a writer may commit meanwhile, so the payload is never newer than the reader
+/// (a later [`Index::refresh`] then sees a newer generation and catches up).
+fn open_reader(
+    text: &tantivy::Index,
+    fields: &Fields,
+    root: &Path,
+) -> Result<(IndexReader, CommitPayload, Snapshot)> {
+    let payload = read_payload(text, root)?;
+    let reader: IndexReader = text
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let snapshot = Snapshot::build(reader.searcher(), fields)?;
+    Ok((reader, payload, snapshot))
+}
+
+/// The graph as dumped or, without a usable dump, rebuilt from the vectors tantivy stores.
+/// Returns the graph, the name of the dump it came from, and whether it was rebuilt.
+fn load_graph(
+    root: &Path,
+    config: &IndexConfig,
+    snapshot: &Snapshot,
+    fields: &Fields,
+) -> Result<(VectorGraph, Option<String>, bool)> {
+    let started = Instant::now();
+    match VectorGraph::load(&layout::vector_dir(root), config)? {
+        Some((graph, manifest)) => Ok((graph, Some(manifest.dump_dir), false)),
+        None => {
+            let items = read_vectors(snapshot, fields, |_| true, config.dim)?;
+            let graph = VectorGraph::build(config, &items);
+            if !items.is_empty() {
+                tracing::info!(
+                    vectors = items.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "rebuilt HNSW graph from the text index"
+                );
+            }
+            Ok((graph, None, true))
+        }
+    }
+}
+
 impl Index {
-    /// Opens the index in `dir`, creating it (and the directory) if absent.
+    /// Opens the index in `dir` as its writer, creating it (and the directory) if absent.
     ///
-    /// Fails with [`Error::Locked`] if another `Index` has the directory open,
-    /// [`Error::ModelMismatch`] if it was built with another `model_id` or `dim`,
-    /// [`Error::UnsupportedFormat`] if a newer Lore wrote it. A missing, stale or corrupt
-    /// HNSW dump is not an error: the graph is rebuilt from the vectors tantivy stores.
+    /// Fails with [`Error::Locked`] if another writer has the directory open (readers from
+    /// [`Index::open_read_only`] do not count), [`Error::ModelMismatch`] if it was built with
+    /// another `model_id` or `dim`, [`Error::UnsupportedFormat`] if a newer Lore wrote it.
+    /// A missing, stale or corrupt HNSW dump is not an error: the graph is rebuilt from the
+    /// vectors tantivy stores.
     pub fn open(dir: &Path, config: IndexConfig) -> Result<Index> {
         vectors::validate_config(&config)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -206,63 +309,153 @@ impl Index {
         let writer = tantivy_index
             .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY_BYTES)
             .map_err(|e| map_writer_error(dir, e))?;
-        let reader = tantivy_index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        let payload = match tantivy_index.load_metas()?.payload {
-            Some(json) => serde_json::from_str(&json).map_err(|e| Error::Corrupt {
-                path: text_dir.clone(),
-                reason: format!("commit payload unreadable: {e}"),
-            })?,
-            None => CommitPayload::default(),
-        };
-        let snapshot = Snapshot::build(reader.searcher(), &fields)?;
+        let (reader, payload, snapshot) = open_reader(&tantivy_index, &fields, dir)?;
 
-        let vector_dir = layout::vector_dir(dir);
-        let started = Instant::now();
-        let (graph, dump_name, rebuilt) = match VectorGraph::load(&vector_dir, &config)? {
-            Some((graph, manifest)) => (graph, Some(manifest.dump_dir), false),
-            None => {
-                let items = read_vectors(&snapshot, &fields, |_| true, config.dim)?;
-                let graph = VectorGraph::build(&config, &items);
-                if !items.is_empty() {
-                    tracing::info!(
-                        vectors = items.len(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "rebuilt HNSW graph from the text index"
-                    );
-                }
-                (graph, None, true)
-            }
-        };
-        vectors::remove_stale_dumps(&vector_dir, dump_name.as_deref());
+        let (graph, dump_name, rebuilt) = load_graph(dir, &config, &snapshot, &fields)?;
+        vectors::remove_stale_dumps(&layout::vector_dir(dir), dump_name.as_deref());
 
         let mut index = Index {
             root: dir.to_path_buf(),
             config,
             fields,
-            writer,
+            text: tantivy_index,
             reader,
             snapshot,
             graph,
             payload,
             unpersisted_changes: 0,
             fusion: Fusion::default(),
-            _lock: lock,
+            writer: Some(Writer {
+                tantivy: writer,
+                _lock: lock,
+            }),
         };
         index.reconcile_graph(rebuilt)?;
         Ok(index)
     }
 
+    /// Opens the existing index in `dir` for searching only, beside a writer that may have it
+    /// open in this or another process (`lore serve`, `lore watch`). Takes no lock and
+    /// creates, changes or removes nothing on disk: the HNSW dump is loaded if usable and
+    /// brought up to date in memory only. [`Index::refresh`] picks up the writer's later
+    /// commits; [`Index::commit`] and [`Index::compact`] fail with [`Error::ReadOnly`].
+    ///
+    /// Fails with [`Error::NoIndex`] if nothing was ever ingested into `dir` (missing or
+    /// empty directory), [`Error::NotAnIndex`] if it holds unrelated files, and like
+    /// [`Index::open`] with [`Error::ModelMismatch`] or [`Error::UnsupportedFormat`].
+    pub fn open_read_only(dir: &Path, config: IndexConfig) -> Result<Index> {
+        vectors::validate_config(&config)?;
+        layout::require_meta(dir, &config)?;
+        let text_dir = layout::text_dir(dir);
+        if !text_dir.join(TANTIVY_META_FILE).is_file() {
+            // A writer was interrupted (or is busy) creating the index: nothing is committed.
+            return Err(Error::NoIndex(dir.to_path_buf()));
+        }
+        let (schema, fields) = text::schema();
+        let (tantivy_index, (reader, payload, snapshot)) =
+            retry_vanished("read-only open", || {
+                let directory = MmapDirectory::open(&text_dir).map_err(|e| Error::Corrupt {
+                    path: text_dir.clone(),
+                    reason: e.to_string(),
+                })?;
+                let tantivy_index = tantivy::Index::open(directory)?;
+                if tantivy_index.schema() != schema {
+                    return Err(Error::Corrupt {
+                        path: text_dir.clone(),
+                        reason: "the text index schema is not the one this build writes".into(),
+                    });
+                }
+                tantivy_index
+                    .tokenizers()
+                    .register(text::ANALYZER, text::analyzer());
+                let opened = open_reader(&tantivy_index, &fields, dir)?;
+                Ok((tantivy_index, opened))
+            })?;
+
+        let (graph, _, rebuilt) = load_graph(dir, &config, &snapshot, &fields)?;
+        let mut index = Index {
+            root: dir.to_path_buf(),
+            config,
+            fields,
+            text: tantivy_index,
+            reader,
+            snapshot,
+            graph,
+            payload,
+            unpersisted_changes: 0,
+            fusion: Fusion::default(),
+            writer: None,
+        };
+        index.reconcile_graph(rebuilt)?;
+        Ok(index)
+    }
+
+    /// Whether this index was opened with [`Index::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    /// Brings a read-only index up to the writer's latest commit: reloads the text index and
+    /// inserts the new vectors into the graph (removed chunks become tombstones, hidden from
+    /// every search). Returns whether a new commit was found; `Ok(false)` costs one small
+    /// file read. Searches in between keep seeing the state of the last open or refresh.
+    ///
+    /// The writer sees its own commits at once, so on an index opened with [`Index::open`]
+    /// this does nothing and returns `Ok(false)`.
+    pub fn refresh(&mut self) -> Result<bool> {
+        if self.writer.is_some() {
+            return Ok(false);
+        }
+        retry_vanished("refresh", || self.refresh_once())
+    }
+
+    fn refresh_once(&mut self) -> Result<bool> {
+        let payload = read_payload(&self.text, &self.root)?;
+        if payload.generation == self.payload.generation {
+            return Ok(false);
+        }
+        self.reader.reload()?;
+        let started = Instant::now();
+        self.sync_with_reader(None)?;
+        tracing::debug!(
+            from = self.payload.generation,
+            to = payload.generation,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read-only index refreshed"
+        );
+        // Never newer than what the reader loaded (read before the reload).
+        self.payload.generation = payload.generation;
+        Ok(true)
+    }
+
     /// Brings a loaded (possibly stale) graph up to the committed text index: inserts live
     /// chunks the dump lacks, counts deleted ones as tombstones, and never lets a chunk id
-    /// seen in the graph be allocated again.
+    /// seen in the graph be allocated again. Only a writer persists the result.
     fn reconcile_graph(&mut self, rebuilt: bool) -> Result<()> {
         let graph_max = self.graph.ids().max().map_or(0, |id| id + 1);
         let live_max = self.snapshot.chunks.keys().max().map_or(0, |id| id + 1);
         self.payload.next_chunk_id = self.payload.next_chunk_id.max(graph_max).max(live_max);
 
+        let missing = self.insert_missing_vectors()?;
+        if missing > 0 {
+            tracing::info!(
+                vectors = missing,
+                "HNSW dump is behind the text index; inserted the missing vectors"
+            );
+        }
+        let tombstones = self.tombstones();
+        self.unpersisted_changes = missing + usize::from(rebuilt && self.graph.len() > 0);
+        if self.tombstone_ratio() > TOMBSTONE_RATIO_LIMIT {
+            self.compact_graph();
+        } else if self.unpersisted_changes > 0 || (tombstones > 0 && rebuilt) {
+            self.persist_graph_best_effort();
+        }
+        Ok(())
+    }
+
+    /// Inserts the live chunks the graph lacks, reading their vectors from tantivy; returns
+    /// how many.
+    fn insert_missing_vectors(&mut self) -> Result<usize> {
         let graph = &self.graph;
         let missing = read_vectors(
             &self.snapshot,
@@ -270,18 +463,38 @@ impl Index {
             |id| !graph.contains(id),
             self.config.dim,
         )?;
-        if !missing.is_empty() {
-            tracing::info!(
-                vectors = missing.len(),
-                "HNSW dump is behind the text index; inserting the missing vectors"
-            );
-            self.graph.insert(&missing);
-        }
-        let tombstones = self.tombstones();
-        self.unpersisted_changes = missing.len() + usize::from(rebuilt && self.graph.len() > 0);
+        self.graph.insert(&missing);
+        Ok(missing.len())
+    }
+
+    /// After `self.reader` was reloaded: rebuilds the snapshot from it and brings the graph
+    /// up to it. `new_vectors` are the writer's own just-committed vectors; `None` (a reader
+    /// following another process's commits) reads whatever live chunks the graph lacks from
+    /// tantivy. Chunks no longer live become tombstones. Then compacts (over 20% tombstones)
+    /// or, for a writer, dumps the graph when enough changes piled up.
+    fn sync_with_reader(&mut self, new_vectors: Option<Vec<(u64, Vec<f32>)>>) -> Result<()> {
+        let previous_live = self.snapshot.chunks.len();
+        self.snapshot = Snapshot::build(self.reader.searcher(), &self.fields)?;
+        let added = match new_vectors {
+            Some(items) => {
+                self.graph.insert(&items);
+                items.len()
+            }
+            None => self.insert_missing_vectors()?,
+        };
+        // Chunks deleted or replaced since the previous snapshot: they become graph tombstones.
+        let removed_chunks = (previous_live + added).saturating_sub(self.snapshot.chunks.len());
+        self.unpersisted_changes += added + removed_chunks;
+        tracing::debug!(
+            generation = self.payload.generation,
+            added,
+            chunks_before = previous_live,
+            chunks_after = self.snapshot.chunks.len(),
+            "text index reloaded"
+        );
         if self.tombstone_ratio() > TOMBSTONE_RATIO_LIMIT {
-            self.compact()?;
-        } else if self.unpersisted_changes > 0 || (tombstones > 0 && rebuilt) {
+            self.compact_graph();
+        } else if self.unpersisted_changes >= PERSIST_MIN_CHANGES.max(self.graph.len() / 10) {
             self.persist_graph_best_effort();
         }
         Ok(())
@@ -385,8 +598,9 @@ impl Index {
     ///
     /// Invalid input (wrong vector dimension, non-finite or zero vectors, chunks whose
     /// `doc_id` differs from their document's, a doc id upserted twice) is rejected before
-    /// anything is written.
+    /// anything is written. An index opened read-only refuses with [`Error::ReadOnly`].
     pub fn commit(&mut self, batch: Batch) -> Result<()> {
+        self.check_writable()?;
         let prepared = self.prepare_batch(&batch)?;
         if batch.is_empty() {
             return Ok(());
@@ -396,35 +610,25 @@ impl Index {
         let written = self.write_batch(&batch, prepared, &mut new_vectors);
         if let Err(e) = written {
             // Discards every operation since the last commit; the on-disk state is untouched.
-            if let Err(rollback) = self.writer.rollback() {
-                tracing::error!(error = %rollback, "tantivy rollback failed after a failed commit");
+            if let Some(writer) = self.writer.as_mut() {
+                if let Err(rollback) = writer.tantivy.rollback() {
+                    tracing::error!(error = %rollback, "tantivy rollback failed after a failed commit");
+                }
             }
             self.payload = previous_payload;
             return Err(e);
         }
 
         self.reader.reload()?;
-        let previous_live = self.snapshot.chunks.len();
-        self.snapshot = Snapshot::build(self.reader.searcher(), &self.fields)?;
-        // Chunks deleted or replaced by the batch: they become graph tombstones.
-        let removed_chunks =
-            (previous_live + new_vectors.len()).saturating_sub(self.snapshot.chunks.len());
-        self.graph.insert(&new_vectors);
-        self.unpersisted_changes += new_vectors.len() + removed_chunks;
-        tracing::debug!(
-            generation = self.payload.generation,
-            added = new_vectors.len(),
-            chunks_before = previous_live,
-            chunks_after = self.snapshot.chunks.len(),
-            "committed batch"
-        );
+        self.sync_with_reader(Some(new_vectors))
+    }
 
-        if self.tombstone_ratio() > TOMBSTONE_RATIO_LIMIT {
-            self.compact()?;
-        } else if self.unpersisted_changes >= PERSIST_MIN_CHANGES.max(self.graph.len() / 10) {
-            self.persist_graph_best_effort();
+    /// [`Error::ReadOnly`] unless this index was opened as the writer.
+    fn check_writable(&self) -> Result<()> {
+        match self.writer {
+            Some(_) => Ok(()),
+            None => Err(Error::ReadOnly(self.root.clone())),
         }
-        Ok(())
     }
 
     /// Validates the whole batch and normalises its vectors before anything is written.
@@ -468,30 +672,28 @@ impl Index {
         prepared: Vec<Vec<Vec<f32>>>,
         new_vectors: &mut Vec<(u64, Vec<f32>)>,
     ) -> Result<()> {
+        let writer = &mut self
+            .writer
+            .as_mut()
+            .ok_or_else(|| Error::ReadOnly(self.root.clone()))?
+            .tantivy;
         for doc_id in &batch.removals {
-            self.writer
-                .delete_term(text::doc_id_term(&self.fields, doc_id));
-            self.writer
-                .delete_term(text::failure_term(&self.fields, doc_id));
+            writer.delete_term(text::doc_id_term(&self.fields, doc_id));
+            writer.delete_term(text::failure_term(&self.fields, doc_id));
         }
         for failure in &batch.failures {
-            self.writer
-                .delete_term(text::failure_term(&self.fields, &failure.doc_id));
-            self.writer
-                .add_document(text::failure_to_tantivy(&self.fields, failure)?)?;
+            writer.delete_term(text::failure_term(&self.fields, &failure.doc_id));
+            writer.add_document(text::failure_to_tantivy(&self.fields, failure)?)?;
         }
         for ((document, chunks), unit_vectors) in batch.upserts.iter().zip(prepared) {
             // Deletes apply only to documents added before them, so the replacement survives.
-            self.writer
-                .delete_term(text::doc_id_term(&self.fields, &document.doc_id));
-            self.writer
-                .delete_term(text::failure_term(&self.fields, &document.doc_id));
-            self.writer
-                .add_document(text::document_to_tantivy(&self.fields, document)?)?;
+            writer.delete_term(text::doc_id_term(&self.fields, &document.doc_id));
+            writer.delete_term(text::failure_term(&self.fields, &document.doc_id));
+            writer.add_document(text::document_to_tantivy(&self.fields, document)?)?;
             for (chunk, unit) in chunks.iter().zip(unit_vectors) {
                 let chunk_id = self.payload.next_chunk_id;
                 self.payload.next_chunk_id += 1;
-                self.writer.add_document(text::chunk_to_tantivy(
+                writer.add_document(text::chunk_to_tantivy(
                     &self.fields,
                     chunk_id,
                     &chunk.record,
@@ -505,7 +707,7 @@ impl Index {
             path: self.root.clone(),
             reason: format!("cannot encode commit payload: {e}"),
         })?;
-        let mut commit = self.writer.prepare_commit()?;
+        let mut commit = writer.prepare_commit()?;
         commit.set_payload(&payload_json);
         commit.commit()?;
         Ok(())
@@ -523,7 +725,11 @@ impl Index {
         }
     }
 
+    /// Dumps the graph (a writer's job: a read-only index never writes, so does nothing).
     fn persist_graph_best_effort(&mut self) {
+        if self.writer.is_none() {
+            return;
+        }
         let vector_dir = layout::vector_dir(&self.root);
         let started = Instant::now();
         match self.graph.persist(&vector_dir, self.payload.generation) {
@@ -542,8 +748,18 @@ impl Index {
     }
 
     /// Rebuilds the HNSW graph from live vectors only (dropping tombstones) and persists it.
-    /// Runs automatically when more than 20% of the graph is tombstones.
+    /// Runs automatically when more than 20% of the graph is tombstones. An index opened
+    /// read-only refuses with [`Error::ReadOnly`].
     pub fn compact(&mut self) -> Result<()> {
+        self.check_writable()?;
+        self.compact_graph();
+        Ok(())
+    }
+
+    /// Rebuilds the graph from its live vectors; a writer then dumps it. A read-only index
+    /// does this in memory only (when the writer's deletions pile up while it follows them),
+    /// so its graph does not grow without bound.
+    fn compact_graph(&mut self) {
         let started = Instant::now();
         let live = &self.snapshot.chunks;
         let items = self.graph.vectors_where(&|id| live.contains_key(&id));
@@ -552,12 +768,12 @@ impl Index {
         tracing::info!(
             points = items.len(),
             dropped,
+            read_only = self.writer.is_none(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compacted HNSW graph"
         );
         self.unpersisted_changes = 1;
         self.persist_graph_best_effort();
-        Ok(())
     }
 
     /// Runs the search `mode` asks for. `query_vector` is required for vector and hybrid;
@@ -898,7 +1114,7 @@ impl Drop for Index {
     /// Saves the graph so the next open need not replay recent commits. Failure is harmless
     /// (the next open repairs the graph from tantivy), so it is only logged.
     fn drop(&mut self) {
-        if self.unpersisted_changes > 0 {
+        if self.unpersisted_changes > 0 && self.writer.is_some() {
             self.persist_graph_best_effort();
         }
     }
@@ -946,4 +1162,55 @@ fn read_vectors(
         }
     }
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vanished() -> Error {
+        Error::Tantivy(TantivyError::OpenReadError(
+            OpenReadError::FileDoesNotExist(PathBuf::from("seg.idx")),
+        ))
+    }
+
+    #[test]
+    fn only_vanished_files_count_as_races() {
+        assert!(is_vanished_file(&vanished()));
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(is_vanished_file(&Error::io(Path::new("x"), not_found)));
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!is_vanished_file(&Error::io(Path::new("x"), denied)));
+        assert!(!is_vanished_file(&Error::ReadOnly(PathBuf::from("x"))));
+    }
+
+    #[test]
+    fn vanished_files_are_retried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let result = retry_vanished("test", || {
+            calls += 1;
+            if calls < 3 {
+                Err(vanished())
+            } else {
+                Ok(calls)
+            }
+        });
+        assert!(matches!(result, Ok(3)));
+
+        let mut calls = 0;
+        let result: Result<()> = retry_vanished("test", || {
+            calls += 1;
+            Err(vanished())
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, READ_ATTEMPTS);
+
+        let mut calls = 0;
+        let result: Result<()> = retry_vanished("test", || {
+            calls += 1;
+            Err(Error::InvalidInput("bad".into()))
+        });
+        assert!(matches!(result, Err(Error::InvalidInput(_))));
+        assert_eq!(calls, 1);
+    }
 }

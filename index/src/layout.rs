@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <dir>/lore-index.json    format version, embedding model id, dimension
-//! <dir>/LOCK               advisory exclusive lock, held while an `Index` is open
+//! <dir>/LOCK               advisory exclusive lock, held while a writer (`Index::open`) is
+//!                          open; read-only opens (`Index::open_read_only`) never touch it
 //! <dir>/text/              tantivy index: the source of truth (records, chunks, vectors)
 //! <dir>/vectors/           HNSW dump (derived cache) + manifest.json
 //! ```
@@ -72,6 +73,43 @@ impl DirLock {
 
 /// Reads the meta file, or writes it for a new index. Checks format version and model identity.
 pub fn check_or_create_meta(root: &Path, config: &IndexConfig, now: i64) -> Result<IndexMeta> {
+    if let Some(meta) = read_meta(root, config)? {
+        return Ok(meta);
+    }
+    ensure_only_our_files(root)?;
+    let meta = IndexMeta {
+        format_version: FORMAT_VERSION,
+        model_id: config.model_id.clone(),
+        dim: config.dim,
+        created_at: now,
+    };
+    let path = root.join(META_FILE);
+    let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    atomic_write(&path, &json)?;
+    Ok(meta)
+}
+
+/// Reads and checks the meta file of an existing index without creating or changing anything:
+/// [`Error::NoIndex`] when there is none (missing or empty directory, or only the leftovers of
+/// an interrupted creation), [`Error::NotAnIndex`] when the directory holds unrelated files.
+pub fn require_meta(root: &Path, config: &IndexConfig) -> Result<IndexMeta> {
+    match read_meta(root, config)? {
+        Some(meta) => Ok(meta),
+        None => {
+            if root.is_dir() {
+                ensure_only_our_files(root)?;
+            }
+            Err(Error::NoIndex(root.to_path_buf()))
+        }
+    }
+}
+
+/// Reads the meta file and checks format version and model identity; `Ok(None)` when there
+/// is no meta file (or no directory).
+fn read_meta(root: &Path, config: &IndexConfig) -> Result<Option<IndexMeta>> {
     let path = root.join(META_FILE);
     match fs::read(&path) {
         Ok(bytes) => {
@@ -93,23 +131,9 @@ pub fn check_or_create_meta(root: &Path, config: &IndexConfig, now: i64) -> Resu
                     requested_dim: config.dim,
                 });
             }
-            Ok(meta)
+            Ok(Some(meta))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ensure_only_our_files(root)?;
-            let meta = IndexMeta {
-                format_version: FORMAT_VERSION,
-                model_id: config.model_id.clone(),
-                dim: config.dim,
-                created_at: now,
-            };
-            let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            atomic_write(&path, &json)?;
-            Ok(meta)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&path, e)),
     }
 }
@@ -242,6 +266,40 @@ mod tests {
         assert!(matches!(
             check_or_create_meta(dir.path(), &config("m", 4), 0),
             Err(Error::NotAnIndex { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn require_meta_never_creates_anything() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tmp"), e))?;
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            require_meta(&missing, &config("m", 4)),
+            Err(Error::NoIndex(p)) if p == missing
+        ));
+        assert!(!missing.exists());
+        assert!(matches!(
+            require_meta(dir.path(), &config("m", 4)),
+            Err(Error::NoIndex(_))
+        ));
+        let entries = || {
+            fs::read_dir(dir.path())
+                .map(|d| d.count())
+                .unwrap_or(usize::MAX)
+        };
+        assert_eq!(entries(), 0);
+        fs::write(dir.path().join("notes.txt"), b"mine").map_err(|e| Error::io(dir.path(), e))?;
+        assert!(matches!(
+            require_meta(dir.path(), &config("m", 4)),
+            Err(Error::NotAnIndex { .. })
+        ));
+        fs::remove_file(dir.path().join("notes.txt")).map_err(|e| Error::io(dir.path(), e))?;
+        check_or_create_meta(dir.path(), &config("m", 4), 5)?;
+        assert_eq!(require_meta(dir.path(), &config("m", 4))?.created_at, 5);
+        assert!(matches!(
+            require_meta(dir.path(), &config("m", 8)),
+            Err(Error::ModelMismatch { .. })
         ));
         Ok(())
     }

@@ -7,6 +7,10 @@
 //! complete and nothing of a half-written one. See `ARCHITECTURE.md` for the on-disk
 //! layout and the commit protocol.
 //!
+//! One writer ([`Index::open`], holding the directory's lock) at a time; any number of
+//! readers ([`Index::open_read_only`]: no lock, nothing written) beside it, in any process,
+//! each following the writer's commits with [`Index::refresh`].
+//!
 //! ```
 //! use lore_index::{Batch, ChunkRecord, DocumentRecord, Filter, Index, IndexConfig, NewChunk, SearchMode};
 //!
@@ -47,11 +51,17 @@
 //! drop(index);
 //! let other = IndexConfig { model_id: "other-model".into(), ..config.clone() };
 //! assert!(matches!(Index::open(dir.path(), other), Err(lore_index::Error::ModelMismatch { .. })));
-//! let mut index = Index::open(dir.path(), config)?;
+//! let mut index = Index::open(dir.path(), config.clone())?;
 //! assert_eq!(index.stats()?.chunks, 2);
 //!
+//! // Another process (say `lore search` beside `lore serve`) opens it read-only, lock-free.
+//! let mut reader = Index::open_read_only(dir.path(), config)?;
 //! index.commit(Batch { removals: vec![doc.doc_id.clone()], ..Batch::default() })?;
 //! assert!(index.search_vector(&[1.0, 0.0, 0.0], 5, &Filter::default())?.is_empty());
+//! assert_eq!(reader.stats()?.chunks, 2); // its snapshot, until it refreshes
+//! assert!(reader.refresh()?);
+//! assert!(reader.search_vector(&[1.0, 0.0, 0.0], 5, &Filter::default())?.is_empty());
+//! assert!(matches!(reader.commit(Batch::default()), Err(lore_index::Error::ReadOnly(_))));
 //! # Ok(())
 //! # }
 //! ```
@@ -87,6 +97,14 @@ pub enum Error {
         "index at {0} is already open by another process or handle (lock held): if `lore serve` runs on it, use its API or portal, or stop it first"
     )]
     Locked(PathBuf),
+    /// [`Index::open_read_only`] found no index: nothing has been ingested there yet.
+    #[error("no index at {0} yet: ingest documents first (lore ingest PATH)")]
+    NoIndex(PathBuf),
+    /// A change was asked of an index opened with [`Index::open_read_only`].
+    #[error(
+        "index at {0} is open read-only: only the process holding its lock (lore serve, watch or ingest) can change it"
+    )]
+    ReadOnly(PathBuf),
     #[error(
         "index was built with embedding model {index_model:?} ({index_dim} dimensions), \
          but {requested_model:?} ({requested_dim} dimensions) was requested; \

@@ -32,6 +32,8 @@ const MANIFEST_FILE: &str = "manifest.json";
 const MANIFEST_VERSION: u32 = 1;
 /// hnsw_rs caps the number of layers at 16.
 const MAX_LAYERS: usize = 16;
+/// Dumps tried by one load when a concurrent writer keeps replacing them.
+const LOAD_ATTEMPTS: usize = 3;
 /// Below this many points a parallel insert costs more in thread hand-off than it saves.
 const PARALLEL_INSERT_MIN: usize = 256;
 
@@ -250,7 +252,8 @@ impl VectorGraph {
         k: usize,
         allow: &dyn Fn(u64) -> bool,
     ) -> Vec<(u64, f32)> {
-        if k == 0 || query.len() != self.dim {
+        // hnsw_rs's point iterator panics on a graph without an entry point.
+        if k == 0 || self.ids.is_empty() || query.len() != self.dim {
             return Vec::new();
         }
         let mut scored: Vec<(u64, f32)> = self.cell.with_dependent(|_, graph| {
@@ -269,6 +272,9 @@ impl VectorGraph {
 
     /// Copies out `(id, vector)` for the ids `keep` accepts: the input of a compaction.
     pub fn vectors_where(&self, keep: &dyn Fn(u64) -> bool) -> Vec<(u64, Vec<f32>)> {
+        if self.ids.is_empty() {
+            return Vec::new();
+        }
         self.cell.with_dependent(|_, graph| {
             graph
                 .get_point_indexation()
@@ -378,31 +384,52 @@ impl VectorGraph {
     /// Loads the dump the manifest names. `Ok(None)` when there is none or it is unusable
     /// (wrong dimension, checksum mismatch, loader failure): the caller rebuilds; the reason
     /// is logged. Only errors reading the directory itself are returned as errors.
+    ///
+    /// A writer in another process may replace the dump (and delete the one the manifest
+    /// named) while a read-only open loads it: when the manifest changed meanwhile, the dump
+    /// it names now is tried instead, a few times, before giving up.
     pub fn load(
         vector_dir: &Path,
         config: &IndexConfig,
     ) -> Result<Option<(VectorGraph, VectorManifest)>> {
-        let manifest_path = vector_dir.join(MANIFEST_FILE);
-        let bytes = match fs::read(&manifest_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match read_manifest(vector_dir)? {
+            Some(bytes) => Ok(Self::load_from_manifest(vector_dir, config, bytes)),
+            None => {
                 tracing::info!(dir = %vector_dir.display(), "no HNSW dump; vectors will be rebuilt from the text index");
-                return Ok(None);
-            }
-            Err(e) => return Err(Error::io(&manifest_path, e)),
-        };
-        let manifest: VectorManifest = match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "HNSW manifest unreadable; rebuilding vectors");
-                return Ok(None);
-            }
-        };
-        match Self::load_checked(vector_dir, &manifest, config) {
-            Ok(graph) => Ok(Some((graph, manifest))),
-            Err(reason) => {
-                tracing::warn!(%reason, dump = %manifest.dump_dir, "HNSW dump unusable; rebuilding vectors");
                 Ok(None)
+            }
+        }
+    }
+
+    /// [`VectorGraph::load`] given the manifest's bytes as first read.
+    fn load_from_manifest(
+        vector_dir: &Path,
+        config: &IndexConfig,
+        mut bytes: Vec<u8>,
+    ) -> Option<(VectorGraph, VectorManifest)> {
+        let mut attempt = 1;
+        loop {
+            let manifest: VectorManifest = match serde_json::from_slice(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HNSW manifest unreadable; rebuilding vectors");
+                    return None;
+                }
+            };
+            let reason = match Self::load_checked(vector_dir, &manifest, config) {
+                Ok(graph) => return Some((graph, manifest)),
+                Err(reason) => reason,
+            };
+            match read_manifest(vector_dir) {
+                Ok(Some(now)) if now != bytes && attempt < LOAD_ATTEMPTS => {
+                    tracing::debug!(%reason, dump = %manifest.dump_dir, "HNSW dump replaced while loading; loading the new one");
+                    bytes = now;
+                    attempt += 1;
+                }
+                _ => {
+                    tracing::warn!(%reason, dump = %manifest.dump_dir, "HNSW dump unusable; rebuilding vectors");
+                    return None;
+                }
             }
         }
     }
@@ -468,6 +495,16 @@ impl VectorGraph {
             ids,
             dim: config.dim,
         })
+    }
+}
+
+/// The manifest's bytes; `Ok(None)` when there is none.
+fn read_manifest(vector_dir: &Path) -> Result<Option<Vec<u8>>> {
+    let path = vector_dir.join(MANIFEST_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&path, e)),
     }
 }
 
@@ -598,6 +635,15 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_graph_is_scanned_without_panicking() {
+        let graph = VectorGraph::new(&config(4), 0);
+        let query = normalized(&[1.0, 0.0, 0.0, 0.0], 4).unwrap_or_default();
+        assert!(graph.exact_search(&query, 3, &|_| true).is_empty());
+        assert!(graph.search(&query, 3, 16, &|_| true).is_empty());
+        assert!(graph.vectors_where(&|_| true).is_empty());
+    }
+
+    #[test]
     fn an_emptied_graph_persists_as_no_dump() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tmp"), e))?;
         let cfg = config(8);
@@ -612,6 +658,22 @@ mod tests {
                 .count(),
             0
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_dump_replaced_while_loading_is_followed_to_the_new_one() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io(Path::new("tmp"), e))?;
+        let cfg = config(8);
+        let first = VectorGraph::build(&cfg, &vectors(30, 8, 5)).persist(dir.path(), 1)?;
+        let stale =
+            read_manifest(dir.path())?.ok_or_else(|| Error::Vector("no manifest".into()))?;
+        // A writer dumps again and deletes the dump the manifest we read names.
+        let second = VectorGraph::build(&cfg, &vectors(40, 8, 6)).persist(dir.path(), 2)?;
+        assert!(!dir.path().join(&first.dump_dir).exists());
+        let (graph, manifest) = VectorGraph::load_from_manifest(dir.path(), &cfg, stale)
+            .ok_or_else(|| Error::Vector("replaced dump not followed".into()))?;
+        assert_eq!((manifest, graph.len()), (second, 40));
         Ok(())
     }
 
