@@ -16,8 +16,20 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Opens the index as its one writer (ingest, remove): fails while a running `lore
+    /// serve` or `lore watch` holds it.
     pub fn open(config: &Config) -> Result<Engine> {
         Engine::open_waiting(config, Duration::ZERO)
+    }
+
+    /// Opens the index read-only (search, ask, status, eval): no lock, so it works beside a
+    /// running server or watcher, and sees the last batch the writer committed.
+    pub fn open_read_only(config: &Config) -> Result<Engine> {
+        let embedder = load_embedder(config)?;
+        let index_dir = config.index_dir();
+        let index = Index::open_read_only(&index_dir, index_config(&embedder))
+            .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
+        Ok(Engine { embedder, index })
     }
 
     /// Like [`Engine::open`], but waits up to `patience` for another Lore process to
@@ -26,11 +38,7 @@ impl Engine {
     pub fn open_waiting(config: &Config, patience: Duration) -> Result<Engine> {
         let embedder = load_embedder(config)?;
         let index_dir = config.index_dir();
-        let index_config = IndexConfig {
-            dim: embedder.dim(),
-            model_id: embedder.model_id(),
-            ..IndexConfig::default()
-        };
+        let index_config = index_config(&embedder);
         let deadline = Instant::now() + patience;
         let index = loop {
             match Index::open(&index_dir, index_config.clone()) {
@@ -45,6 +53,15 @@ impl Engine {
             }
         };
         Ok(Engine { embedder, index })
+    }
+}
+
+/// The index settings that must match the embedder (model id and dimension).
+fn index_config(embedder: &Embedder) -> IndexConfig {
+    IndexConfig {
+        dim: embedder.dim(),
+        model_id: embedder.model_id(),
+        ..IndexConfig::default()
     }
 }
 

@@ -782,6 +782,39 @@ fn serve_api_end_to_end() {
         .cloned()
         .unwrap_or_else(|| panic!("upload not listed: {docs}"));
     assert_eq!(zephyr["status"], "indexed", "{zephyr}");
+
+    // The CLI reads beside the running server (no lock for readers) and sees its latest
+    // commit, the upload; only writers are sent to the API.
+    let beside = search_json(&lore, "Zephyr gateway onboarding", "bm25", 3);
+    assert_eq!(beside[0]["doc"], "zephyr-onboarding.md", "{beside:#?}");
+    let status: Value = serde_json::from_str(&lore.ok(&["status", "--json"])).expect("status");
+    assert_eq!(status["documents"], 3, "{status}");
+    assert!(
+        status["failures"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["path"] == "broken.pdf")),
+        "{status}"
+    );
+    let asked: Value = serde_json::from_str(&lore.ok(&[
+        "ask",
+        "--json",
+        "--max-tokens",
+        "16",
+        "Which product code activates a Zephyr gateway?",
+    ]))
+    .expect("ask --json");
+    assert!(
+        asked["sources"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|p| p["doc"] == "zephyr-onboarding.md")),
+        "{asked}"
+    );
+    let refused = lore.fails(&["ingest", corpus.path().to_str().unwrap_or_default()]);
+    assert!(
+        refused.contains("lock held") && refused.contains("API"),
+        "{refused}"
+    );
+
     let broken = docs["documents"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["path"] == "broken.pdf"))

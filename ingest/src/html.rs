@@ -742,7 +742,10 @@ mod tests {
     fn corpus_html() -> Vec<std::path::PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
             let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
-                panic!("{}: {e} (the development set belongs beside the clone)", dir.display())
+                panic!(
+                    "{}: {e} (the development set belongs beside the clone)",
+                    dir.display()
+                )
             });
             for entry in entries.flatten() {
                 let p = entry.path();
@@ -756,12 +759,19 @@ mod tests {
         let mut out = Vec::new();
         walk(std::path::Path::new(crate::EVAL_DEV_CORPUS), &mut out);
         out.sort();
-        assert!(out.len() >= 10, "only {} HTML pages in the corpus", out.len());
+        assert!(
+            out.len() >= 10,
+            "only {} HTML pages in the corpus",
+            out.len()
+        );
         out
     }
 
     #[test]
-    #[cfg_attr(not(feature = "real-data"), ignore = "reads ../shared/eval-dev: scripts/test runs it")]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "reads ../shared/eval-dev: scripts/test runs it"
+    )]
     fn corpus_pages_lose_navigation_and_keep_body_text() {
         for path in corpus_html() {
             let bytes = std::fs::read(&path).unwrap();
@@ -788,7 +798,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(not(feature = "real-data"), ignore = "reads ../shared/eval-dev: scripts/test runs it")]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "reads ../shared/eval-dev: scripts/test runs it"
+    )]
     fn corpus_docbook_and_publican_pages() {
         let bytes = crate::read_eval_dev("apt-doc/offline/ch2.html");
         let doc = parse(&bytes).unwrap();

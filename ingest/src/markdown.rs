@@ -333,7 +333,10 @@ Setext Heading\n==============\n\n\
     }
 
     #[test]
-    #[cfg_attr(not(feature = "real-data"), ignore = "reads ../shared/eval-dev: scripts/test runs it")]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "reads ../shared/eval-dev: scripts/test runs it"
+    )]
     fn corpus_markdown_files_parse_with_structure() {
         let bytes = crate::read_eval_dev("sudo/README.md");
         let doc = parse(&bytes).unwrap();

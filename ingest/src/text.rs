@@ -805,7 +805,10 @@ Owner: foo@example.com
     }
 
     #[test]
-    #[cfg_attr(not(feature = "real-data"), ignore = "reads ../shared/eval-dev: scripts/test runs it")]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "reads ../shared/eval-dev: scripts/test runs it"
+    )]
     fn corpus_files_without_extension() {
         let faq = corpus_doc("chrony/FAQ");
         assert_eq!(faq.title.as_deref(), Some("Frequently Asked Questions"));

@@ -97,7 +97,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
             "the question is empty: ask something, e.g. lore ask \"how do I reset my VPN token?\""
         );
     }
-    let engine = Engine::open(config)?;
+    let engine = Engine::open_read_only(config)?;
     super::require_documents(&engine, config)?;
     let generator = load_generator(config)?;
     let options = options(config, args);

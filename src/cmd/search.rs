@@ -31,7 +31,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     if args.query.trim().is_empty() {
         anyhow::bail!("the query is empty: give some words to search for");
     }
-    let engine = Engine::open(config)?;
+    let engine = Engine::open_read_only(config)?;
     super::require_documents(&engine, config)?;
     let filter = Filter {
         collections: (!args.collections.is_empty()).then(|| args.collections.clone()),
@@ -58,7 +58,10 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     if results.is_empty() {
         // The index holds passages (checked above): the filter or the words rule them out.
         if args.collections.is_empty() {
-            writeln!(out, "no passage holds these words (--mode hybrid also finds meaning)")?;
+            writeln!(
+                out,
+                "no passage holds these words (--mode hybrid also finds meaning)"
+            )?;
         } else {
             writeln!(
                 out,

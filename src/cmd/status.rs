@@ -21,12 +21,13 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct StatusReport {
     data_dir: String,
-    /// What the index holds; absent when another Lore process has it open.
+    /// What the index holds (read-only, so also while `lore serve` or `lore watch` runs);
+    /// absent when nothing has been ingested here yet.
     #[serde(flatten)]
     index: Option<IndexReport>,
-    /// Why the index could not be read here (another `lore serve` or `lore watch` holds it).
+    /// Why there is no index to report on (nothing ingested yet).
     #[serde(skip_serializing_if = "Option::is_none")]
-    index_in_use: Option<String>,
+    no_index: Option<String>,
     /// The drop-folder watcher's progress, from its journal, when one has run here.
     #[serde(skip_serializing_if = "Option::is_none")]
     watch: Option<WatchStatus>,
@@ -49,16 +50,16 @@ struct IndexReport {
 /// `lore status`.
 pub fn run(config: &Config, args: &Args) -> Result<i32> {
     let (list_documents, json) = (args.documents, args.json);
-    let (index, index_in_use) = match Engine::open(config) {
+    let (index, no_index) = match Engine::open_read_only(config) {
         Ok(engine) => (Some(index_report(config, &engine, list_documents)?), None),
-        // The running watcher or server holds the index; its journal still tells progress.
-        Err(e) if is_locked(&e) => (None, Some(format!("{e:#}"))),
+        // Nothing ingested yet: the data dir and a watcher's journal still say something.
+        Err(e) if is_missing(&e) => (None, Some(format!("{e:#}"))),
         Err(e) => return Err(e),
     };
     let report = StatusReport {
         data_dir: config.data_dir.display().to_string(),
         index,
-        index_in_use,
+        no_index,
         watch: crate::watch::journal::read_status(&config.data_dir),
     };
     if json {
@@ -66,8 +67,8 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
         return Ok(0);
     }
     println!("data dir      {}", report.data_dir);
-    if let Some(reason) = &report.index_in_use {
-        println!("index         in use: {reason}");
+    if let Some(reason) = &report.no_index {
+        println!("index         none: {reason}");
     }
     if let Some(index) = &report.index {
         print_index(index);
@@ -96,11 +97,11 @@ fn index_report(config: &Config, engine: &Engine, list_documents: bool) -> Resul
     })
 }
 
-fn is_locked(e: &anyhow::Error) -> bool {
+fn is_missing(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<lore_index::Error>(),
-            Some(lore_index::Error::Locked(_))
+            Some(lore_index::Error::NoIndex(_))
         )
     })
 }

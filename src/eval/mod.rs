@@ -125,7 +125,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
             .filter(|m| seen.insert(*m))
             .collect()
     };
-    let engine = Engine::open(config)?;
+    let engine = Engine::open_read_only(config)?;
     let generator = if args.retrieval_only {
         None
     } else {
