@@ -528,6 +528,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn embed_matches_sentence_transformers_one_by_one() {
         let reference = reference();
         for e in both_backends() {
@@ -552,6 +556,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn embed_matches_sentence_transformers_in_one_mixed_batch() {
         let reference = reference();
         // Interleave lengths so that bucketing must reorder and padding is exercised.
@@ -574,6 +582,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn batches_larger_than_one_bucket_keep_input_order() {
         let reference = reference();
         // 3 × 13 inputs > MAX_BATCH: several buckets, results must come back in input order.
@@ -594,6 +606,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn count_tokens_counts_without_special_tokens_or_truncation() {
         let reference = reference();
         let e = embedder();
@@ -613,6 +629,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn reports_dimension_model_id_and_empty_input() {
         let e = embedder();
         assert_eq!(e.dim(), 384);
@@ -625,6 +645,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn backend_comes_from_the_environment_name() {
         assert_eq!(embedder().backend(), Backend::Packed);
         assert_eq!(candle_embedder().backend(), Backend::Candle);

@@ -276,6 +276,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     async fn errors_are_json_with_a_fitting_status() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path(), 1);

@@ -325,31 +325,63 @@ fn poll_mode_follows_a_folder_without_notifications() {
     assert_eq!(server.terminate(), Some(0));
 }
 
-/// Up to `n` real documents of this machine: Debian's per-package copyright files of
-/// 1–6 KB (a few run to megabytes; they would only make the test slow).
-fn real_documents(n: usize) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir("/usr/share/doc")
-        .expect("/usr/share/doc")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("copyright"))
+/// `n` real documents of 1–6 KB: the development corpus's plain-text and Markdown files
+/// cut at paragraph boundaries (the repository's own data, not the host's, so the test
+/// runs the same in a slim container), as (file name, text).
+fn real_documents(n: usize) -> Vec<(String, String)> {
+    let corpus = crate::common::dev_corpus();
+    let mut sources: Vec<PathBuf> = walkdir(&corpus)
+        .into_iter()
         .filter(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && (1024..=6 * 1024).contains(&m.len()))
+            let ext = p.extension().map(|e| e.to_string_lossy().into_owned());
+            matches!(ext.as_deref(), None | Some("txt") | Some("md"))
         })
         .collect();
-    files.sort();
-    files.truncate(n);
-    assert!(files.len() >= n / 2, "too few documents in /usr/share/doc");
-    files
+    sources.sort();
+    let mut documents = Vec::new();
+    for source in sources {
+        let Ok(text) = std::fs::read_to_string(&source) else {
+            continue;
+        };
+        let stem = source
+            .strip_prefix(&corpus)
+            .unwrap_or(&source)
+            .to_string_lossy()
+            .replace(['/', '.'], "-");
+        let mut piece = String::new();
+        for paragraph in text.split("\n\n") {
+            piece.push_str(paragraph);
+            piece.push_str("\n\n");
+            if piece.len() >= 1024 {
+                if piece.len() <= 6 * 1024 {
+                    documents.push((format!("{stem}-{}.txt", documents.len()), piece.clone()));
+                }
+                piece.clear();
+            }
+            if documents.len() == n {
+                return documents;
+            }
+        }
+    }
+    panic!("only {} documents of 1-6 KB in the corpus", documents.len());
 }
 
-fn copy_documents(files: &[PathBuf], to: &Path) {
-    for f in files {
-        let package = f
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        std::fs::copy(f, to.join(format!("{package}.txt"))).expect("copy");
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read corpus").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn copy_documents(documents: &[(String, String)], to: &Path) {
+    for (name, text) in documents {
+        std::fs::write(to.join(name), text).expect("write");
     }
 }
 
