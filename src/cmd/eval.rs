@@ -20,7 +20,7 @@ pub struct Args {
     /// Passages retrieved for each answer (recall is measured over the top 10).
     #[arg(long, default_value_t = crate::rag::DEFAULT_K, value_parser = super::passage_count())]
     pub k: usize,
-    /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.
+    /// Folder for metrics.json, report.html and `outputs-<mode>.jsonl`.
     #[arg(long, default_value = "eval-out", value_name = "DIR")]
     pub out: PathBuf,
     /// Measure retrieval only: no language model, no answers.

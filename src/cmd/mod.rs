@@ -155,7 +155,7 @@ pub enum Command {
     /// current index and reports evidence recall@1/3/5/10, MRR, document recall, answer
     /// accuracy, abstention accuracy, false-abstention rate, citation precision and
     /// latency. Writes metrics.json, report.html (opens offline) and the per-question
-    /// outputs-<mode>.jsonl in --out.
+    /// `outputs-<mode>.jsonl` in --out.
     ///
     /// Examples:
     ///   lore eval questions.jsonl                       # hybrid retrieval + answers

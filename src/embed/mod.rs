@@ -5,7 +5,7 @@
 //!
 //! Throughput matters because every chunk of every document goes through here: inputs are
 //! sorted by token length and embedded in buckets of similar length, and the original order is
-//! restored before returning. The forward pass itself is [`encoder`]'s packed, fused CPU
+//! restored before returning. The forward pass itself is the `encoder` module's packed, fused CPU
 //! implementation; candle-transformers' `BertModel` stays available as a cross-check
 //! (`LORE_EMBED_BACKEND=candle`), and the tests hold both to sentence-transformers' vectors.
 
@@ -69,7 +69,7 @@ pub enum Pooling {
 /// Which implementation runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// Lore's packed, fused forward pass ([`encoder`]); the default.
+    /// Lore's packed, fused forward pass (the `encoder` module); the default.
     Packed,
     /// candle-transformers' `BertModel` on padded batches: the reference implementation.
     Candle,

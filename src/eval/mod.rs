@@ -87,7 +87,7 @@ pub struct EvalOptions {
     pub modes: Vec<SearchMode>,
     /// Passages retrieved for each answer.
     pub k: usize,
-    /// Folder for metrics.json, report.html and outputs-<mode>.jsonl.
+    /// Folder for metrics.json, report.html and `outputs-<mode>.jsonl`.
     pub out: PathBuf,
     /// No language model, no answers.
     pub retrieval_only: bool,

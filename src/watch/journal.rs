@@ -117,7 +117,7 @@ impl Journal {
     }
 
     /// Writes status and queue, unless only the queue changed since a write less than
-    /// [`MIN_REWRITE`] ago.
+    /// `MIN_REWRITE` ago.
     pub fn save<'p>(
         &mut self,
         status: &WatchStatus,

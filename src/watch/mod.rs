@@ -157,7 +157,7 @@ pub struct Watcher<'a> {
     rescan_requested: bool,
 }
 
-/// What [`Watcher::start`] returns to the caller: the shared status and a stop switch.
+/// What a watcher shares with its owner: the shared status and a stop switch.
 #[derive(Clone)]
 pub struct WatchHandle {
     pub status: Arc<Mutex<WatchStatus>>,
