@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::cli::AskArgs;
 use crate::config::Config;
-use crate::llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
 use crate::pipeline::Engine;
 use crate::rag::{self, Answer, AskOptions, Source};
+use lore_llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
 
 /// The configured generator: the local GGUF on its own thread, or the remote server.
 pub fn load_generator(config: &Config) -> Result<Generator> {
@@ -71,7 +71,7 @@ struct AskJson<'a> {
     unsupported: &'a [String],
     quote: Option<&'a rag::Quote>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    generation: Option<&'a crate::llm::GenerationStats>,
+    generation: Option<&'a lore_llm::GenerationStats>,
 }
 
 fn options(config: &Config, args: &AskArgs) -> AskOptions {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::cli::GenerateBenchArgs;
 use crate::config::Config;
-use crate::llm::LanguageModel;
+use lore_llm::LanguageModel;
 
 /// Text the synthetic prompt is cut from: English prose of the kind Lore's RAG prompts
 /// carry (the tokens' identity hardly matters for speed, their count does).

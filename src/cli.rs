@@ -80,7 +80,7 @@ pub struct GlobalArgs {
         env = "LORE_LLM_ENGINE",
         value_name = "native|candle"
     )]
-    pub llm_engine: Option<crate::llm::model::Engine>,
+    pub llm_engine: Option<lore_llm::Engine>,
     /// Show the model the N best sentences of the retrieved passages (each with a
     /// neighbour on either side) instead of whole passages; 0 shows whole passages
     /// [default: 0]

@@ -52,7 +52,7 @@ pub struct Config {
     /// Threads the language model computes with (default: one per core).
     pub llm_threads: usize,
     /// Which runtime runs the local model: `native` (Lore's kernels) or `candle`.
-    pub llm_engine: crate::llm::model::Engine,
+    pub llm_engine: lore_llm::Engine,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
     pub watch: Vec<PathBuf>,
     /// How changes are noticed: `notify` (filesystem notifications) or `poll` (for network
@@ -122,7 +122,7 @@ pub struct ConfigLayer {
     pub bind: Option<String>,
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
-    pub llm_engine: Option<crate::llm::model::Engine>,
+    pub llm_engine: Option<lore_llm::Engine>,
     pub watch: Option<Vec<PathBuf>>,
     pub watch_mode: Option<WatchMode>,
     pub watch_poll_secs: Option<u64>,
@@ -208,7 +208,7 @@ impl Config {
             llm_threads: o
                 .llm_threads
                 .or(file.llm_threads)
-                .unwrap_or_else(crate::llm::model::default_threads)
+                .unwrap_or_else(lore_llm::default_threads)
                 .max(1),
             llm_engine: o.llm_engine.or(file.llm_engine).unwrap_or_default(),
             watch: o.watch.or(file.watch).unwrap_or_default(),
@@ -273,8 +273,8 @@ impl Config {
     }
 
     /// How the local language model is loaded (`llm_threads`, `llm_engine`).
-    pub fn llm_load_options(&self) -> crate::llm::model::LoadOptions {
-        crate::llm::model::LoadOptions {
+    pub fn llm_load_options(&self) -> lore_llm::LoadOptions {
+        lore_llm::LoadOptions {
             threads: self.llm_threads,
             engine: self.llm_engine,
         }

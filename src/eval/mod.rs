@@ -126,7 +126,7 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
         let options = AskOptions {
             k,
             mode,
-            generation: crate::llm::GenerationParams {
+            generation: lore_llm::GenerationParams {
                 max_tokens: args.max_tokens,
                 ..Default::default()
             },
@@ -208,7 +208,7 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>> {
 
 fn run_mode(
     engine: &Engine,
-    generator: Option<&crate::llm::Generator>,
+    generator: Option<&lore_llm::Generator>,
     questions: &[Question],
     options: &AskOptions,
     args: &EvalArgs,

@@ -20,9 +20,9 @@ use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
 use crate::embed::Embedder;
-use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 use crate::retrieval::{self, Passage};
 pub use evidence::{Evidence, EvidenceOptions};
+use lore_llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 pub use prompt::NOT_FOUND;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers

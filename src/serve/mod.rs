@@ -14,13 +14,13 @@ mod portal;
 
 use crate::config::Config;
 use crate::embed::Embedder;
-use crate::llm::Generator;
 use crate::pipeline::Engine;
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use lore_index::Index;
+use lore_llm::Generator;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;

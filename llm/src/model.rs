@@ -1,5 +1,5 @@
 //! Loads a GGUF language model and runs its forward pass: on Lore's own engine
-//! ([`super::engine`], the default) or on candle's quantized implementations (`quantized_qwen2`,
+//! ([`crate::engine`], the default) or on candle's quantized implementations (`quantized_qwen2`,
 //! `quantized_llama`; kept for comparison and as a fallback). Owns architecture detection, the
 //! up-front integrity checks that turn a truncated or corrupt file into an error instead of a
 //! panic, and the model's context limit.
@@ -13,10 +13,10 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
-use super::engine::Transformer;
-use super::template::ChatTemplate;
-use super::tokenizer::{vocab_from_gguf, GgufVocab};
-use super::LlmError;
+use crate::engine::Transformer;
+use crate::template::ChatTemplate;
+use crate::tokenizer::{vocab_from_gguf, GgufVocab};
+use crate::LlmError;
 
 /// GGUF `general.architecture` values Lore can run, and the implementation each maps to.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2", "llama", "mistral", "smollm"];
@@ -290,14 +290,7 @@ mod tests {
     use std::io::{Read, Write};
 
     fn smollm() -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf");
-        assert!(
-            path.is_file(),
-            "{} is missing: run `scripts/fetch-models all`",
-            path.display()
-        );
-        path
+        crate::test_models::model_path(crate::test_models::TINY)
     }
 
     fn load_err(path: &Path) -> LlmError {

@@ -14,10 +14,10 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::model::{LanguageModel, ModelInfo};
-use super::remote::RemoteConfig;
-use super::template::ChatMessage;
-use super::LlmError;
+use crate::model::{LanguageModel, ModelInfo};
+use crate::remote::RemoteConfig;
+use crate::template::ChatMessage;
+use crate::LlmError;
 
 /// How to decode. The default is greedy (deterministic) with a mild repeat penalty over the
 /// generated tokens only, so small models do not loop while copying from the passages stays
@@ -165,7 +165,7 @@ enum Backend {
     Local {
         jobs: SyncSender<Job>,
         tokenizer: Box<tokenizers::Tokenizer>,
-        template: Arc<super::template::ChatTemplate>,
+        template: Arc<crate::template::ChatTemplate>,
     },
     Remote(Arc<RemoteConfig>),
 }
@@ -224,7 +224,7 @@ impl Generator {
         context_length: usize,
         max_concurrent: usize,
     ) -> Result<Self, LlmError> {
-        super::remote::validate(&config)?;
+        crate::remote::validate(&config)?;
         let info = ModelInfo {
             name: config.model.clone(),
             path: std::path::PathBuf::from(&config.base_url),
@@ -342,7 +342,7 @@ impl Generator {
                 let spawned = std::thread::Builder::new()
                     .name("lore-remote".into())
                     .spawn(move || {
-                        let result = super::remote::stream_chat(
+                        let result = crate::remote::stream_chat(
                             &config, &messages, &params, &events, &cancel,
                         );
                         if let Err(e) = result {
@@ -683,9 +683,7 @@ mod tests {
     }
 
     fn tiny_generator() -> Generator {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf");
-        assert!(path.is_file(), "run `scripts/fetch-models all`");
+        let path = crate::test_models::model_path(crate::test_models::TINY);
         let model = LanguageModel::load(&path).expect("tiny model loads");
         Generator::spawn(model, 2).expect("spawn")
     }

@@ -42,7 +42,7 @@ impl TransformerConfig {
     /// Reads `{arch}.*` keys; `arch` is the GGUF `general.architecture`.
     pub fn from_gguf(content: &Content, arch: &str) -> Result<Self, String> {
         let get = |key: &str| -> Result<u64, String> {
-            super::super::model::metadata_u64(content, &format!("{arch}.{key}"))
+            crate::model::metadata_u64(content, &format!("{arch}.{key}"))
                 .ok_or_else(|| format!("metadata {arch}.{key} is missing"))
         };
         let get_f32 = |key: &str| -> Option<f32> {
