@@ -81,6 +81,16 @@ pub struct GlobalArgs {
         value_name = "native|candle"
     )]
     pub llm_engine: Option<lore_llm::Engine>,
+    /// Instruction set of the native engine's kernels: scalar, avx2 or avx512 force one
+    /// (for comparisons; one the CPU lacks falls back to the best it has) [default: the
+    /// best the CPU has]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_QUANT_ISA",
+        value_name = "scalar|avx2|avx512"
+    )]
+    pub quant_isa: Option<lore_llm::Isa>,
     /// Show the model the N best sentences of the retrieved passages (each with a
     /// neighbour on either side) instead of whole passages; 0 shows whole passages
     /// [default: 0]
@@ -397,6 +407,7 @@ impl Cli {
         o.openai_api_key = std::env::var("LORE_OPENAI_API_KEY").ok();
         o.llm_threads = self.global.llm_threads;
         o.llm_engine = self.global.llm_engine;
+        o.quant_isa = self.global.quant_isa;
         o.evidence_sentences = self.global.evidence_sentences;
         if let Command::Ask(a) = &self.command {
             o.min_similarity = a.min_similarity;

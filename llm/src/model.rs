@@ -13,6 +13,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
+use crate::engine::quant::Isa;
 use crate::engine::Transformer;
 use crate::template::ChatTemplate;
 use crate::tokenizer::{vocab_from_gguf, GgufVocab};
@@ -75,6 +76,10 @@ pub struct LoadOptions {
     /// Threads of the native engine's matmuls and attention.
     pub threads: usize,
     pub engine: Engine,
+    /// The native engine's kernel family: `None` takes the best this CPU has
+    /// ([`Isa::detect`]); `Some` forces a lesser one, for comparisons (one the CPU lacks
+    /// falls back to the best it has, with a warning).
+    pub isa: Option<Isa>,
 }
 
 impl Default for LoadOptions {
@@ -82,6 +87,7 @@ impl Default for LoadOptions {
         LoadOptions {
             threads: default_threads(),
             engine: Engine::Native,
+            isa: None,
         }
     }
 }
@@ -147,7 +153,7 @@ impl LanguageModel {
         let (weights, context_length) = match architecture.as_str() {
             arch if options.engine == Engine::Native => {
                 let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Transformer::load(&content, &mut reader, arch, options.threads)
+                    Transformer::load(&content, &mut reader, arch, options.threads, options.isa)
                 }))
                 .map_err(|_| corrupt("the model loader panicked".into()))?
                 .map_err(corrupt)?;
@@ -224,6 +230,14 @@ impl LanguageModel {
             .squeeze(0)?
             .to_dtype(candle_core::DType::F32)?
             .to_vec1()?)
+    }
+
+    /// The kernel family the native engine runs on (`None` on candle's).
+    pub fn isa(&self) -> Option<Isa> {
+        match &self.weights {
+            Weights::Native(m) => Some(m.isa()),
+            Weights::Qwen2(_) | Weights::Llama(_) => None,
+        }
     }
 
     /// Keeps the first `positions` positions of the current sequence in the KV cache, so a
@@ -346,6 +360,42 @@ mod tests {
             message.contains("gptneox") && message.contains("qwen2, llama"),
             "{message}"
         );
+        Ok(())
+    }
+
+    /// The caller's instruction set reaches the kernels: forced to the plain loops, the
+    /// tiny model predicts what it does on the best kernels (which compute the same integer
+    /// sums, so logits differ by rounding at most).
+    #[test]
+    fn a_forced_instruction_set_is_used_and_predicts_the_same() -> anyhow::Result<()> {
+        let load = |isa| {
+            LanguageModel::load_with(
+                &smollm(),
+                LoadOptions {
+                    threads: 2,
+                    isa,
+                    ..LoadOptions::default()
+                },
+            )
+        };
+        let mut best = load(None)?;
+        let mut scalar = load(Some(Isa::Scalar))?;
+        assert_eq!(best.isa(), Some(Isa::detect()));
+        assert_eq!(scalar.isa(), Some(Isa::Scalar));
+        let ids = best
+            .vocab
+            .tokenizer
+            .encode("The lighthouse keeper lit the lamp at", false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .get_ids()
+            .to_vec();
+        let (a, b) = (best.forward(&ids, 0)?, scalar.forward(&ids, 0)?);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-2, "logits differ by up to {worst}");
         Ok(())
     }
 

@@ -78,6 +78,7 @@ print(json.dumps(out))
             LoadOptions {
                 threads: 2,
                 engine: Engine::Native,
+                isa: None,
             },
         )
         .expect("model loads");

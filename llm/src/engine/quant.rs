@@ -67,8 +67,9 @@
 //! (4 groups × 64 tokens) tasks, so a task's weights stay in L1/L2 and its int8 activations
 //! in L2. Activations are quantized with AVX2 (bit-identical to the scalar code), over the
 //! pool for long prompts, into a thread-local buffer reused across calls. The instruction
-//! set (scalar, AVX2+FMA+F16C, AVX-512 F/BW/VL/VNNI) is detected once at run time
-//! (`LORE_QUANT_ISA=scalar|avx2` forces a lesser one); all paths compute the same integer
+//! set (scalar, AVX2+FMA+F16C, AVX-512 F/BW/VL/VNNI) is detected once at run time; the
+//! caller may force a lesser one ([`Isa::choose`], from [`crate::LoadOptions::isa`]: Lore's
+//! `quant_isa` setting, `LORE_QUANT_ISA=scalar|avx2`). All paths compute the same integer
 //! sums, so they differ only in f32 rounding.
 
 use std::cell::RefCell;
@@ -141,27 +142,52 @@ impl Layout {
     }
 }
 
-/// The kernel family, chosen once at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The kernel family: the best this CPU has ([`Isa::detect`]), unless the caller forces a
+/// lesser one ([`crate::LoadOptions::isa`]) for comparisons. All compute the same integer
+/// sums; they differ only in f32 rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Isa {
+    /// Plain Rust loops (any CPU).
     Scalar,
+    /// AVX2 + FMA + F16C.
     Avx2,
+    /// AVX-512 F/BW/VL with VNNI.
+    #[serde(rename = "avx512", alias = "avx512vnni")]
     Avx512Vnni,
 }
 
 impl Isa {
-    /// The best instruction set this CPU has (detected once). `LORE_QUANT_ISA=scalar|avx2`
-    /// forces a lesser one (for comparisons).
+    /// The best instruction set this CPU has (detected once).
     pub fn detect() -> Isa {
         static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| {
-            let best = Isa::best();
-            match std::env::var("LORE_QUANT_ISA").as_deref() {
-                Ok("scalar") => Isa::Scalar,
-                Ok("avx2") if best != Isa::Scalar => Isa::Avx2,
-                _ => best,
+        *ISA.get_or_init(Isa::best)
+    }
+
+    /// The kernel family to run: `requested` when this CPU has it, else (and when `None`)
+    /// the best it has.
+    pub fn choose(requested: Option<Isa>) -> Isa {
+        match requested {
+            Some(isa) if isa.available() => isa,
+            Some(isa) => {
+                let best = Isa::detect();
+                tracing::warn!(
+                    requested = isa.as_str(),
+                    using = best.as_str(),
+                    "this CPU lacks the requested quantized-kernel instruction set"
+                );
+                best
             }
-        })
+            None => Isa::detect(),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512",
+        }
     }
 
     fn best() -> Isa {
@@ -190,6 +216,21 @@ impl Isa {
             (Isa::Scalar, _) => true,
             (Isa::Avx2, b) => b != Isa::Scalar,
             (Isa::Avx512Vnni, b) => b == Isa::Avx512Vnni,
+        }
+    }
+}
+
+impl std::str::FromStr for Isa {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Isa::Scalar),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512" | "avx512vnni" => Ok(Isa::Avx512Vnni),
+            other => Err(format!(
+                "unknown instruction set {other:?} (expected scalar, avx2 or avx512)"
+            )),
         }
     }
 }
@@ -715,7 +756,8 @@ impl QMatrix {
         }
     }
 
-    /// y = x · Wᵀ: `x` is `n_tokens × cols` (row-major), `y` is `n_tokens × rows`.
+    /// y = x · Wᵀ: `x` is `n_tokens × cols` (row-major), `y` is `n_tokens × rows`, on the
+    /// best kernels this CPU has.
     pub fn matmul(&self, x: &[f32], n_tokens: usize, y: &mut [f32], pool: &Pool) {
         self.matmul_isa(x, n_tokens, y, pool, Isa::detect());
     }
@@ -762,7 +804,7 @@ impl QMatrix {
         // llama.cpp pairs the 32-block formats with Q8_0/Q8_1 activations whose scale and
         // sum are stored as f16: rounding them the same way keeps greedy outputs identical.
         let f16_scales = matches!(self.scales, Scales::F16 | Scales::F16K(_));
-        act.quantize(x, n, self.cols, self.layout.sub16(), f16_scales, pool);
+        act.quantize(x, n, self.cols, self.layout.sub16(), f16_scales, isa, pool);
         let act = &*act;
         let threads = pool.threads().max(1);
         if n == 1 {
@@ -984,6 +1026,7 @@ impl Act {
     /// Quantizes `n` tokens of `cols` values (in parallel over the pool for long prompts).
     /// `f16_scales` rounds each block's scale and scaled sum to f16, as ggml's Q8_0/Q8_1
     /// blocks store them (the integer codes are computed with the exact scale, as there).
+    #[allow(clippy::too_many_arguments)]
     fn quantize(
         &mut self,
         x: &[f32],
@@ -991,6 +1034,7 @@ impl Act {
         cols: usize,
         sub16: bool,
         f16_scales: bool,
+        isa: Isa,
         pool: &Pool,
     ) {
         let nb = cols / QK;
@@ -1005,7 +1049,8 @@ impl Act {
             s: self.s.as_mut_ptr(),
             qsum: self.qsum.as_mut_ptr(),
         };
-        let simd = Isa::detect() != Isa::Scalar;
+        // `isa` is one the CPU has (checked by `matmul_isa`).
+        let simd = isa != Isa::Scalar;
         let work = |t0: usize, t1: usize| {
             for bi in t0 * nb..t1 * nb {
                 let xb = &x[bi * QK..(bi + 1) * QK];
@@ -2051,10 +2096,11 @@ mod qbench {
             .collect();
         let mut a = super::Act::default();
         let pool = super::Pool::new(1);
-        a.quantize(&x, 512, 4864, false, false, &pool);
+        let isa = super::Isa::detect();
+        a.quantize(&x, 512, 4864, false, false, isa, &pool);
         let t0 = std::time::Instant::now();
         for _ in 0..10 {
-            a.quantize(&x, 512, 4864, false, false, &pool);
+            a.quantize(&x, 512, 4864, false, false, isa, &pool);
         }
         println!("quantize 512x4864: {:?} per call", t0.elapsed() / 10);
     }

@@ -12,7 +12,7 @@ use candle_core::quantized::GgmlDType;
 
 use super::attention::attention;
 use super::pool::Pool;
-use super::quant::QMatrix;
+use super::quant::{Isa, QMatrix};
 
 /// How rotary embedding pairs the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +148,8 @@ pub struct Transformer {
     /// Positions held in the KV cache.
     cached: usize,
     pool: Pool,
+    /// The kernel family every matmul and attention runs on (one this CPU has).
+    isa: Isa,
     scratch: Scratch,
 }
 
@@ -201,12 +203,15 @@ fn load_vector<R: Read + Seek>(
 }
 
 impl Transformer {
-    /// Loads every weight of a llama-family or qwen2 GGUF into Lore's kernel layouts.
+    /// Loads every weight of a llama-family or qwen2 GGUF into Lore's kernel layouts, to run
+    /// on `threads` threads with the kernels of `isa` (`None`, or one this CPU lacks: the
+    /// best it has; see [`Isa::choose`]).
     pub fn load<R: Read + Seek>(
         content: &Content,
         reader: &mut R,
         arch: &str,
         threads: usize,
+        isa: Option<Isa>,
     ) -> Result<Self, String> {
         let config = TransformerConfig::from_gguf(content, arch)?;
         let c = &config;
@@ -266,8 +271,14 @@ impl Transformer {
             rope_sin: Vec::new(),
             cached: 0,
             pool: Pool::new(threads.max(1)),
+            isa: Isa::choose(isa),
             scratch: Scratch::default(),
         })
+    }
+
+    /// The kernel family the model runs on.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Bytes of weights held (quantized), for memory reports.
@@ -341,8 +352,10 @@ impl Transformer {
             rope_sin,
             cached,
             pool,
+            isa,
             scratch: s,
         } = self;
+        let isa = *isa;
         let half = c.head_dim / 2;
         resize(&mut s.x, n * c.dim);
         for (t, &token) in tokens.iter().enumerate() {
@@ -354,9 +367,9 @@ impl Transformer {
             resize(&mut s.q, n * c.q_dim());
             resize(&mut s.k, n * c.kv_dim());
             resize(&mut s.v, n * c.kv_dim());
-            layer.wq.matmul(&s.normed, n, &mut s.q, pool);
-            layer.wk.matmul(&s.normed, n, &mut s.k, pool);
-            layer.wv.matmul(&s.normed, n, &mut s.v, pool);
+            layer.wq.matmul_isa(&s.normed, n, &mut s.q, pool, isa);
+            layer.wk.matmul_isa(&s.normed, n, &mut s.k, pool, isa);
+            layer.wv.matmul_isa(&s.normed, n, &mut s.v, pool, isa);
             add_bias(&mut s.q, layer.bq.as_deref());
             add_bias(&mut s.k, layer.bk.as_deref());
             add_bias(&mut s.v, layer.bv.as_deref());
@@ -382,6 +395,7 @@ impl Transformer {
                 n,
                 &mut s.attn_heads,
                 pool,
+                isa,
             );
             // Heads were computed head-major (each task owns one); back to token-major.
             resize(&mut s.attn, n * c.q_dim());
@@ -394,17 +408,19 @@ impl Transformer {
                 }
             }
             resize(&mut s.proj, n * c.dim);
-            layer.wo.matmul(&s.attn, n, &mut s.proj, pool);
+            layer.wo.matmul_isa(&s.attn, n, &mut s.proj, pool, isa);
             add_into(&mut s.x, &s.proj);
 
             // Feed-forward block (SwiGLU).
             rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.normed);
             resize(&mut s.gate, n * c.ffn_dim);
             resize(&mut s.up, n * c.ffn_dim);
-            layer.w_gate.matmul(&s.normed, n, &mut s.gate, pool);
-            layer.w_up.matmul(&s.normed, n, &mut s.up, pool);
+            layer
+                .w_gate
+                .matmul_isa(&s.normed, n, &mut s.gate, pool, isa);
+            layer.w_up.matmul_isa(&s.normed, n, &mut s.up, pool, isa);
             silu_mul(&mut s.gate, &s.up, pool);
-            layer.w_down.matmul(&s.gate, n, &mut s.proj, pool);
+            layer.w_down.matmul_isa(&s.gate, n, &mut s.proj, pool, isa);
             add_into(&mut s.x, &s.proj);
         }
         *cached = position + n;
@@ -413,7 +429,7 @@ impl Transformer {
         rms_norm_rows(last, output_norm, c.rms_eps, &mut s.normed);
         resize(&mut s.logits, c.vocab);
         let output = output.as_ref().unwrap_or(embedding);
-        output.matmul(&s.normed, 1, &mut s.logits, pool);
+        output.matmul_isa(&s.normed, 1, &mut s.logits, pool, isa);
         Ok(&s.logits)
     }
 
