@@ -15,8 +15,10 @@ use crate::pipeline::Engine;
 use crate::rag::{self, Answer, AskOptions, Source};
 use lore_llm::{GenerationParams, Generator, LanguageModel, RemoteConfig};
 
-/// The configured generator: the local GGUF on its own thread, or the remote server.
-pub fn load_generator(config: &Config) -> Result<Generator> {
+/// The configured generator: the local GGUF on its own thread, or the remote server. At
+/// most `queue_capacity` requests wait for the local model (the remote one runs that many
+/// at once); more are refused as busy.
+pub fn load_generator(config: &Config, queue_capacity: usize) -> Result<Generator> {
     match config.generator.as_str() {
         "local" => {}
         "openai" => {
@@ -35,7 +37,7 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
             return Ok(Generator::remote(
                 remote,
                 config.context_tokens.max(512),
-                4,
+                queue_capacity,
             )?);
         }
         other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
@@ -54,7 +56,7 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
         load_s = started.elapsed().as_secs_f64(),
         "language model loaded"
     );
-    Ok(Generator::spawn(model, 4)?)
+    Ok(Generator::spawn(model, queue_capacity)?)
 }
 
 /// `lore ask --json`: the scorer's fields plus the cited sources apart from the retrieved.
@@ -100,7 +102,7 @@ pub fn run_ask(config: &Config, args: &AskArgs) -> Result<i32> {
         );
     }
     let engine = Engine::open(config)?;
-    let generator = load_generator(config)?;
+    let generator = load_generator(config, config.answer_queue)?;
     let options = options(config, args);
     let mut out = std::io::stdout().lock();
     let stream = !args.json;

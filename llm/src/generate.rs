@@ -683,9 +683,14 @@ mod tests {
     }
 
     fn tiny_generator() -> Generator {
+        tiny_generator_queueing(2)
+    }
+
+    /// The tiny model on its thread, at most `queue_capacity` requests waiting for it.
+    fn tiny_generator_queueing(queue_capacity: usize) -> Generator {
         let path = crate::test_models::model_path(crate::test_models::TINY);
         let model = LanguageModel::load(&path).expect("tiny model loads");
-        Generator::spawn(model, 2).expect("spawn")
+        Generator::spawn(model, queue_capacity).expect("spawn")
     }
 
     fn ask(generator: &Generator, max_tokens: usize) -> GenerationHandle {
@@ -781,29 +786,32 @@ mod tests {
         assert_eq!(stats.generated_tokens, 4);
     }
 
+    /// The queue holds the capacity it was given: that many requests wait behind the running
+    /// one, the next is refused as busy.
     #[test]
     fn a_full_queue_is_refused() {
-        let generator = tiny_generator();
-        let running = ask(&generator, 200);
-        let mut queued = Vec::new();
-        let mut refused = None;
-        for _ in 0..4 {
-            match generator.chat(
-                vec![ChatMessage::new("user", "hi")],
-                GenerationParams::default(),
-            ) {
-                Ok(h) => queued.push(h),
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
+        for capacity in [1, 3] {
+            let generator = tiny_generator_queueing(capacity);
+            let running = ask(&generator, 200);
+            // Until the model thread has taken the running request, it occupies a slot too.
+            while generator.queue_depth() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
+            let hi = || {
+                generator.chat(
+                    vec![ChatMessage::new("user", "hi")],
+                    GenerationParams::default(),
+                )
+            };
+            let queued: Vec<_> = (0..capacity).map(|_| hi().expect("a free slot")).collect();
+            assert_eq!(generator.queue_depth(), capacity);
+            match hi() {
+                Err(LlmError::Busy { queued }) => assert_eq!(queued, capacity),
+                other => panic!("capacity {capacity}: expected Busy, got {:?}", other.err()),
+            }
+            drop(queued);
+            drop(running);
         }
-        assert!(
-            matches!(refused, Some(LlmError::Busy { .. })),
-            "{refused:?}"
-        );
-        drop(running);
     }
 
     #[test]

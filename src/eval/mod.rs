@@ -103,7 +103,7 @@ pub fn run_eval(config: &Config, args: &EvalArgs) -> Result<i32> {
     let generator = if args.retrieval_only {
         None
     } else {
-        Some(load_generator(config)?)
+        Some(load_generator(config, config.answer_queue)?)
     };
     let mut cutoffs: Vec<usize> = score::RECALL_CUTOFFS.to_vec();
     if !cutoffs.contains(&k) && k <= RECALL_DEPTH {

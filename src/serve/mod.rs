@@ -57,7 +57,9 @@ impl AppState {
     pub fn load(config: Config, answer_queue: usize) -> Result<AppState> {
         let Engine { embedder, index } =
             Engine::open_waiting(&config, crate::watch::OPEN_PATIENCE)?;
-        let generator = crate::ask::load_generator(&config)?;
+        // The model's queue holds every answer admitted (`answer_queue`, from the config),
+        // so an admitted answer is never refused as busy.
+        let generator = crate::ask::load_generator(&config, answer_queue.max(1))?;
         let jobs = jobs::Jobs::new(&config.data_dir)?;
         Ok(AppState {
             config,
