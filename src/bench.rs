@@ -23,7 +23,8 @@ and changes are announced in the quarterly operations bulletin. ";
 #[derive(Debug, Serialize)]
 pub struct GenerateBench {
     pub model: String,
-    pub engine: String,
+    /// The kernels' instruction set (`scalar`, `avx2`, `avx512`).
+    pub isa: String,
     pub threads: usize,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
@@ -67,7 +68,7 @@ pub fn run_generate(config: &Config, args: &GenerateBenchArgs) -> Result<i32> {
     let decode_s = started.elapsed().as_secs_f64();
     let report = GenerateBench {
         model: model.info.name.clone(),
-        engine: options.engine.as_str().to_string(),
+        isa: model.isa().as_str().to_string(),
         threads: options.threads,
         prompt_tokens: prompt.len(),
         gen_tokens: args.gen_tokens,
@@ -81,8 +82,8 @@ pub fn run_generate(config: &Config, args: &GenerateBenchArgs) -> Result<i32> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "model         {} ({} engine, {} threads)",
-            report.model, report.engine, report.threads
+            "model         {} ({} kernels, {} threads)",
+            report.model, report.isa, report.threads
         );
         println!(
             "prompt        {} tokens at {:.1} tok/s",

@@ -72,16 +72,7 @@ pub struct GlobalArgs {
     /// Threads the language model computes with [default: one per core]
     #[arg(long, global = true, env = "LORE_LLM_THREADS", value_name = "N")]
     pub llm_threads: Option<usize>,
-    /// Runtime of the local model: native (Lore's SIMD kernels) or candle
-    /// (candle-transformers, for comparison) [default: native]
-    #[arg(
-        long,
-        global = true,
-        env = "LORE_LLM_ENGINE",
-        value_name = "native|candle"
-    )]
-    pub llm_engine: Option<lore_llm::Engine>,
-    /// Instruction set of the native engine's kernels: scalar, avx2 or avx512 force one
+    /// Instruction set of the language model's kernels: scalar, avx2 or avx512 force one
     /// (for comparisons; one the CPU lacks falls back to the best it has) [default: the
     /// best the CPU has]
     #[arg(
@@ -406,7 +397,6 @@ impl Cli {
         o.openai_model = self.global.openai_model.clone();
         o.openai_api_key = std::env::var("LORE_OPENAI_API_KEY").ok();
         o.llm_threads = self.global.llm_threads;
-        o.llm_engine = self.global.llm_engine;
         o.quant_isa = self.global.quant_isa;
         o.evidence_sentences = self.global.evidence_sentences;
         if let Command::Ask(a) = &self.command {

@@ -51,9 +51,7 @@ pub struct Config {
     pub answer_queue: usize,
     /// Threads the language model computes with (default: one per core).
     pub llm_threads: usize,
-    /// Which runtime runs the local model: `native` (Lore's kernels) or `candle`.
-    pub llm_engine: lore_llm::Engine,
-    /// Instruction set of the native engine's kernels: `None` takes the best the CPU has;
+    /// Instruction set of the language model's kernels: `None` takes the best the CPU has;
     /// `scalar` or `avx2` force a lesser one, for comparisons.
     pub quant_isa: Option<lore_llm::Isa>,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
@@ -125,7 +123,6 @@ pub struct ConfigLayer {
     pub bind: Option<String>,
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
-    pub llm_engine: Option<lore_llm::Engine>,
     pub quant_isa: Option<lore_llm::Isa>,
     pub watch: Option<Vec<PathBuf>>,
     pub watch_mode: Option<WatchMode>,
@@ -214,7 +211,6 @@ impl Config {
                 .or(file.llm_threads)
                 .unwrap_or_else(lore_llm::default_threads)
                 .max(1),
-            llm_engine: o.llm_engine.or(file.llm_engine).unwrap_or_default(),
             quant_isa: o.quant_isa.or(file.quant_isa),
             watch: o.watch.or(file.watch).unwrap_or_default(),
             watch_mode: o.watch_mode.or(file.watch_mode).unwrap_or_default(),
@@ -277,11 +273,10 @@ impl Config {
         }
     }
 
-    /// How the local language model is loaded (`llm_threads`, `llm_engine`, `quant_isa`).
+    /// How the local language model is loaded (`llm_threads`, `quant_isa`).
     pub fn llm_load_options(&self) -> lore_llm::LoadOptions {
         lore_llm::LoadOptions {
             threads: self.llm_threads,
-            engine: self.llm_engine,
             isa: self.quant_isa,
         }
     }

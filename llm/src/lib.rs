@@ -6,8 +6,7 @@
 //! - Lore's own quantized CPU engine ([`engine`]): weights repacked once into SIMD-friendly
 //!   layouts, integer kernels chosen per CPU at load time ([`Isa`], overridable through
 //!   [`LoadOptions::isa`]), a persistent thread pool, attention over a KV cache and the
-//!   llama/qwen2 forward pass; candle-transformers' quantized models remain selectable
-//!   ([`Engine::Candle`]);
+//!   llama/qwen2 forward pass, whose greedy tokens equal llama.cpp's on the same file;
 //! - the tokenizer rebuilt from the GGUF metadata, with llama.cpp's token ids ([`tokenizer`]);
 //! - the chat template the GGUF carries, rendered with minijinja ([`template`]);
 //! - generation ([`generate`]): the model on its own thread behind a bounded queue, each
@@ -55,8 +54,6 @@ pub use error::{Error, LlmError, Result};
 pub use generate::{
     FinishReason, GenerationEvent, GenerationHandle, GenerationParams, GenerationStats, Generator,
 };
-pub use model::{
-    default_threads, Engine, LanguageModel, LoadOptions, ModelInfo, SUPPORTED_ARCHITECTURES,
-};
+pub use model::{default_threads, LanguageModel, LoadOptions, ModelInfo, SUPPORTED_ARCHITECTURES};
 pub use remote::RemoteConfig;
 pub use template::ChatMessage;

@@ -13,7 +13,7 @@ pub use transformer::{Transformer, TransformerConfig};
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Engine, LoadOptions};
+    use crate::model::LoadOptions;
     use crate::test_models::{model_path, QUALITY, TINY};
     use crate::{ChatMessage, LanguageModel};
     use std::path::{Path, PathBuf};
@@ -77,7 +77,6 @@ print(json.dumps(out))
             &path,
             LoadOptions {
                 threads: 2,
-                engine: Engine::Native,
                 isa: None,
             },
         )
