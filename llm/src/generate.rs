@@ -58,7 +58,8 @@ impl Default for GenerationParams {
 }
 
 /// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// End-of-turn token or a stop string.
@@ -69,7 +70,8 @@ pub enum FinishReason {
 }
 
 /// Timing and counts of one generation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
     /// Leading prompt tokens whose keys and values were kept from the previous request

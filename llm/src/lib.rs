@@ -15,7 +15,8 @@
 //! - or, in place of a local model, a remote OpenAI-compatible server ([`remote`]).
 //!
 //! It knows nothing of documents, retrieval or HTTP: callers hand it messages and
-//! [`GenerationParams`], and get text back. Errors are one enum, [`Error`] (also known as
+//! [`GenerationParams`], and get text back (the `openapi` feature derives OpenAPI schemas for
+//! the types an HTTP API returns). Errors are one enum, [`Error`] (also known as
 //! [`LlmError`]).
 //!
 //! ```no_run

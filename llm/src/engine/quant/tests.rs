@@ -1,3 +1,7 @@
+//! The matmul against references: candle's dequantized weights times f32 activations, candle's
+//! own quantized matmul, and the scalar kernels for every instruction set; plus the ignored
+//! benchmarks (`cargo test -p lore-llm --lib -- --ignored --nocapture bench_`).
+
 use super::*;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
