@@ -17,6 +17,10 @@ pub enum Error {
     UnsupportedArchitecture { path: PathBuf, architecture: String },
     #[error("{}: not a valid GGUF model: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// A tensor the engine cannot load (type, shape or size); loading a model reports it as
+    /// [`Error::Corrupt`] with the file's path.
+    #[error("{0}")]
+    Weights(String),
     /// The GGUF header could not be read (loading only its tokenizer).
     #[error("cannot read the GGUF header of {}: {reason}", path.display())]
     ReadHeader { path: PathBuf, reason: String },

@@ -108,7 +108,10 @@ impl LanguageModel {
             )
         }))
         .map_err(|_| corrupt("the model loader panicked".into()))?
-        .map_err(corrupt)?;
+        .map_err(|e| match e {
+            LlmError::Weights(reason) => corrupt(reason),
+            other => other,
+        })?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -138,7 +141,6 @@ impl LanguageModel {
         self.transformer
             .forward(tokens, position)
             .map(<[f32]>::to_vec)
-            .map_err(LlmError::Generation)
     }
 
     /// The kernel family the engine runs on.

@@ -13,6 +13,7 @@ use candle_core::quantized::GgmlDType;
 use super::attention::attention;
 use super::pool::Pool;
 use super::quant::{Isa, QMatrix};
+use crate::Error;
 
 /// How rotary embedding pairs the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct TransformerConfig {
 
 impl TransformerConfig {
     /// Reads `{arch}.*` keys; `arch` is the GGUF `general.architecture`.
-    pub fn from_gguf(content: &Content, arch: &str) -> Result<Self, String> {
+    pub(crate) fn from_gguf(content: &Content, arch: &str) -> Result<Self, String> {
         let get = |key: &str| -> Result<u64, String> {
             crate::model::metadata_u64(content, &format!("{arch}.{key}"))
                 .ok_or_else(|| format!("metadata {arch}.{key} is missing"))
@@ -212,6 +213,16 @@ impl Transformer {
         arch: &str,
         threads: usize,
         isa: Option<Isa>,
+    ) -> crate::Result<Self> {
+        Self::load_weights(content, reader, arch, threads, isa).map_err(crate::Error::Weights)
+    }
+
+    fn load_weights<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        arch: &str,
+        threads: usize,
+        isa: Option<Isa>,
     ) -> Result<Self, String> {
         let config = TransformerConfig::from_gguf(content, arch)?;
         let c = &config;
@@ -321,24 +332,24 @@ impl Transformer {
 
     /// Runs `tokens` at positions `position..` (which must equal the cached length, or 0 to
     /// start over) and returns the logits of the last token.
-    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<&[f32], String> {
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> crate::Result<&[f32]> {
         if tokens.is_empty() {
-            return Err("no tokens to run".into());
+            return Err(Error::Generation("no tokens to run".into()));
         }
         if position == 0 {
             self.clear();
         }
         if position != self.cached {
-            return Err(format!(
+            return Err(Error::Generation(format!(
                 "position {position} does not follow the {} cached positions",
                 self.cached
-            ));
+            )));
         }
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(format!(
+            return Err(Error::Generation(format!(
                 "token id {bad} is outside the vocabulary ({})",
                 self.config.vocab
-            ));
+            )));
         }
         let n = tokens.len();
         self.extend_rope(position + n);

@@ -6,6 +6,7 @@
 use candle_core::quantized::GgmlDType;
 
 use super::{Layout, QMatrix, Scales, G, QK};
+use crate::{Error, Result};
 
 fn f16_at(b: &[u8], o: usize) -> f32 {
     half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32()
@@ -120,12 +121,7 @@ impl Builder {
 
 impl QMatrix {
     /// From a GGUF tensor's raw bytes in ggml's layout (`rows` rows of `cols` elements).
-    pub fn from_ggml(
-        dtype: GgmlDType,
-        raw: &[u8],
-        rows: usize,
-        cols: usize,
-    ) -> Result<QMatrix, String> {
+    pub fn from_ggml(dtype: GgmlDType, raw: &[u8], rows: usize, cols: usize) -> Result<QMatrix> {
         use GgmlDType as G;
         let (blck, tsize) = match dtype {
             G::F32 => (1, 4),
@@ -141,25 +137,25 @@ impl QMatrix {
             G::Q5K => (256, 176),
             G::Q6K => (256, 210),
             other => {
-                return Err(format!(
+                return Err(Error::Weights(format!(
                     "weight type {other:?} is not supported by the quantized matmul"
-                ))
+                )))
             }
         };
         if rows == 0 || cols == 0 || !cols.is_multiple_of(blck) {
-            return Err(format!(
+            return Err(Error::Weights(format!(
                 "{dtype:?} matrix of {rows}×{cols}: cols must be a non-zero multiple of {blck}"
-            ));
+            )));
         }
         let row_bytes = cols / blck * tsize;
-        let expected = rows
-            .checked_mul(row_bytes)
-            .ok_or_else(|| format!("{dtype:?} matrix of {rows}×{cols} is too large"))?;
+        let expected = rows.checked_mul(row_bytes).ok_or_else(|| {
+            Error::Weights(format!("{dtype:?} matrix of {rows}×{cols} is too large"))
+        })?;
         if raw.len() != expected {
-            return Err(format!(
+            return Err(Error::Weights(format!(
                 "{dtype:?} matrix of {rows}×{cols} needs {expected} bytes, got {}",
                 raw.len()
-            ));
+            )));
         }
         let mut mat = QMatrix {
             dtype,
