@@ -52,7 +52,7 @@ pub struct Config {
     /// Threads the language model computes with (default: one per core).
     pub llm_threads: usize,
     /// Instruction set of the language model's kernels: `None` takes the best the CPU has;
-    /// `scalar` or `avx2` force a lesser one, for comparisons.
+    /// `scalar`, `avx2` or `avx512` force one, for comparisons.
     pub quant_isa: Option<lore_llm::Isa>,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
     pub watch: Vec<PathBuf>,
