@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Record llama.cpp's token ids for Lore's GGUF tokenizer test.
 
-Writes tests/fixtures/tokenizer-reference.json: for each GGUF language model Lore ships, the ids
-that llama.cpp (through llama-cpp-python) produces for a fixed list of inputs — ASCII prose,
+Writes llm/tests/fixtures/tokenizer-reference.json: for each GGUF language model Lore ships,
+the ids that llama.cpp (through llama-cpp-python) produces for a fixed list of inputs — ASCII prose,
 numbers, accents, CJK, emoji with modifiers and joiners, code, whitespace runs, contractions,
 URLs, non-ASCII whitespace and digits, and chat special tokens. The Rust test in
-src/llm/tokenizer.rs builds a tokenizer from the same GGUF metadata and asserts the very same
+llm/src/tokenizer.rs builds a tokenizer from the same GGUF metadata and asserts the very same
 ids, so tests never need llama.cpp. Rerun this only when a model or the inputs change.
 
 Tokenization is Llama.tokenize(text.encode(), add_bos=False, special=True): no BOS (Lore adds
@@ -28,7 +28,7 @@ import re
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-OUT = REPO / "tests" / "fixtures" / "tokenizer-reference.json"
+OUT = REPO / "llm" / "tests" / "fixtures" / "tokenizer-reference.json"
 
 # <model dir>/<file> under the models directory, as scripts/fetch-models installs them.
 MODELS = [

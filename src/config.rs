@@ -51,8 +51,9 @@ pub struct Config {
     pub answer_queue: usize,
     /// Threads the language model computes with (default: one per core).
     pub llm_threads: usize,
-    /// Which runtime runs the local model: `native` (Lore's kernels) or `candle`.
-    pub llm_engine: crate::llm::model::Engine,
+    /// Instruction set of the language model's kernels: `None` takes the best the CPU has;
+    /// `scalar`, `avx2` or `avx512` force one, for comparisons.
+    pub quant_isa: Option<lore_llm::Isa>,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
     pub watch: Vec<PathBuf>,
     /// How changes are noticed: `notify` (filesystem notifications) or `poll` (for network
@@ -122,7 +123,7 @@ pub struct ConfigLayer {
     pub bind: Option<String>,
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
-    pub llm_engine: Option<crate::llm::model::Engine>,
+    pub quant_isa: Option<lore_llm::Isa>,
     pub watch: Option<Vec<PathBuf>>,
     pub watch_mode: Option<WatchMode>,
     pub watch_poll_secs: Option<u64>,
@@ -208,9 +209,9 @@ impl Config {
             llm_threads: o
                 .llm_threads
                 .or(file.llm_threads)
-                .unwrap_or_else(crate::llm::model::default_threads)
+                .unwrap_or_else(lore_llm::default_threads)
                 .max(1),
-            llm_engine: o.llm_engine.or(file.llm_engine).unwrap_or_default(),
+            quant_isa: o.quant_isa.or(file.quant_isa),
             watch: o.watch.or(file.watch).unwrap_or_default(),
             watch_mode: o.watch_mode.or(file.watch_mode).unwrap_or_default(),
             watch_poll_secs: o.watch_poll_secs.or(file.watch_poll_secs).unwrap_or(10),
@@ -272,11 +273,11 @@ impl Config {
         }
     }
 
-    /// How the local language model is loaded (`llm_threads`, `llm_engine`).
-    pub fn llm_load_options(&self) -> crate::llm::model::LoadOptions {
-        crate::llm::model::LoadOptions {
+    /// How the local language model is loaded (`llm_threads`, `quant_isa`).
+    pub fn llm_load_options(&self) -> lore_llm::LoadOptions {
+        lore_llm::LoadOptions {
             threads: self.llm_threads,
-            engine: self.llm_engine,
+            isa: self.quant_isa,
         }
     }
 
@@ -332,6 +333,25 @@ mod tests {
             Config::merge(file, flags).watch,
             vec![PathBuf::from("/tmp/drop")]
         );
+    }
+
+    #[test]
+    fn the_kernel_instruction_set_is_the_best_unless_forced() {
+        let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
+        assert_eq!(c.quant_isa, None);
+        assert_eq!(c.llm_load_options().isa, None);
+        let file: ConfigLayer = toml::from_str("quant_isa = \"avx2\"\n").expect("valid toml");
+        let c = Config::merge(file.clone(), ConfigLayer::default());
+        assert_eq!(c.llm_load_options().isa, Some(lore_llm::Isa::Avx2));
+        let env = ConfigLayer {
+            quant_isa: Some("scalar".parse().expect("an instruction set")),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::merge(file, env).quant_isa,
+            Some(lore_llm::Isa::Scalar)
+        );
+        assert!(toml::from_str::<ConfigLayer>("quant_isa = \"sse\"").is_err());
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use crate::config::Config;
 use crate::embed::Embedder;
-use crate::llm::{Generator, LanguageModel, RemoteConfig};
 use anyhow::{Context, Result};
 use lore_index::{Index, IndexConfig};
+use lore_llm::{Generator, LanguageModel, RemoteConfig};
 use std::time::{Duration, Instant};
 
 /// The models and index a command works with, opened once.
@@ -71,8 +71,10 @@ pub fn load_embedder(config: &Config) -> Result<Embedder> {
         .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
 }
 
-/// The configured generator: the local GGUF on its own thread, or the remote server.
-pub fn load_generator(config: &Config) -> Result<Generator> {
+/// The configured generator: the local GGUF on its own thread, or the remote server. At
+/// most `queue_capacity` requests wait for the local model (the remote one runs that many
+/// at once); more are refused as busy.
+pub fn load_generator(config: &Config, queue_capacity: usize) -> Result<Generator> {
     match config.generator.as_str() {
         "local" => {}
         "openai" => {
@@ -91,7 +93,7 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
             return Ok(Generator::remote(
                 remote,
                 config.context_tokens.max(512),
-                4,
+                queue_capacity,
             )?);
         }
         other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
@@ -110,5 +112,5 @@ pub fn load_generator(config: &Config) -> Result<Generator> {
         load_s = started.elapsed().as_secs_f64(),
         "language model loaded"
     );
-    Ok(Generator::spawn(model, 4)?)
+    Ok(Generator::spawn(model, queue_capacity)?)
 }

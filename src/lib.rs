@@ -1,7 +1,7 @@
 //! The `lore` application: everything above the engine crates. Data flows one way:
 //! files → [`lore_ingest`] (parse + chunk, driven by [`pipeline`]) → [`embed`] (vectors)
 //! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → [`rag`] (prompt, citations, abstention)
-//! on [`llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
+//! on [`lore_llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
 
 pub mod cmd;
 pub mod config;
@@ -9,7 +9,6 @@ pub mod embed;
 pub mod engine;
 pub mod eval;
 pub mod files;
-pub mod llm;
 pub mod logging;
 pub mod pipeline;
 pub mod rag;

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::config::{Config, ConfigLayer};
 use crate::engine::{load_generator, Engine};
-use crate::llm::GenerationParams;
 use crate::rag::{self, Answer, AskOptions, Source};
+use lore_llm::GenerationParams;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,7 +69,7 @@ struct AskJson<'a> {
     unsupported: &'a [String],
     quote: Option<&'a rag::Quote>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    generation: Option<&'a crate::llm::GenerationStats>,
+    generation: Option<&'a lore_llm::GenerationStats>,
 }
 
 fn options(config: &Config, args: &Args) -> AskOptions {
@@ -99,7 +99,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     }
     let engine = Engine::open_read_only(config)?;
     super::require_documents(&engine, config)?;
-    let generator = load_generator(config)?;
+    let generator = load_generator(config, config.answer_queue)?;
     let options = options(config, args);
     let mut out = std::io::stdout().lock();
     let stream = !args.json;

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::{Config, ConfigLayer};
-use crate::llm::LanguageModel;
+use lore_llm::LanguageModel;
 
 /// Text the synthetic prompt is cut from: English prose of the kind Lore's RAG prompts
 /// carry (the tokens' identity hardly matters for speed, their count does).
@@ -53,7 +53,8 @@ impl GenerateArgs {
 #[derive(Debug, Serialize)]
 pub struct GenerateBench {
     pub model: String,
-    pub engine: String,
+    /// The kernels' instruction set (`scalar`, `avx2`, `avx512`).
+    pub isa: String,
     pub threads: usize,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
@@ -98,7 +99,7 @@ pub fn run(config: &Config, args: &GenerateArgs) -> Result<i32> {
     let decode_s = started.elapsed().as_secs_f64();
     let report = GenerateBench {
         model: model.info.name.clone(),
-        engine: options.engine.as_str().to_string(),
+        isa: model.isa().as_str().to_string(),
         threads: options.threads,
         prompt_tokens: prompt.len(),
         gen_tokens: args.gen_tokens,
@@ -112,8 +113,8 @@ pub fn run(config: &Config, args: &GenerateArgs) -> Result<i32> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "model         {} ({} engine, {} threads)",
-            report.model, report.engine, report.threads
+            "model         {} ({} kernels, {} threads)",
+            report.model, report.isa, report.threads
         );
         println!(
             "prompt        {} tokens at {:.1} tok/s",

@@ -84,15 +84,16 @@ pub struct GlobalArgs {
     /// Threads the language model computes with [default: one per core]
     #[arg(long, global = true, env = "LORE_LLM_THREADS", value_name = "N")]
     pub llm_threads: Option<usize>,
-    /// Runtime of the local model: native (Lore's SIMD kernels) or candle
-    /// (candle-transformers, for comparison) [default: native]
+    /// Instruction set of the language model's kernels: scalar, avx2 or avx512 force one
+    /// (for comparisons; one the CPU lacks falls back to the best it has) [default: the
+    /// best the CPU has]
     #[arg(
         long,
         global = true,
-        env = "LORE_LLM_ENGINE",
-        value_name = "native|candle"
+        env = "LORE_QUANT_ISA",
+        value_name = "scalar|avx2|avx512"
     )]
-    pub llm_engine: Option<crate::llm::model::Engine>,
+    pub quant_isa: Option<lore_llm::Isa>,
     /// Show the model the N best sentences of the retrieved passages (each with a
     /// neighbour on either side) instead of whole passages; 0 shows whole passages
     /// [default: 0]
@@ -196,7 +197,7 @@ impl Cli {
             openai_model: g.openai_model.clone(),
             openai_api_key: std::env::var("LORE_OPENAI_API_KEY").ok(),
             llm_threads: g.llm_threads,
-            llm_engine: g.llm_engine,
+            quant_isa: g.quant_isa,
             evidence_sentences: g.evidence_sentences,
             ..Default::default()
         };

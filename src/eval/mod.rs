@@ -129,7 +129,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
     let generator = if args.retrieval_only {
         None
     } else {
-        Some(load_generator(config)?)
+        Some(load_generator(config, config.answer_queue)?)
     };
     let mut cutoffs: Vec<usize> = score::RECALL_CUTOFFS.to_vec();
     if !cutoffs.contains(&k) && k <= RECALL_DEPTH {
@@ -152,7 +152,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
         let ask_options = AskOptions {
             k,
             mode,
-            generation: crate::llm::GenerationParams {
+            generation: lore_llm::GenerationParams {
                 max_tokens: args.max_tokens,
                 ..Default::default()
             },
@@ -228,7 +228,7 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>> {
 
 fn run_mode(
     engine: &Engine,
-    generator: Option<&crate::llm::Generator>,
+    generator: Option<&lore_llm::Generator>,
     questions: &[Question],
     options: &AskOptions,
     args: &EvalOptions,

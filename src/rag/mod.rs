@@ -1,7 +1,7 @@
 //! Answering: a question in, a grounded answer with citations and a quote out. Retrieves
 //! passages ([`crate::retrieval`]), abstains without calling the model when the evidence is
 //! weak, builds the prompt from the passages or their best sentences ([`evidence`],
-//! [`prompt`]), streams the model's answer ([`crate::llm`]) through a citation filter, and
+//! [`prompt`]), streams the model's answer ([`lore_llm`]) through a citation filter, and
 //! checks the result: phantom markers removed, uncited sentences attributed
 //! ([`citations`]), the model's own refusals recognised, an answer whose specifics the
 //! evidence does not hold withdrawn ([`grounding`]), and the sentence of a cited passage
@@ -20,9 +20,9 @@ use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
 use crate::embed::Embedder;
-use crate::llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 use crate::retrieval::{self, Passage};
 pub use evidence::{Evidence, EvidenceOptions};
+use lore_llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 pub use prompt::NOT_FOUND;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers

@@ -1,8 +1,8 @@
 //! Owns the prompt: which retrieved passages go in (duplicates dropped, best first, as many
 //! as fit the model's context with room for the answer) and the instructions around them.
 
-use crate::llm::{ChatMessage, Generator, LlmError};
 use crate::retrieval::Passage;
+use lore_llm::{ChatMessage, Generator, LlmError};
 
 /// What a passage's header starts with; the model writing it means it is copying the
 /// context instead of answering, so generation stops there.

@@ -6,7 +6,6 @@ use super::error::{
     ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody, JsonBodyErrors, QueueFull,
 };
 use super::{SharedState, MAX_QUESTION_CHARS};
-use crate::llm::{ChatMessage, GenerationParams, LlmError};
 use crate::rag::{self, Answer, AskOptions};
 use crate::retrieval::{self, Passage};
 use axum::body::Body;
@@ -16,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lore_index::{DocumentRecord, FailureRecord, Filter, Index, SearchMode};
+use lore_llm::{ChatMessage, GenerationParams, LlmError};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::ops::ControlFlow;

@@ -15,12 +15,12 @@ mod portal;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::engine::Engine;
-use crate::llm::Generator;
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use lore_index::Index;
+use lore_llm::Generator;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -57,7 +57,9 @@ impl AppState {
     pub fn load(config: Config, answer_queue: usize) -> Result<AppState> {
         let Engine { embedder, index } =
             Engine::open_waiting(&config, crate::watch::OPEN_PATIENCE)?;
-        let generator = crate::engine::load_generator(&config)?;
+        // The model's queue holds every answer admitted (`answer_queue`, from the config),
+        // so an admitted answer is never refused as busy.
+        let generator = crate::engine::load_generator(&config, answer_queue.max(1))?;
         let jobs = jobs::Jobs::new(&config.data_dir)?;
         Ok(AppState {
             config,

@@ -7,12 +7,12 @@
 use super::api::{self, AskEvent};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
-use crate::llm::ChatMessage;
 use crate::rag::{Answer, AskOptions, Source};
 use axum::extract::State;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use lore_llm::ChatMessage;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 

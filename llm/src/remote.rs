@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::generate::{FinishReason, GenerationEvent, GenerationParams, GenerationStats};
-use super::template::ChatMessage;
-use super::LlmError;
+use crate::generate::{FinishReason, GenerationEvent, GenerationParams, GenerationStats};
+use crate::template::ChatMessage;
+use crate::LlmError;
 
 /// Where the remote server is and which model it should use.
 #[derive(Debug, Clone)]

@@ -12,7 +12,8 @@ use candle_core::quantized::GgmlDType;
 
 use super::attention::attention;
 use super::pool::Pool;
-use super::quant::QMatrix;
+use super::quant::{Isa, QMatrix};
+use crate::Error;
 
 /// How rotary embedding pairs the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,9 @@ pub struct TransformerConfig {
 
 impl TransformerConfig {
     /// Reads `{arch}.*` keys; `arch` is the GGUF `general.architecture`.
-    pub fn from_gguf(content: &Content, arch: &str) -> Result<Self, String> {
+    pub(crate) fn from_gguf(content: &Content, arch: &str) -> Result<Self, String> {
         let get = |key: &str| -> Result<u64, String> {
-            super::super::model::metadata_u64(content, &format!("{arch}.{key}"))
+            crate::model::metadata_u64(content, &format!("{arch}.{key}"))
                 .ok_or_else(|| format!("metadata {arch}.{key} is missing"))
         };
         let get_f32 = |key: &str| -> Option<f32> {
@@ -148,6 +149,8 @@ pub struct Transformer {
     /// Positions held in the KV cache.
     cached: usize,
     pool: Pool,
+    /// The kernel family every matmul and attention runs on (one this CPU has).
+    isa: Isa,
     scratch: Scratch,
 }
 
@@ -201,12 +204,25 @@ fn load_vector<R: Read + Seek>(
 }
 
 impl Transformer {
-    /// Loads every weight of a llama-family or qwen2 GGUF into Lore's kernel layouts.
+    /// Loads every weight of a llama-family or qwen2 GGUF into Lore's kernel layouts, to run
+    /// on `threads` threads with the kernels of `isa` (`None`, or one this CPU lacks: the
+    /// best it has; see [`Isa::choose`]).
     pub fn load<R: Read + Seek>(
         content: &Content,
         reader: &mut R,
         arch: &str,
         threads: usize,
+        isa: Option<Isa>,
+    ) -> crate::Result<Self> {
+        Self::load_weights(content, reader, arch, threads, isa).map_err(crate::Error::Weights)
+    }
+
+    fn load_weights<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        arch: &str,
+        threads: usize,
+        isa: Option<Isa>,
     ) -> Result<Self, String> {
         let config = TransformerConfig::from_gguf(content, arch)?;
         let c = &config;
@@ -266,8 +282,14 @@ impl Transformer {
             rope_sin: Vec::new(),
             cached: 0,
             pool: Pool::new(threads.max(1)),
+            isa: Isa::choose(isa),
             scratch: Scratch::default(),
         })
+    }
+
+    /// The kernel family the model runs on.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Bytes of weights held (quantized), for memory reports.
@@ -310,24 +332,24 @@ impl Transformer {
 
     /// Runs `tokens` at positions `position..` (which must equal the cached length, or 0 to
     /// start over) and returns the logits of the last token.
-    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<&[f32], String> {
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> crate::Result<&[f32]> {
         if tokens.is_empty() {
-            return Err("no tokens to run".into());
+            return Err(Error::Generation("no tokens to run".into()));
         }
         if position == 0 {
             self.clear();
         }
         if position != self.cached {
-            return Err(format!(
+            return Err(Error::Generation(format!(
                 "position {position} does not follow the {} cached positions",
                 self.cached
-            ));
+            )));
         }
         if let Some(bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
-            return Err(format!(
+            return Err(Error::Generation(format!(
                 "token id {bad} is outside the vocabulary ({})",
                 self.config.vocab
-            ));
+            )));
         }
         let n = tokens.len();
         self.extend_rope(position + n);
@@ -341,8 +363,10 @@ impl Transformer {
             rope_sin,
             cached,
             pool,
+            isa,
             scratch: s,
         } = self;
+        let isa = *isa;
         let half = c.head_dim / 2;
         resize(&mut s.x, n * c.dim);
         for (t, &token) in tokens.iter().enumerate() {
@@ -354,9 +378,9 @@ impl Transformer {
             resize(&mut s.q, n * c.q_dim());
             resize(&mut s.k, n * c.kv_dim());
             resize(&mut s.v, n * c.kv_dim());
-            layer.wq.matmul(&s.normed, n, &mut s.q, pool);
-            layer.wk.matmul(&s.normed, n, &mut s.k, pool);
-            layer.wv.matmul(&s.normed, n, &mut s.v, pool);
+            layer.wq.matmul_isa(&s.normed, n, &mut s.q, pool, isa);
+            layer.wk.matmul_isa(&s.normed, n, &mut s.k, pool, isa);
+            layer.wv.matmul_isa(&s.normed, n, &mut s.v, pool, isa);
             add_bias(&mut s.q, layer.bq.as_deref());
             add_bias(&mut s.k, layer.bk.as_deref());
             add_bias(&mut s.v, layer.bv.as_deref());
@@ -382,6 +406,7 @@ impl Transformer {
                 n,
                 &mut s.attn_heads,
                 pool,
+                isa,
             );
             // Heads were computed head-major (each task owns one); back to token-major.
             resize(&mut s.attn, n * c.q_dim());
@@ -394,17 +419,19 @@ impl Transformer {
                 }
             }
             resize(&mut s.proj, n * c.dim);
-            layer.wo.matmul(&s.attn, n, &mut s.proj, pool);
+            layer.wo.matmul_isa(&s.attn, n, &mut s.proj, pool, isa);
             add_into(&mut s.x, &s.proj);
 
             // Feed-forward block (SwiGLU).
             rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.normed);
             resize(&mut s.gate, n * c.ffn_dim);
             resize(&mut s.up, n * c.ffn_dim);
-            layer.w_gate.matmul(&s.normed, n, &mut s.gate, pool);
-            layer.w_up.matmul(&s.normed, n, &mut s.up, pool);
+            layer
+                .w_gate
+                .matmul_isa(&s.normed, n, &mut s.gate, pool, isa);
+            layer.w_up.matmul_isa(&s.normed, n, &mut s.up, pool, isa);
             silu_mul(&mut s.gate, &s.up, pool);
-            layer.w_down.matmul(&s.gate, n, &mut s.proj, pool);
+            layer.w_down.matmul_isa(&s.gate, n, &mut s.proj, pool, isa);
             add_into(&mut s.x, &s.proj);
         }
         *cached = position + n;
@@ -413,7 +440,7 @@ impl Transformer {
         rms_norm_rows(last, output_norm, c.rms_eps, &mut s.normed);
         resize(&mut s.logits, c.vocab);
         let output = output.as_ref().unwrap_or(embedding);
-        output.matmul(&s.normed, 1, &mut s.logits, pool);
+        output.matmul_isa(&s.normed, 1, &mut s.logits, pool, isa);
         Ok(&s.logits)
     }
 

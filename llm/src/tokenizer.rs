@@ -5,7 +5,7 @@
 //! of split regexes that llama.cpp hard-codes (llama-vocab.cpp, `llm_tokenizer_bpe`); this
 //! module carries the same table, so Lore's token ids equal llama.cpp's for the same file. The
 //! equality is proven against ids recorded from llama.cpp itself
-//! (`tests/fixtures/tokenizer-reference.json`, made by `scripts/tokenizer-reference.py`).
+//! (`llm/tests/fixtures/tokenizer-reference.json`, made by `scripts/tokenizer-reference.py`).
 //!
 //! How llama.cpp's BPE tokenizer maps onto the `tokenizers` crate:
 //! - control tokens (type 3) and user-defined tokens (type 4) are split off the text before
@@ -29,7 +29,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -38,6 +38,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+
+use crate::{Error, Result};
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -135,21 +137,6 @@ const FIM_TEXTS: &[&str] = &[
     "<|middle|>",
 ];
 
-/// Why a GGUF's tokenizer could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum GgufTokenizerError {
-    #[error("cannot read the GGUF header of {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("GGUF metadata has no `{0}`")]
-    MissingKey(&'static str),
-    #[error("GGUF metadata `{key}` is malformed: {reason}")]
-    BadValue { key: &'static str, reason: String },
-    #[error("unsupported GGUF tokenizer model `{0}`: Lore supports only `gpt2` (byte-level BPE)")]
-    UnsupportedModel(String),
-    #[error("cannot build the tokenizer: {0}")]
-    Build(String),
-}
-
 /// A GGUF model's tokenizer plus the special tokens generation needs.
 #[derive(Debug, Clone)]
 pub struct GgufVocab {
@@ -183,8 +170,8 @@ impl GgufVocab {
 }
 
 /// Opens the GGUF at `path`, reads only its header and builds its tokenizer.
-pub fn load_vocab(path: &Path) -> Result<GgufVocab, GgufTokenizerError> {
-    let read_error = |reason: String| GgufTokenizerError::Read {
+pub fn load_vocab(path: &Path) -> Result<GgufVocab> {
+    let read_error = |reason: String| Error::ReadHeader {
         path: path.to_path_buf(),
         reason,
     };
@@ -195,26 +182,25 @@ pub fn load_vocab(path: &Path) -> Result<GgufVocab, GgufTokenizerError> {
 }
 
 /// [`load_vocab`] for callers that only need the tokenizer.
-pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, GgufTokenizerError> {
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     load_vocab(path).map(|vocab| vocab.tokenizer)
 }
 
 /// Builds the tokenizer described by a GGUF header.
-pub fn tokenizer_from_gguf(content: &Content) -> Result<Tokenizer, GgufTokenizerError> {
+pub fn tokenizer_from_gguf(content: &Content) -> Result<Tokenizer> {
     vocab_from_gguf(content).map(|vocab| vocab.tokenizer)
 }
 
 /// Builds the tokenizer and special-token table described by a GGUF header.
-pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab, GgufTokenizerError> {
+pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab> {
     let meta = &content.metadata;
-    let model = string_value(meta, KEY_MODEL)?.ok_or(GgufTokenizerError::MissingKey(KEY_MODEL))?;
+    let model = string_value(meta, KEY_MODEL)?.ok_or(Error::MissingMetadata(KEY_MODEL))?;
     if model != "gpt2" {
-        return Err(GgufTokenizerError::UnsupportedModel(model.to_string()));
+        return Err(Error::UnsupportedTokenizer(model.to_string()));
     }
     let pre = string_value(meta, KEY_PRE)?.map(str::to_string);
 
-    let tokens =
-        string_array(meta, KEY_TOKENS)?.ok_or(GgufTokenizerError::MissingKey(KEY_TOKENS))?;
+    let tokens = string_array(meta, KEY_TOKENS)?.ok_or(Error::MissingMetadata(KEY_TOKENS))?;
     if tokens.is_empty() {
         return Err(bad(KEY_TOKENS, "the vocabulary is empty".into()));
     }
@@ -236,8 +222,7 @@ pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab, GgufTokenizerErro
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    let merges_raw =
-        string_array(meta, KEY_MERGES)?.ok_or(GgufTokenizerError::MissingKey(KEY_MERGES))?;
+    let merges_raw = string_array(meta, KEY_MERGES)?.ok_or(Error::MissingMetadata(KEY_MERGES))?;
 
     // When a text occurs twice the later id wins, as in llama.cpp's `token_to_id`.
     let mut vocab = Vocab::default();
@@ -249,7 +234,7 @@ pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab, GgufTokenizerErro
 
     let merges = merges_from_gguf(&merges_raw, &vocab);
 
-    let special_id = |key: &'static str| -> Result<Option<u32>, GgufTokenizerError> {
+    let special_id = |key: &'static str| -> Result<Option<u32>> {
         match meta.get(key) {
             None => Ok(None),
             Some(value) => {
@@ -320,7 +305,11 @@ pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab, GgufTokenizerErro
             SplitDelimiterBehavior::Isolated,
             false,
         )
-        .map_err(|e| GgufTokenizerError::Build(format!("pre-tokenizer regex {regex:?}: {e}")))?;
+        .map_err(|e| {
+            Error::Tokenizer(format!(
+                "cannot build the pre-tokenizer regex {regex:?}: {e}"
+            ))
+        })?;
         splits.push(split.into());
     }
     // The regexes already split the text; ByteLevel only maps bytes to GPT-2's alphabet.
@@ -330,7 +319,7 @@ pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab, GgufTokenizerErro
         .vocab_and_merges(vocab, merges)
         .ignore_merges(ignore_merges)
         .build()
-        .map_err(|e| GgufTokenizerError::Build(format!("BPE model: {e}")))?;
+        .map_err(|e| Error::Tokenizer(format!("cannot build the BPE model: {e}")))?;
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer
         .with_pre_tokenizer(Some(Sequence::new(splits)))
@@ -461,14 +450,14 @@ impl PreTokenizerKind {
     }
 }
 
-fn bad(key: &'static str, reason: String) -> GgufTokenizerError {
-    GgufTokenizerError::BadValue { key, reason }
+fn bad(key: &'static str, reason: String) -> Error {
+    Error::BadMetadata { key, reason }
 }
 
 fn string_value<'a>(
     meta: &'a HashMap<String, Value>,
     key: &'static str,
-) -> Result<Option<&'a str>, GgufTokenizerError> {
+) -> Result<Option<&'a str>> {
     match meta.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -476,7 +465,7 @@ fn string_value<'a>(
     }
 }
 
-fn array<'a>(value: &'a Value, key: &'static str) -> Result<&'a [Value], GgufTokenizerError> {
+fn array<'a>(value: &'a Value, key: &'static str) -> Result<&'a [Value]> {
     match value {
         Value::Array(items) => Ok(items),
         _ => Err(bad(key, "not an array".into())),
@@ -486,7 +475,7 @@ fn array<'a>(value: &'a Value, key: &'static str) -> Result<&'a [Value], GgufTok
 fn string_array<'a>(
     meta: &'a HashMap<String, Value>,
     key: &'static str,
-) -> Result<Option<Vec<&'a str>>, GgufTokenizerError> {
+) -> Result<Option<Vec<&'a str>>> {
     let Some(value) = meta.get(key) else {
         return Ok(None);
     };
@@ -521,11 +510,8 @@ mod tests {
     use serde::Deserialize;
 
     const FIXTURE: &str = "tests/fixtures/tokenizer-reference.json";
-    const QWEN: (&str, &str) = (
-        "qwen2.5-coder-0.5b-instruct",
-        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    );
-    const SMOLLM: (&str, &str) = ("smollm2-135m-instruct", "smollm2-135m-instruct-q4_1.gguf");
+    const QWEN: (&str, &str) = crate::test_models::QUALITY;
+    const SMOLLM: (&str, &str) = crate::test_models::TINY;
 
     #[derive(Deserialize)]
     struct Fixture {
@@ -545,34 +531,25 @@ mod tests {
         ids: Vec<u32>,
     }
 
-    fn repo() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-    }
-
     fn fixture() -> Fixture {
-        let path = repo().join(FIXTURE);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad {}: {e}", path.display()))
     }
 
-    /// The real model, which the test needs: a missing file fails rather than skips, so a
-    /// machine without models cannot pass by testing nothing.
-    fn model_vocab((dir, file): (&str, &str)) -> GgufVocab {
-        let path = repo().join("models").join(dir).join(file);
-        assert!(
-            path.is_file(),
-            "{} is missing: run `scripts/fetch-models all`",
-            path.display()
-        );
+    /// The real model, which the test needs (see [`crate::test_models`]).
+    fn model_vocab(model: (&str, &str)) -> GgufVocab {
+        let path = crate::test_models::model_path(model);
         load_vocab(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     /// The fixture was recorded from the exact file `scripts/fetch-models` installs (it checks
     /// each file against models/SHA256SUMS); a new model needs a new fixture.
     fn expected_sha256((dir, file): (&str, &str)) -> String {
-        let sums = std::fs::read_to_string(repo().join("models/SHA256SUMS"))
-            .unwrap_or_else(|e| panic!("cannot read models/SHA256SUMS: {e}"));
+        let sums =
+            std::fs::read_to_string(crate::test_models::workspace().join("models/SHA256SUMS"))
+                .unwrap_or_else(|e| panic!("cannot read models/SHA256SUMS: {e}"));
         let name = format!("{dir}/{file}");
         sums.lines()
             .filter_map(|line| line.split_once(' '))
@@ -639,16 +616,28 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn qwen2_token_ids_equal_llama_cpp() {
         assert_matches_llama_cpp(QWEN);
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn smollm_token_ids_equal_llama_cpp() {
         assert_matches_llama_cpp(SMOLLM);
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn qwen2_special_tokens() {
         let vocab = model_vocab(QWEN);
         assert_eq!(vocab.pre.as_deref(), Some("qwen2"));
@@ -676,6 +665,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn smollm_special_tokens() {
         let vocab = model_vocab(SMOLLM);
         assert_eq!(vocab.pre.as_deref(), Some("smollm"));
@@ -808,10 +801,13 @@ mod tests {
     fn non_bpe_models_are_refused_by_name() {
         for model in ["llama", "bert", "t5"] {
             match vocab_from_gguf(&toy_content(model, None)) {
-                Err(e @ GgufTokenizerError::UnsupportedModel(_)) => {
+                Err(e @ Error::UnsupportedTokenizer(_)) => {
                     assert!(e.to_string().contains(&format!("`{model}`")), "{e}")
                 }
-                other => panic!("{model}: expected UnsupportedModel, got {:?}", other.err()),
+                other => panic!(
+                    "{model}: expected UnsupportedTokenizer, got {:?}",
+                    other.err()
+                ),
             }
         }
     }
@@ -822,13 +818,13 @@ mod tests {
         content.metadata.remove(KEY_MERGES);
         assert!(matches!(
             vocab_from_gguf(&content),
-            Err(GgufTokenizerError::MissingKey(KEY_MERGES))
+            Err(Error::MissingMetadata(KEY_MERGES))
         ));
         let mut content = toy_content("gpt2", Some("gpt-2"));
         content.metadata.remove(KEY_MODEL);
         assert!(matches!(
             vocab_from_gguf(&content),
-            Err(GgufTokenizerError::MissingKey(KEY_MODEL))
+            Err(Error::MissingMetadata(KEY_MODEL))
         ));
         let mut content = toy_content("gpt2", Some("gpt-2"));
         content.metadata.insert(
@@ -837,7 +833,7 @@ mod tests {
         );
         assert!(matches!(
             vocab_from_gguf(&content),
-            Err(GgufTokenizerError::BadValue {
+            Err(Error::BadMetadata {
                 key: KEY_TOKEN_TYPE,
                 ..
             })

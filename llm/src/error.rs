@@ -1,28 +1,13 @@
-//! The on-prem language model runtime: GGUF files loaded ([`model`]) and run on Lore's own
-//! quantized engine ([`engine`]; candle's quantized models remain selectable), a tokenizer
-//! rebuilt from the GGUF metadata ([`tokenizer`]), the chat template ([`template`]), and a
-//! generation thread fed by a bounded queue that streams tokens back to each caller
-//! ([`generate`]), or a remote OpenAI-compatible server ([`remote`]).
-
-pub mod engine;
-pub mod generate;
-pub mod model;
-pub mod remote;
-pub mod template;
-pub mod tokenizer;
+//! The crate's one error type: everything that can go wrong loading a GGUF (file, metadata,
+//! tokenizer, template) or generating with it, locally or on a remote server.
 
 use std::path::PathBuf;
 
-pub use generate::{
-    FinishReason, GenerationEvent, GenerationHandle, GenerationParams, GenerationStats, Generator,
-};
-pub use model::{LanguageModel, ModelInfo, SUPPORTED_ARCHITECTURES};
-pub use remote::RemoteConfig;
-pub use template::ChatMessage;
+use crate::model::SUPPORTED_ARCHITECTURES;
 
 /// What can go wrong loading or running a language model.
 #[derive(Debug, thiserror::Error)]
-pub enum LlmError {
+pub enum Error {
     #[error(
         "language model not found at {}: run `scripts/fetch-models` (or set --llm-model to a GGUF file)",
         path.display()
@@ -32,6 +17,19 @@ pub enum LlmError {
     UnsupportedArchitecture { path: PathBuf, architecture: String },
     #[error("{}: not a valid GGUF model: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// A tensor the engine cannot load (type, shape or size); loading a model reports it as
+    /// [`Error::Corrupt`] with the file's path.
+    #[error("{0}")]
+    Weights(String),
+    /// The GGUF header could not be read (loading only its tokenizer).
+    #[error("cannot read the GGUF header of {}: {reason}", path.display())]
+    ReadHeader { path: PathBuf, reason: String },
+    #[error("GGUF metadata has no `{0}`")]
+    MissingMetadata(&'static str),
+    #[error("GGUF metadata `{key}` is malformed: {reason}")]
+    BadMetadata { key: &'static str, reason: String },
+    #[error("unsupported GGUF tokenizer model `{0}`: Lore supports only `gpt2` (byte-level BPE)")]
+    UnsupportedTokenizer(String),
     #[error("chat template: {0}")]
     Template(String),
     #[error("tokenizer: {0}")]
@@ -49,3 +47,9 @@ pub enum LlmError {
     #[error("inference failed: {0}")]
     Inference(#[from] candle_core::Error),
 }
+
+/// The name the rest of Lore knows the error by.
+pub type LlmError = Error;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

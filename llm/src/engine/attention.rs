@@ -6,8 +6,8 @@
 //! test), so every variant here computes the bits of the plain loops in [`scalar`]: each
 //! score one dot product summed per 8-float lane (multiply, then add) and the lanes then
 //! summed in order; `exp` from libm, summed in order; each output the values summed over
-//! positions in order. The AVX2 kernels, chosen at run time ([`Isa::detect`];
-//! `LORE_QUANT_ISA=scalar` forces the plain loops), gain their speed from independence,
+//! positions in order. The AVX2 kernels, chosen at run time (the model's [`Isa`]; forcing
+//! `Isa::Scalar` runs the plain loops), gain their speed from independence,
 //! not reordering: eight keys are scored at once (eight add chains instead of one
 //! latency-bound chain, the lane sums done as 4×8 transposes) and the output row stays
 //! in registers across all positions. On AVX-512 a prompt's queries are also taken four
@@ -35,15 +35,18 @@ pub(super) fn attention(
     n: usize,
     out: &mut Vec<f32>,
     pool: &Pool,
+    isa: Isa,
 ) {
+    // The unsafe kernels below need the CPU to have `isa`.
+    let isa = if isa.available() { isa } else { Isa::Scalar };
     let hd = c.head_dim;
     out.clear();
     out.resize(c.n_heads * n * hd, 0.0);
     let group = c.n_heads / c.n_kv_heads;
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
     let scale = 1.0 / (hd as f32).sqrt();
-    let wide = Isa::detect() != Isa::Scalar && hd.is_multiple_of(8);
-    let blocked = Isa::detect() == Isa::Avx512Vnni && hd.is_multiple_of(32) && n >= QUERY_BLOCK;
+    let wide = isa != Isa::Scalar && hd.is_multiple_of(8);
+    let blocked = isa == Isa::Avx512Vnni && hd.is_multiple_of(32) && n >= QUERY_BLOCK;
     // Each task owns one head's output; the mutexes are never contended.
     let slots: Vec<Mutex<&mut [f32]>> = out.chunks_mut(n * hd).map(Mutex::new).collect();
     pool.run(c.n_heads, &|h| {
@@ -69,7 +72,7 @@ pub(super) fn attention(
                 let longest = start + t + QUERY_BLOCK;
                 let rows = &mut slot[t * hd..(t + QUERY_BLOCK) * hd];
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `blocked` means `Isa::detect` found AVX-512 F/VL (and AVX2);
+                // SAFETY: `blocked` means the CPU has AVX-512 F/VL (and AVX2);
                 // shapes are checked inside.
                 unsafe {
                     avx512::scores(
@@ -102,7 +105,7 @@ pub(super) fn attention(
             let row = &mut slot[t * hd..(t + 1) * hd];
             if wide {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Isa::detect` found AVX2 and FMA; shapes are checked inside.
+                // SAFETY: `wide` means the CPU has AVX2 and FMA; shapes are checked inside.
                 unsafe {
                     avx2::scores(query, head_keys, kv_dim, scale, scores);
                     softmax(scores);

@@ -6,15 +6,16 @@ use candle_core::quantized::gguf_file::Content;
 use minijinja::{context, Environment, ErrorKind};
 use serde::Serialize;
 
-use super::model::metadata_string;
-use super::tokenizer::GgufVocab;
-use super::LlmError;
+use crate::model::metadata_string;
+use crate::tokenizer::GgufVocab;
+use crate::LlmError;
 
 /// ChatML, the format of Qwen, SmolLM and many others; used when the GGUF has no template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     /// "system", "user" or "assistant".
     pub role: String,

@@ -2,7 +2,7 @@
 //! kernels chosen at run time ([`quant`]), a persistent thread pool that survives a busy
 //! neighbour ([`pool`]), attention over the KV cache (`attention`), and the llama/qwen2
 //! forward pass on top ([`transformer`]).
-//! [`super::model::LanguageModel`] runs it behind the same interface the answering code uses.
+//! [`crate::model::LanguageModel`] runs it behind the same interface the answering code uses.
 
 mod attention;
 pub mod pool;
@@ -13,8 +13,9 @@ pub use transformer::{Transformer, TransformerConfig};
 
 #[cfg(test)]
 mod tests {
-    use crate::llm::model::{Engine, LoadOptions};
-    use crate::llm::{ChatMessage, LanguageModel};
+    use crate::model::LoadOptions;
+    use crate::test_models::{model_path, QUALITY, TINY};
+    use crate::{ChatMessage, LanguageModel};
     use std::path::{Path, PathBuf};
 
     /// llama.cpp (llama-cpp-python, from scripts/install-deps) decoding greedily from the
@@ -37,20 +38,6 @@ print(json.dumps(out))
     /// Logits apart that count as a tie: rounding in a different order (SIMD exp, f16
     /// accumulation in llama.cpp's attention) moves logits by a few hundredths.
     const TIE: f32 = 0.05;
-
-    fn model(dir: &str) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models")
-            .join(dir);
-        std::fs::read_dir(&dir)
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.extension().is_some_and(|x| x == "gguf"))
-            })
-            .unwrap_or_else(|| panic!("no GGUF in {}: run scripts/fetch-models all", dir.display()))
-    }
 
     fn llama_cpp_greedy(path: &Path, prompt: &[u32], n: usize) -> Vec<u32> {
         use std::io::Write;
@@ -84,13 +71,13 @@ print(json.dumps(out))
     /// same weights and prompt ids. Checked teacher-forced (llama.cpp's token is our best at
     /// every step, or within `TIE`: a clear message when rounding ever flips a near-tie) and
     /// free-running (the same 30 tokens: each step's choice was ours, so the sequences match).
-    fn greedy_equals_llama_cpp(dir: &str) {
-        let path = model(dir);
+    fn greedy_equals_llama_cpp(model: (&str, &str)) {
+        let path = model_path(model);
         let mut model = LanguageModel::load_with(
             &path,
             LoadOptions {
                 threads: 2,
-                engine: Engine::Native,
+                isa: None,
             },
         )
         .expect("model loads");
@@ -147,12 +134,20 @@ print(json.dumps(out))
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn tiny_model_greedy_equals_llama_cpp() {
-        greedy_equals_llama_cpp(crate::config::TINY_LLM);
+        greedy_equals_llama_cpp(TINY);
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn default_model_greedy_equals_llama_cpp() {
-        greedy_equals_llama_cpp(crate::config::QUALITY_LLM);
+        greedy_equals_llama_cpp(QUALITY);
     }
 }

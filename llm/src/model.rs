@@ -1,8 +1,6 @@
-//! Loads a GGUF language model and runs its forward pass: on Lore's own engine
-//! ([`super::engine`], the default) or on candle's quantized implementations (`quantized_qwen2`,
-//! `quantized_llama`; kept for comparison and as a fallback). Owns architecture detection, the
-//! up-front integrity checks that turn a truncated or corrupt file into an error instead of a
-//! panic, and the model's context limit.
+//! Loads a GGUF language model and runs its forward pass on Lore's own engine
+//! ([`crate::engine`]). Owns architecture detection, the up-front integrity checks that turn a
+//! truncated or corrupt file into an error instead of a panic, and the model's context limit.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,19 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
-use super::engine::Transformer;
-use super::template::ChatTemplate;
-use super::tokenizer::{vocab_from_gguf, GgufVocab};
-use super::LlmError;
+use crate::engine::quant::Isa;
+use crate::engine::Transformer;
+use crate::template::ChatTemplate;
+use crate::tokenizer::{vocab_from_gguf, GgufVocab};
+use crate::LlmError;
 
-/// GGUF `general.architecture` values Lore can run, and the implementation each maps to.
+/// GGUF `general.architecture` values Lore can run.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2", "llama", "mistral", "smollm"];
-
-/// candle's quantized llama precomputes rotary tables for this many positions.
-const LLAMA_MAX_POSITIONS: usize = quantized_llama::MAX_SEQ_LEN;
 
 /// What Lore needs to know about a loaded model, shareable with other threads.
 #[derive(Debug, Clone)]
@@ -35,53 +29,22 @@ pub struct ModelInfo {
     pub context_length: usize,
 }
 
-/// Which implementation runs the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// Lore's kernels: SIMD for every common GGUF type, batched prompt processing.
-    #[default]
-    Native,
-    /// candle-transformers' quantized models.
-    Candle,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Native => "native",
-            Engine::Candle => "candle",
-        }
-    }
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "native" => Ok(Engine::Native),
-            "candle" => Ok(Engine::Candle),
-            other => Err(format!(
-                "unknown engine {other:?} (expected native or candle)"
-            )),
-        }
-    }
-}
-
 /// How a model is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Threads of the native engine's matmuls and attention.
+    /// Threads of the engine's matmuls and attention.
     pub threads: usize,
-    pub engine: Engine,
+    /// The engine's kernel family: `None` takes the best this CPU has
+    /// ([`Isa::detect`]); `Some` forces a lesser one, for comparisons (one the CPU lacks
+    /// falls back to the best it has, with a warning).
+    pub isa: Option<Isa>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             threads: default_threads(),
-            engine: Engine::Native,
+            isa: None,
         }
     }
 }
@@ -91,24 +54,17 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-enum Weights {
-    Native(Box<Transformer>),
-    Qwen2(quantized_qwen2::ModelWeights),
-    Llama(quantized_llama::ModelWeights),
-}
-
 /// A loaded GGUF model with its tokenizer and chat template.
 pub struct LanguageModel {
-    weights: Weights,
+    transformer: Transformer,
     pub vocab: GgufVocab,
     pub template: Arc<ChatTemplate>,
     pub info: ModelInfo,
-    device: Device,
 }
 
 impl LanguageModel {
-    /// Loads the GGUF at `path` on the native engine with one thread per core. The
-    /// tokenizer and chat template come from its metadata.
+    /// Loads the GGUF at `path` with one thread per core and the best kernels the CPU has.
+    /// The tokenizer and chat template come from its metadata.
     pub fn load(path: &Path) -> Result<Self, LlmError> {
         Self::load_with(path, LoadOptions::default())
     }
@@ -136,55 +92,32 @@ impl LanguageModel {
             });
         }
         check_tensor_extents(&content, file_len).map_err(corrupt)?;
-        let context_from_file = metadata_u64(&content, &format!("{architecture}.context_length"))
+        let context_length = metadata_u64(&content, &format!("{architecture}.context_length"))
             .map(|n| n as usize)
             .unwrap_or(2048);
         let vocab = vocab_from_gguf(&content).map_err(|e| corrupt(e.to_string()))?;
         let template = Arc::new(ChatTemplate::from_gguf(&content, &vocab)?);
-        let device = Device::Cpu;
-        // candle's loaders may panic on malformed tensors (shape mismatches); a bad file
-        // must cost an error, not the process.
-        let (weights, context_length) = match architecture.as_str() {
-            arch if options.engine == Engine::Native => {
-                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    Transformer::load(&content, &mut reader, arch, options.threads)
-                }))
-                .map_err(|_| corrupt("the model loader panicked".into()))?
-                .map_err(corrupt)?;
-                (Weights::Native(Box::new(loaded)), context_from_file)
-            }
-            "qwen2" => {
-                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
-                }))
-                .map_err(|_| corrupt("the model loader panicked".into()))?
-                .map_err(|e| corrupt(e.to_string()))?;
-                (Weights::Qwen2(loaded), context_from_file)
-            }
-            "llama" | "mistral" | "smollm" => {
-                let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
-                }))
-                .map_err(|_| corrupt("the model loader panicked".into()))?
-                .map_err(|e| corrupt(e.to_string()))?;
-                (
-                    Weights::Llama(loaded),
-                    context_from_file.min(LLAMA_MAX_POSITIONS),
-                )
-            }
-            other => {
-                return Err(LlmError::UnsupportedArchitecture {
-                    path: path.to_path_buf(),
-                    architecture: other.to_string(),
-                })
-            }
-        };
+        // A malformed tensor (a shape mismatch) must cost an error, not the process.
+        let transformer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Transformer::load(
+                &content,
+                &mut reader,
+                &architecture,
+                options.threads,
+                options.isa,
+            )
+        }))
+        .map_err(|_| corrupt("the model loader panicked".into()))?
+        .map_err(|e| match e {
+            LlmError::Weights(reason) => corrupt(reason),
+            other => other,
+        })?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(Self {
-            weights,
+            transformer,
             vocab,
             template,
             info: ModelInfo {
@@ -193,7 +126,6 @@ impl LanguageModel {
                 architecture,
                 context_length,
             },
-            device,
         })
     }
 
@@ -206,42 +138,20 @@ impl LanguageModel {
                 limit: self.info.context_length,
             });
         }
-        if position == 0 {
-            self.clear();
-        }
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let logits = match &mut self.weights {
-            Weights::Native(m) => {
-                return m
-                    .forward(tokens, position)
-                    .map(<[f32]>::to_vec)
-                    .map_err(LlmError::Generation)
-            }
-            Weights::Qwen2(m) => m.forward(&input, position)?,
-            Weights::Llama(m) => m.forward(&input, position)?,
-        };
-        Ok(logits
-            .squeeze(0)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1()?)
+        self.transformer
+            .forward(tokens, position)
+            .map(<[f32]>::to_vec)
+    }
+
+    /// The kernel family the engine runs on.
+    pub fn isa(&self) -> Isa {
+        self.transformer.isa()
     }
 
     /// Keeps the first `positions` positions of the current sequence in the KV cache, so a
-    /// prompt that shares them continues at `positions`. False when the backend cannot
-    /// (candle's caches only reset) or fewer are cached.
+    /// prompt that shares them continues at `positions`. False when fewer are cached.
     pub fn rewind(&mut self, positions: usize) -> bool {
-        match &mut self.weights {
-            Weights::Native(m) => m.truncate(positions),
-            Weights::Qwen2(_) | Weights::Llama(_) => false,
-        }
-    }
-
-    fn clear(&mut self) {
-        match &mut self.weights {
-            Weights::Native(m) => m.clear(),
-            Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Llama(m) => m.clear_kv_cache(),
-        }
+        self.transformer.truncate(positions)
     }
 }
 
@@ -290,14 +200,7 @@ mod tests {
     use std::io::{Read, Write};
 
     fn smollm() -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf");
-        assert!(
-            path.is_file(),
-            "{} is missing: run `scripts/fetch-models all`",
-            path.display()
-        );
-        path
+        crate::test_models::model_path(crate::test_models::TINY)
     }
 
     fn load_err(path: &Path) -> LlmError {
@@ -315,6 +218,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn garbage_and_truncated_files_are_errors() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let garbage = dir.path().join("garbage.gguf");
@@ -356,7 +263,42 @@ mod tests {
         Ok(())
     }
 
+    /// The caller's instruction set reaches the kernels: forced to the plain loops, the
+    /// tiny model predicts what it does on the best kernels (which compute the same integer
+    /// sums, so logits differ by rounding at most).
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
+    fn a_forced_instruction_set_is_used_and_predicts_the_same() -> anyhow::Result<()> {
+        let load = |isa| LanguageModel::load_with(&smollm(), LoadOptions { threads: 2, isa });
+        let mut best = load(None)?;
+        let mut scalar = load(Some(Isa::Scalar))?;
+        assert_eq!(best.isa(), Isa::detect());
+        assert_eq!(scalar.isa(), Isa::Scalar);
+        let ids = best
+            .vocab
+            .tokenizer
+            .encode("The lighthouse keeper lit the lamp at", false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .get_ids()
+            .to_vec();
+        let (a, b) = (best.forward(&ids, 0)?, scalar.forward(&ids, 0)?);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-2, "logits differ by up to {worst}");
+        Ok(())
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn real_tiny_model_loads_and_predicts() -> anyhow::Result<()> {
         let mut model = LanguageModel::load(&smollm())?;
         assert_eq!(model.info.architecture, "llama");

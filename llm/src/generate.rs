@@ -14,10 +14,10 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::model::{LanguageModel, ModelInfo};
-use super::remote::RemoteConfig;
-use super::template::ChatMessage;
-use super::LlmError;
+use crate::model::{LanguageModel, ModelInfo};
+use crate::remote::RemoteConfig;
+use crate::template::ChatMessage;
+use crate::LlmError;
 
 /// How to decode. The default is greedy (deterministic) with a mild repeat penalty over the
 /// generated tokens only, so small models do not loop while copying from the passages stays
@@ -58,7 +58,8 @@ impl Default for GenerationParams {
 }
 
 /// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// End-of-turn token or a stop string.
@@ -69,7 +70,8 @@ pub enum FinishReason {
 }
 
 /// Timing and counts of one generation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
     /// Leading prompt tokens whose keys and values were kept from the previous request
@@ -165,7 +167,7 @@ enum Backend {
     Local {
         jobs: SyncSender<Job>,
         tokenizer: Box<tokenizers::Tokenizer>,
-        template: Arc<super::template::ChatTemplate>,
+        template: Arc<crate::template::ChatTemplate>,
     },
     Remote(Arc<RemoteConfig>),
 }
@@ -224,7 +226,7 @@ impl Generator {
         context_length: usize,
         max_concurrent: usize,
     ) -> Result<Self, LlmError> {
-        super::remote::validate(&config)?;
+        crate::remote::validate(&config)?;
         let info = ModelInfo {
             name: config.model.clone(),
             path: std::path::PathBuf::from(&config.base_url),
@@ -342,7 +344,7 @@ impl Generator {
                 let spawned = std::thread::Builder::new()
                     .name("lore-remote".into())
                     .spawn(move || {
-                        let result = super::remote::stream_chat(
+                        let result = crate::remote::stream_chat(
                             &config, &messages, &params, &events, &cancel,
                         );
                         if let Err(e) = result {
@@ -683,11 +685,14 @@ mod tests {
     }
 
     fn tiny_generator() -> Generator {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/smollm2-135m-instruct/smollm2-135m-instruct-q4_1.gguf");
-        assert!(path.is_file(), "run `scripts/fetch-models all`");
+        tiny_generator_queueing(2)
+    }
+
+    /// The tiny model on its thread, at most `queue_capacity` requests waiting for it.
+    fn tiny_generator_queueing(queue_capacity: usize) -> Generator {
+        let path = crate::test_models::model_path(crate::test_models::TINY);
         let model = LanguageModel::load(&path).expect("tiny model loads");
-        Generator::spawn(model, 2).expect("spawn")
+        Generator::spawn(model, queue_capacity).expect("spawn")
     }
 
     fn ask(generator: &Generator, max_tokens: usize) -> GenerationHandle {
@@ -707,6 +712,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn greedy_generation_streams_and_is_deterministic() {
         let generator = tiny_generator();
         let mut deltas = 0;
@@ -724,6 +733,10 @@ mod tests {
     /// A request that starts like the previous one (the same system prompt) continues from
     /// the cached keys and values, and answers exactly as a model that ran it all does.
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn a_shared_prompt_prefix_is_reused_without_changing_the_answer() {
         let chat = |question: &str| {
             vec![
@@ -759,6 +772,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn cancelling_stops_generation_and_frees_the_model() {
         let generator = tiny_generator();
         let mut handle = ask(&generator, 500);
@@ -783,29 +800,36 @@ mod tests {
         assert_eq!(stats.generated_tokens, 4);
     }
 
+    /// The queue holds the capacity it was given: that many requests wait behind the running
+    /// one, the next is refused as busy.
     #[test]
+    #[cfg_attr(
+        not(feature = "real-data"),
+        ignore = "needs the real models: scripts/test runs it"
+    )]
     fn a_full_queue_is_refused() {
-        let generator = tiny_generator();
-        let running = ask(&generator, 200);
-        let mut queued = Vec::new();
-        let mut refused = None;
-        for _ in 0..4 {
-            match generator.chat(
-                vec![ChatMessage::new("user", "hi")],
-                GenerationParams::default(),
-            ) {
-                Ok(h) => queued.push(h),
-                Err(e) => {
-                    refused = Some(e);
-                    break;
-                }
+        for capacity in [1, 3] {
+            let generator = tiny_generator_queueing(capacity);
+            let running = ask(&generator, 200);
+            // Until the model thread has taken the running request, it occupies a slot too.
+            while generator.queue_depth() > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
+            let hi = || {
+                generator.chat(
+                    vec![ChatMessage::new("user", "hi")],
+                    GenerationParams::default(),
+                )
+            };
+            let queued: Vec<_> = (0..capacity).map(|_| hi().expect("a free slot")).collect();
+            assert_eq!(generator.queue_depth(), capacity);
+            match hi() {
+                Err(LlmError::Busy { queued }) => assert_eq!(queued, capacity),
+                other => panic!("capacity {capacity}: expected Busy, got {:?}", other.err()),
+            }
+            drop(queued);
+            drop(running);
         }
-        assert!(
-            matches!(refused, Some(LlmError::Busy { .. })),
-            "{refused:?}"
-        );
-        drop(running);
     }
 
     #[test]
