@@ -70,7 +70,13 @@ fn main() -> Result<()> {
         bail!("{} holds no texts", args.texts.display());
     }
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let embedder = Embedder::load(&args.model_dir)?;
+    // The backend is a setting of Lore's config; this benchmark takes it from the same
+    // environment variable the `lore` binary reads (scripts/bench-embed sets it).
+    let backend = match std::env::var("LORE_EMBED_BACKEND") {
+        Ok(name) => name.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        Err(_) => lore::embed::Backend::default(),
+    };
+    let embedder = Embedder::load_with(&args.model_dir, backend)?;
 
     for batch in texts.chunks(args.batch) {
         embedder.embed(batch)?;

@@ -54,6 +54,8 @@ pub struct Config {
     /// Instruction set of the language model's kernels: `None` takes the best the CPU has;
     /// `scalar`, `avx2` or `avx512` force one, for comparisons.
     pub quant_isa: Option<lore_llm::Isa>,
+    /// What runs the embedding model: `packed` (Lore's kernels) or `candle` (the reference).
+    pub embed_backend: crate::embed::Backend,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
     pub watch: Vec<PathBuf>,
     /// How changes are noticed: `notify` (filesystem notifications) or `poll` (for network
@@ -124,6 +126,7 @@ pub struct ConfigLayer {
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
     pub quant_isa: Option<lore_llm::Isa>,
+    pub embed_backend: Option<crate::embed::Backend>,
     pub watch: Option<Vec<PathBuf>>,
     pub watch_mode: Option<WatchMode>,
     pub watch_poll_secs: Option<u64>,
@@ -212,6 +215,7 @@ impl Config {
                 .unwrap_or_else(lore_llm::default_threads)
                 .max(1),
             quant_isa: o.quant_isa.or(file.quant_isa),
+            embed_backend: o.embed_backend.or(file.embed_backend).unwrap_or_default(),
             watch: o.watch.or(file.watch).unwrap_or_default(),
             watch_mode: o.watch_mode.or(file.watch_mode).unwrap_or_default(),
             watch_poll_secs: o.watch_poll_secs.or(file.watch_poll_secs).unwrap_or(10),
@@ -336,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_instruction_set_is_the_best_unless_forced() {
+    fn kernel_isa_and_embedding_backend_are_settings() {
         let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
         assert_eq!(c.quant_isa, None);
         assert_eq!(c.llm_load_options().isa, None);
@@ -352,6 +356,13 @@ mod tests {
             Some(lore_llm::Isa::Scalar)
         );
         assert!(toml::from_str::<ConfigLayer>("quant_isa = \"sse\"").is_err());
+        // The embedder's backend is a setting like any other, not a stray environment read.
+        let file: ConfigLayer = toml::from_str("embed_backend = \"candle\"\n").expect("valid toml");
+        assert_eq!(
+            Config::merge(file, ConfigLayer::default()).embed_backend,
+            crate::embed::Backend::Candle
+        );
+        assert!(toml::from_str::<ConfigLayer>("embed_backend = \"onnx\"").is_err());
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn index_config(embedder: &Embedder) -> IndexConfig {
 
 pub fn load_embedder(config: &Config) -> Result<Embedder> {
     let dir = config.embed_model_dir();
-    Embedder::load(&dir)
+    Embedder::load_with(&dir, config.embed_backend)
         .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
 }
 

@@ -94,6 +94,15 @@ pub struct GlobalArgs {
         value_name = "scalar|avx2|avx512"
     )]
     pub quant_isa: Option<lore_llm::Isa>,
+    /// What runs the embedding model: packed (Lore's kernels) or candle
+    /// (candle-transformers, the reference) [default: packed]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_EMBED_BACKEND",
+        value_name = "packed|candle"
+    )]
+    pub embed_backend: Option<crate::embed::Backend>,
     /// Show the model the N best sentences of the retrieved passages (each with a
     /// neighbour on either side) instead of whole passages; 0 shows whole passages
     /// [default: 0]
@@ -198,6 +207,7 @@ impl Cli {
             openai_api_key: std::env::var("LORE_OPENAI_API_KEY").ok(),
             llm_threads: g.llm_threads,
             quant_isa: g.quant_isa,
+            embed_backend: g.embed_backend,
             evidence_sentences: g.evidence_sentences,
             ..Default::default()
         };

@@ -66,21 +66,27 @@ pub enum Pooling {
     Cls,
 }
 
-/// Which implementation runs the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which implementation runs the encoder (`embed_backend` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Lore's packed, fused forward pass (the `encoder` module); the default.
+    #[default]
     Packed,
     /// candle-transformers' `BertModel` on padded batches: the reference implementation.
     Candle,
 }
 
-impl Backend {
-    /// `LORE_EMBED_BACKEND=candle` selects [`Backend::Candle`]; anything else the default.
-    pub fn from_env() -> Backend {
-        match std::env::var("LORE_EMBED_BACKEND") {
-            Ok(v) if v.eq_ignore_ascii_case("candle") => Backend::Candle,
-            _ => Backend::Packed,
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Backend, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "packed" => Ok(Backend::Packed),
+            "candle" => Ok(Backend::Candle),
+            other => Err(format!(
+                "unknown embedding backend {other:?} (expected packed or candle)"
+            )),
         }
     }
 }
@@ -201,9 +207,9 @@ fn model_id_for(dir: &Path, config_bytes: &[u8], weights_len: u64) -> String {
 impl Embedder {
     /// Loads a sentence-transformers BERT directory: `config.json`, `tokenizer.json`,
     /// `model.safetensors`, optionally `sentence_bert_config.json` and `1_Pooling/config.json`.
-    /// The backend comes from [`Backend::from_env`].
+    /// On the default backend ([`Backend::Packed`]).
     pub fn load(dir: &Path) -> Result<Embedder> {
-        Embedder::load_with(dir, Backend::from_env())
+        Embedder::load_with(dir, Backend::default())
     }
 
     /// [`Embedder::load`] with an explicit backend.
@@ -649,7 +655,7 @@ mod tests {
         not(feature = "real-data"),
         ignore = "needs the real models: scripts/test runs it"
     )]
-    fn backend_comes_from_the_environment_name() {
+    fn each_backend_reports_itself() {
         assert_eq!(embedder().backend(), Backend::Packed);
         assert_eq!(candle_embedder().backend(), Backend::Candle);
     }
