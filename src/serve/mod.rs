@@ -4,7 +4,7 @@
 //! never run on tokio workers: handlers hand them to blocking threads, and the model has
 //! its own thread behind a bounded queue.
 
-mod api;
+mod ask;
 mod error;
 mod jobs;
 mod metrics;
@@ -80,22 +80,22 @@ pub fn app(state: SharedState) -> Router {
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
     let api = Router::new()
-        .route("/api/ask", post(api::ask))
-        .route("/api/search", post(api::search))
-        .route("/api/documents", get(api::list_documents))
+        .route("/api/ask", post(ask::ask))
+        .route("/api/search", post(ask::search))
+        .route("/api/documents", get(ask::list_documents))
         .route(
             "/api/documents",
-            post(api::upload_documents)
+            post(ask::upload_documents)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/documents/{id}", delete(api::delete_document))
-        .route("/api/documents/{id}/raw", get(api::raw_document))
-        .route("/api/jobs/{id}", get(api::job_status))
-        .route("/api/watch", get(api::watch_status))
+        .route("/api/documents/{id}", delete(ask::delete_document))
+        .route("/api/documents/{id}/raw", get(ask::raw_document))
+        .route("/api/jobs/{id}", get(ask::job_status))
+        .route("/api/watch", get(ask::watch_status))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
+        .route("/healthz", get(ask::healthz))
+        .route("/readyz", get(ask::readyz))
         .route("/metrics", get(metrics::exposition))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
@@ -104,8 +104,8 @@ pub fn app(state: SharedState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(ask::not_found)
+        .method_not_allowed_fallback(ask::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
