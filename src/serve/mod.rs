@@ -5,12 +5,16 @@
 //! its own thread behind a bounded queue.
 
 mod ask;
+mod common;
+mod documents;
 mod error;
+mod health;
 mod jobs;
 mod metrics;
 mod openai;
 mod openapi;
 mod portal;
+mod search;
 
 use crate::config::Config;
 use crate::embed::Embedder;
@@ -81,21 +85,21 @@ pub fn app(state: SharedState) -> Router {
         .saturating_add(64 * 1024);
     let api = Router::new()
         .route("/api/ask", post(ask::ask))
-        .route("/api/search", post(ask::search))
-        .route("/api/documents", get(ask::list_documents))
+        .route("/api/search", post(search::search))
+        .route("/api/documents", get(documents::list_documents))
         .route(
             "/api/documents",
-            post(ask::upload_documents)
+            post(documents::upload_documents)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/documents/{id}", delete(ask::delete_document))
-        .route("/api/documents/{id}/raw", get(ask::raw_document))
-        .route("/api/jobs/{id}", get(ask::job_status))
-        .route("/api/watch", get(ask::watch_status))
+        .route("/api/documents/{id}", delete(documents::delete_document))
+        .route("/api/documents/{id}/raw", get(documents::raw_document))
+        .route("/api/jobs/{id}", get(documents::job_status))
+        .route("/api/watch", get(health::watch_status))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
-        .route("/healthz", get(ask::healthz))
-        .route("/readyz", get(ask::readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::exposition))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
@@ -104,8 +108,8 @@ pub fn app(state: SharedState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .fallback(ask::not_found)
-        .method_not_allowed_fallback(ask::method_not_allowed)
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! list) and in an extra `sources` field.
 
 use super::ask::{self, AskEvent};
+use super::common::{check_max_tokens, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
 use crate::llm::ChatMessage;
@@ -148,9 +149,9 @@ pub async fn chat_completions(
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let (history, question) = conversation(request.messages)?;
-    ask::validate_question(&question, &history)?;
+    validate_question(&question, &history)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    ask::check_max_tokens(max_tokens)?;
+    check_max_tokens(max_tokens)?;
     let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, None);
     let mut receiver = ask::start_answer(&state, question.trim().to_string(), history, options)?;
     let id = format!("chatcmpl-lore-{}", now());

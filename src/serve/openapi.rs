@@ -1,7 +1,7 @@
 //! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
 //! annotations and the request and response types, served at `GET /api/openapi.json`.
 
-use super::{ask, jobs, metrics, openai};
+use super::{ask, documents, health, jobs, metrics, openai, search};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -14,15 +14,15 @@ use utoipa::OpenApi;
     ),
     paths(
         ask::ask,
-        ask::search,
-        ask::list_documents,
-        ask::upload_documents,
-        ask::delete_document,
-        ask::raw_document,
-        ask::job_status,
-        ask::watch_status,
-        ask::healthz,
-        ask::readyz,
+        search::search,
+        documents::list_documents,
+        documents::upload_documents,
+        documents::delete_document,
+        documents::raw_document,
+        documents::job_status,
+        health::watch_status,
+        health::healthz,
+        health::readyz,
         metrics::exposition,
         openai::chat_completions,
         openai::models,
