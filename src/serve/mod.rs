@@ -4,13 +4,17 @@
 //! never run on tokio workers: handlers hand them to blocking threads, and the model has
 //! its own thread behind a bounded queue.
 
-mod api;
+mod ask;
+mod common;
+mod documents;
 mod error;
+mod health;
 mod jobs;
 mod metrics;
 mod openai;
 mod openapi;
 mod portal;
+mod search;
 
 use crate::config::Config;
 use crate::embed::Embedder;
@@ -82,22 +86,22 @@ pub fn app(state: SharedState) -> Router {
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
     let api = Router::new()
-        .route("/api/ask", post(api::ask))
-        .route("/api/search", post(api::search))
-        .route("/api/documents", get(api::list_documents))
+        .route("/api/ask", post(ask::ask))
+        .route("/api/search", post(search::search))
+        .route("/api/documents", get(documents::list_documents))
         .route(
             "/api/documents",
-            post(api::upload_documents)
+            post(documents::upload_documents)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/documents/{id}", delete(api::delete_document))
-        .route("/api/documents/{id}/raw", get(api::raw_document))
-        .route("/api/jobs/{id}", get(api::job_status))
-        .route("/api/watch", get(api::watch_status))
+        .route("/api/documents/{id}", delete(documents::delete_document))
+        .route("/api/documents/{id}/raw", get(documents::raw_document))
+        .route("/api/jobs/{id}", get(documents::job_status))
+        .route("/api/watch", get(health::watch_status))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::exposition))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
@@ -106,8 +110,8 @@ pub fn app(state: SharedState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -4,7 +4,8 @@
 //! lists the one model. Sources come inline (the answer's `[n]` markers plus a "Sources:"
 //! list) and in an extra `sources` field.
 
-use super::api::{self, AskEvent};
+use super::ask::{self, AskEvent};
+use super::common::{check_max_tokens, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
 use crate::rag::{Answer, AskOptions, Source};
@@ -139,7 +140,7 @@ fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String)
     request_body = ChatRequest,
     responses(
         (status = 200, description = "The completion (`stream: false`), or a stream of chunks",
-            content((Completion = "application/json"), (super::api::SseEvent = "text/event-stream"))),
+            content((Completion = "application/json"), (super::ask::SseEvent = "text/event-stream"))),
         JsonBodyErrors,
         QueueFull,
     ))]
@@ -148,16 +149,16 @@ pub async fn chat_completions(
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let (history, question) = conversation(request.messages)?;
-    api::validate_question(&question, &history)?;
+    validate_question(&question, &history)?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    api::check_max_tokens(max_tokens)?;
-    let options = api::ask_options(&state, AskOptions::default().k, max_tokens, None);
-    let mut receiver = api::start_answer(&state, question.trim().to_string(), history, options)?;
+    check_max_tokens(max_tokens)?;
+    let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, None);
+    let mut receiver = ask::start_answer(&state, question.trim().to_string(), history, options)?;
     let id = format!("chatcmpl-lore-{}", now());
     let model = request.model.unwrap_or_else(|| model_name(&state));
     let created = now();
     if !request.stream {
-        let answer = api::final_answer(&mut receiver).await?;
+        let answer = ask::final_answer(&mut receiver).await?;
         let usage = answer.generation.as_ref().map_or(
             Usage {
                 prompt_tokens: 0,
@@ -247,7 +248,7 @@ pub async fn chat_completions(
         }
         let _ = sender.send(Ok(Event::default().data("[DONE]"))).await;
     });
-    Ok(api::sse_response(
+    Ok(ask::sse_response(
         tokio_stream::wrappers::ReceiverStream::new(out),
     ))
 }

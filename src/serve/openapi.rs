@@ -1,7 +1,7 @@
 //! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
 //! annotations and the request and response types, served at `GET /api/openapi.json`.
 
-use super::{api, jobs, metrics, openai};
+use super::{ask, documents, health, jobs, metrics, openai, search};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -13,16 +13,16 @@ use utoipa::OpenApi;
         license(name = "MIT OR Apache-2.0")
     ),
     paths(
-        api::ask,
-        api::search,
-        api::list_documents,
-        api::upload_documents,
-        api::delete_document,
-        api::raw_document,
-        api::job_status,
-        api::watch_status,
-        api::healthz,
-        api::readyz,
+        ask::ask,
+        search::search,
+        documents::list_documents,
+        documents::upload_documents,
+        documents::delete_document,
+        documents::raw_document,
+        documents::job_status,
+        health::watch_status,
+        health::healthz,
+        health::readyz,
         metrics::exposition,
         openai::chat_completions,
         openai::models,

@@ -1,0 +1,29 @@
+//! The ingestion pipeline: files → `lore_ingest` (parse, chunk) → embedder → `lore_index`.
+//!
+//! It owns discovery (recursive walk, hidden files, symlink loops), change detection
+//! (content hash), batching of atomic index commits, progress, and the per-file outcome
+//! summary. One bad file never stops the batch: every failure is recorded with its reason.
+//!
+//! The flow, one module a step:
+//!
+//! 1. `discovery`: the paths given become [`Candidate`]s (a file on disk and the path and
+//!    collection it is indexed under); folders are walked, loops and unreadable entries
+//!    become [`FileIssue`]s.
+//! 2. `ingest`: [`ingest_paths`] / [`ingest_candidates`] run the loop over the candidates,
+//!    reporting [`IngestProgress`], committing the pending batch every
+//!    [`COMMIT_EVERY_DOCS`] documents (or so many chunks) through [`IndexAccess`], and
+//!    tallying the [`Summary`].
+//! 3. `process`: each file is read and hashed; an unchanged one is left alone, content
+//!    already indexed under another path is re-filed, anything else is parsed, chunked and
+//!    embedded into the pending batch. Its [`doc_id`] is its collection and path.
+
+mod discovery;
+mod ingest;
+mod process;
+
+pub use discovery::{clean_path, discover, is_ignored_name, walk, Candidate};
+pub use ingest::{
+    ingest_candidates, ingest_paths, FileIssue, IndexAccess, IngestOptions, IngestProgress,
+    SharedIndex, Summary, COMMIT_EVERY_DOCS,
+};
+pub use process::{doc_id, unix_now};

@@ -1,0 +1,329 @@
+//! `POST /api/ask`: a grounded answer with citations, as Server-Sent Events (`retrieved`,
+//! `token`s, then `answer` or `error`) or as one JSON document. Owns an answer's life:
+//! admission to the answer queue ([`start_answer`]; a full queue is a 429), the worker
+//! that retrieves, selects evidence and generates on a blocking thread, its events
+//! ([`AskEvent`]) and the SSE response. `/v1/chat/completions` answers through the same
+//! functions.
+
+use super::common::{check_k, check_max_tokens, filter, read_index, validate_question};
+use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
+use super::SharedState;
+use crate::rag::{self, Answer, AskOptions};
+use crate::retrieval::{self, Passage};
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lore_llm::{ChatMessage, GenerationParams, LlmError};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::ToSchema;
+
+/// Seconds a client is told to wait when the answer queue is full.
+const RETRY_AFTER_S: u64 = 10;
+
+fn default_stream() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        example = "How often are backups taken?"
+    )]
+    pub question: String,
+    /// Earlier turns of the conversation, oldest first (`user` / `assistant`).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub history: Vec<ChatMessage>,
+    /// Passages given to the model (default 5).
+    #[schema(minimum = 1, maximum = 20)]
+    pub k: Option<usize>,
+    #[schema(minimum = 1, maximum = 2048)]
+    pub max_tokens: Option<usize>,
+    /// Only these collections (default: all).
+    pub collections: Option<Vec<String>>,
+    /// Server-Sent Events (default) or one JSON document.
+    #[serde(default = "default_stream")]
+    pub stream: bool,
+}
+
+/// What `/api/ask` streams: `retrieved` once, `token`s, then `answer` (or `error`).
+#[derive(Debug)]
+pub(super) enum AskEvent {
+    Retrieved(Vec<Passage>),
+    Token(String),
+    Answer(Box<Answer>),
+    Failed(ApiError),
+}
+
+impl AskEvent {
+    fn into_sse(self) -> Event {
+        let json = |name: &str, value: &dyn erased::Json| {
+            Event::default()
+                .event(name)
+                .data(value.to_json().unwrap_or_else(|_| "{}".to_string()))
+        };
+        match self {
+            AskEvent::Retrieved(passages) => json("retrieved", &RetrievedEvent { passages }),
+            AskEvent::Token(text) => json("token", &TokenEvent { text }),
+            AskEvent::Answer(answer) => json("answer", &*answer),
+            AskEvent::Failed(error) => json("error", &error.body()),
+        }
+    }
+}
+
+/// Serialising values of different types through one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+/// One Server-Sent Event, as the OpenAPI document describes a stream's items.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the wire format; events are written by axum's `Event`
+pub struct SseEvent {
+    /// `/api/ask`: `retrieved` (data `{"passages": [...]}`), `token` (data `{"text"}`),
+    /// then `answer` (data: the answer document) or `error` (data: the error body).
+    /// Absent in `/v1/chat/completions` streams.
+    event: Option<String>,
+    /// JSON, or `[DONE]` at the end of an OpenAI-style stream.
+    data: String,
+}
+
+#[derive(Serialize)]
+struct RetrievedEvent {
+    passages: Vec<Passage>,
+}
+
+#[derive(Serialize)]
+struct TokenEvent {
+    text: String,
+}
+
+/// The text retrieval searches with: a follow-up ("and on the backup server?") carries
+/// little on its own, so the previous user turn is folded in.
+pub(super) fn standalone_query(history: &[ChatMessage], question: &str) -> String {
+    match history.iter().rev().find(|m| m.role == "user") {
+        Some(previous) if !previous.content.trim().is_empty() => {
+            format!("{} {}", previous.content.trim(), question)
+        }
+        _ => question.to_string(),
+    }
+}
+
+fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
+    validate_question(&request.question, &request.history)?;
+    check_max_tokens(request.max_tokens)
+}
+
+/// A grounded answer with citations: Server-Sent Events (`retrieved`, `token`s, then
+/// `answer` or `error`) or, with `"stream": false`, one JSON document.
+#[utoipa::path(post, path = "/api/ask", tag = "ask",
+    request_body = AskRequest,
+    responses(
+        (status = 200, description = "The answer, or its event stream",
+            content((Answer = "application/json"), (SseEvent = "text/event-stream"))),
+        JsonBodyErrors,
+        QueueFull,
+    ))]
+pub async fn ask(
+    State(state): State<SharedState>,
+    ApiJson(request): ApiJson<AskRequest>,
+) -> Result<Response, ApiError> {
+    validate_ask(&request)?;
+    let k = check_k(request.k, AskOptions::default().k)?;
+    let options = ask_options(&state, k, request.max_tokens, request.collections.clone());
+    let mut receiver = start_answer(
+        &state,
+        request.question.trim().to_string(),
+        request.history,
+        options,
+    )?;
+    if request.stream {
+        let events = ReceiverStream::new(receiver);
+        let events = tokio_stream::StreamExt::map(events, |e| Ok::<_, Infallible>(e.into_sse()));
+        return Ok(sse_response(events));
+    }
+    final_answer(&mut receiver)
+        .await
+        .map(|a| Json(a).into_response())
+}
+
+pub(super) fn ask_options(
+    state: &SharedState,
+    k: usize,
+    max_tokens: Option<usize>,
+    collections: Option<Vec<String>>,
+) -> AskOptions {
+    AskOptions {
+        k,
+        generation: GenerationParams {
+            max_tokens: max_tokens.unwrap_or(GenerationParams::default().max_tokens),
+            ..GenerationParams::default()
+        },
+        filter: filter(collections),
+        ..state.config.ask_options()
+    }
+}
+
+/// An SSE response that proxies must not buffer.
+pub(super) fn sse_response<S>(events: S) -> Response
+where
+    S: tokio_stream::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Admits an answer (a permit per answer running or waiting, so a full queue is a 429
+/// before any byte of the response is sent) and starts it on a blocking thread; its
+/// events arrive on the returned receiver, the last one `Answer` or `Failed`.
+pub(super) fn start_answer(
+    state: &SharedState,
+    question: String,
+    history: Vec<ChatMessage>,
+    options: AskOptions,
+) -> Result<mpsc::Receiver<AskEvent>, ApiError> {
+    let permit = state
+        .answer_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            retry_after_s: RETRY_AFTER_S,
+        })?;
+    let (sender, receiver) = mpsc::channel::<AskEvent>(64);
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let last = match answer(&state, &history, &question, &options, &sender) {
+            Ok(answer) => AskEvent::Answer(Box::new(answer)),
+            Err(error) => AskEvent::Failed(error),
+        };
+        // The slot is free once the work is done, before the client hears of it: a client
+        // that reads /metrics right after its answer sees the queue it left, not its own
+        // answer still in it.
+        drop(permit);
+        let _ = sender.blocking_send(last);
+    });
+    Ok(receiver)
+}
+
+/// Waits for the end of an answer started by [`start_answer`].
+pub(super) async fn final_answer(
+    receiver: &mut mpsc::Receiver<AskEvent>,
+) -> Result<Answer, ApiError> {
+    while let Some(event) = receiver.recv().await {
+        match event {
+            AskEvent::Answer(answer) => return Ok(*answer),
+            AskEvent::Failed(error) => return Err(error),
+            AskEvent::Retrieved(_) | AskEvent::Token(_) => {}
+        }
+    }
+    Err(ApiError::internal(anyhow::anyhow!(
+        "the answer worker stopped without a result"
+    )))
+}
+
+/// Retrieval (under the index's read lock, released before generation) then answering;
+/// events go to `sender`, and a closed receiver (client gone) cancels generation.
+fn answer(
+    state: &SharedState,
+    history: &[ChatMessage],
+    question: &str,
+    options: &AskOptions,
+    sender: &mpsc::Sender<AskEvent>,
+) -> Result<Answer, ApiError> {
+    let query = standalone_query(history, question);
+    let started = std::time::Instant::now();
+    let (retrieved, evidence) = {
+        let index = read_index(state)?;
+        let retrieved = retrieval::search(
+            &state.embedder,
+            &index,
+            &query,
+            options.mode,
+            options.k,
+            &options.filter,
+        )
+        .map_err(ApiError::internal)?;
+        let evidence = rag::select_evidence(&state.embedder, &index, &query, &retrieved, options)
+            .map_err(ApiError::internal)?;
+        (retrieved, evidence)
+    };
+    let retrieval_s = started.elapsed().as_secs_f64();
+    let mut first_token: Option<f64> = None;
+    if sender
+        .blocking_send(AskEvent::Retrieved(retrieved.clone()))
+        .is_err()
+    {
+        return Err(ApiError::BadRequest("the client went away".into()));
+    }
+    let result = rag::answer_from(
+        &state.embedder,
+        &state.generator,
+        question,
+        history,
+        retrieved,
+        &evidence,
+        options,
+        |text| {
+            first_token.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            match sender.blocking_send(AskEvent::Token(text.to_string())) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            }
+        },
+    );
+    match result {
+        Ok(mut answer) => {
+            let generated = answer.generation.as_ref().map_or(0, |g| g.generated_tokens);
+            state.metrics.answered(generated, first_token);
+            answer.retrieval_s = retrieval_s;
+            Ok(answer)
+        }
+        Err(e) => Err(match e.downcast_ref::<LlmError>() {
+            Some(LlmError::Busy { .. }) => ApiError::Busy {
+                retry_after_s: RETRY_AFTER_S,
+            },
+            Some(LlmError::ContextOverflow { .. }) => ApiError::BadRequest(format!("{e:#}")),
+            _ => ApiError::internal(e),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_ups_fold_in_the_previous_question() {
+        let history = vec![
+            ChatMessage::new("user", "How often is the mail server backed up?"),
+            ChatMessage::new("assistant", "Nightly [1]."),
+        ];
+        assert_eq!(
+            standalone_query(&history, "And the backup server?"),
+            "How often is the mail server backed up? And the backup server?"
+        );
+        assert_eq!(standalone_query(&[], "Why?"), "Why?");
+    }
+}

@@ -1,0 +1,79 @@
+//! Health and status: liveness (`/healthz`), readiness with the index's counts
+//! (`/readyz`), the drop-folder watcher's status (`/api/watch`), and the JSON answers for
+//! unknown routes and wrong methods.
+
+use super::common::{blocking, read_index};
+use super::error::{ApiError, ErrorBody};
+use super::SharedState;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Alive (the process answers).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The drop-folder watcher, when `lore serve --watch` runs one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchReport {
+    pub watching: bool,
+    pub status: Option<crate::watch::journal::WatchStatus>,
+}
+
+/// `GET /api/watch`: watched folders, queue, progress and throughput.
+#[utoipa::path(get, path = "/api/watch", tag = "documents",
+    responses((status = 200, description = "The watcher's status", body = WatchReport)))]
+pub async fn watch_status(State(state): State<SharedState>) -> Json<WatchReport> {
+    let status = state
+        .watch
+        .as_ref()
+        .map(crate::watch::WatchHandle::snapshot);
+    Json(WatchReport {
+        watching: status.is_some(),
+        status,
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    pub documents: u64,
+    pub chunks: u64,
+    pub embed_model: String,
+    pub llm_model: String,
+    pub answers_in_flight: usize,
+}
+
+/// Ready: models loaded, index open; with counts.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Ready>, ApiError> {
+    blocking(move || {
+        let stats = read_index(&state)?.stats().map_err(ApiError::internal)?;
+        let free = state.answer_slots.available_permits();
+        Ok(Json(Ready {
+            ready: true,
+            documents: stats.documents,
+            chunks: stats.chunks,
+            embed_model: stats.model_id,
+            llm_model: state.generator.info().name.clone(),
+            answers_in_flight: state.answer_capacity.saturating_sub(free),
+        }))
+    })
+    .await
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
