@@ -48,13 +48,20 @@ pub struct Ready {
     pub answers_in_flight: usize,
 }
 
-/// Ready: models loaded, index open; with counts.
+/// Ready: models loaded, index open; with counts. 503 while the models load and while
+/// the server drains on shutdown.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Ready", body = Ready),
         (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "Starting (models loading) or shutting down", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Ready>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Unavailable(
+            "shutting down: finishing the requests in flight".into(),
+        ));
+    }
     blocking(move || {
         let stats = read_index(&state)?.stats().map_err(ApiError::internal)?;
         let free = state.answer_slots.available_permits();

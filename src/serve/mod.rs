@@ -21,13 +21,16 @@ use crate::embed::Embedder;
 use crate::engine::Engine;
 use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use lore_index::Index;
 use lore_llm::Generator;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The drop-folder watcher's status and stop switch, when folders are watched.
     pub watch: Option<crate::watch::WatchHandle>,
+    /// Set on SIGINT/SIGTERM: in-flight requests finish, `/readyz` says 503.
+    pub draining: Arc<AtomicBool>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -75,6 +80,7 @@ impl AppState {
             jobs,
             metrics: metrics::Metrics::default(),
             watch: None,
+            draining: Arc::default(),
         })
     }
 }
@@ -135,9 +141,40 @@ async fn serve(config: Config) -> Result<i32> {
     let queue = config.answer_queue;
     // A folder that cannot be watched stops start-up, before the models load.
     crate::watch::check_roots(&config.watch)?;
-    let mut state = tokio::task::spawn_blocking(move || AppState::load(config, queue))
-        .await
-        .context("start-up panicked")??;
+    // Listening from the start: while the models load, /healthz answers and everything
+    // else (with /readyz) says 503 "starting", so an orchestrator or load balancer can tell
+    // a slow start from a dead one. On SIGINT/SIGTERM /readyz turns 503 while in-flight
+    // requests drain.
+    let ready = Arc::new(std::sync::OnceLock::<Router>::new());
+    let draining = Arc::new(AtomicBool::new(false));
+    let mut server = tokio::spawn({
+        let (draining, front) = (draining.clone(), front(ready.clone()));
+        async move {
+            axum::serve(listener, front)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    draining.store(true, Ordering::Relaxed);
+                })
+                .await
+        }
+    });
+    tracing::info!(%address, "listening; loading the models");
+    let loading = tokio::task::spawn_blocking(move || AppState::load(config, queue));
+    let mut state = tokio::select! {
+        loaded = loading => match loaded.context("start-up panicked")? {
+            Ok(state) => state,
+            Err(e) => {
+                server.abort();
+                return Err(e);
+            }
+        },
+        stopped = &mut server => {
+            // Signalled (or failed) before the models were loaded: nothing to drain.
+            stopped.context("server task failed")?.context("server failed")?;
+            return Ok(0);
+        }
+    };
+    state.draining = draining;
     if !state.config.watch.is_empty() {
         state.watch = Some(crate::watch::WatchHandle::starting(
             &crate::watch::WatchOptions::from_config(&state.config),
@@ -145,17 +182,16 @@ async fn serve(config: Config) -> Result<i32> {
     }
     let state = Arc::new(state);
     let watcher = start_watcher(&state)?;
+    let _ = ready.set(app(state.clone()));
     tracing::info!(%address, "serving");
     println!("Lore is serving on http://{address}/ (Ctrl-C to stop)");
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+    server
         .await
+        .context("server task failed")?
         .context("server failed")?;
     if let (Some(handle), Some(thread)) = (&state.watch, watcher) {
         // The watcher finishes its batch (commits are atomic, so waiting is only tidier).
-        handle
-            .stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.stop.store(true, Ordering::Relaxed);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !thread.is_finished() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -164,6 +200,27 @@ async fn serve(config: Config) -> Result<i32> {
     // Let detached blocking work (a commit in progress) finish before the index drops.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(0)
+}
+
+/// What listens from the first moment: the full [`app`] once it is set, before that
+/// `/healthz` (alive) and a 503 "starting" for every other route.
+fn front(ready: Arc<std::sync::OnceLock<Router>>) -> Router {
+    Router::new().fallback(move |request: axum::extract::Request| {
+        let ready = ready.clone();
+        async move {
+            match ready.get() {
+                Some(app) => match app.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                None if request.uri().path() == "/healthz" => "ok".into_response(),
+                None => ApiError::Unavailable(
+                    "starting: loading the models and opening the index".into(),
+                )
+                .into_response(),
+            }
+        }
+    })
 }
 
 /// Runs the drop-folder watcher on its own thread against the shared index (commits take
@@ -355,7 +412,7 @@ mod tests {
         assert_eq!(body["answer"], crate::rag::NOT_FOUND);
 
         // Everything above shows in the Prometheus exposition, under route patterns.
-        let (status, _, bytes) = send(super::app(state), "GET", "/metrics", "").await;
+        let (status, _, bytes) = send(super::app(state.clone()), "GET", "/metrics", "").await;
         assert_eq!(status, StatusCode::OK);
         let text = String::from_utf8_lossy(&bytes);
         for line in [
@@ -370,5 +427,41 @@ mod tests {
         }
         assert!(text.contains("lore_http_request_duration_seconds_bucket{"));
         assert!(text.contains("lore_time_to_first_token_seconds_count 1"));
+
+        // Draining after SIGTERM: not ready any more, while requests in flight finish.
+        let (status, _, _) = call(super::app(state.clone()), "GET", "/readyz", "").await;
+        assert_eq!(status, StatusCode::OK);
+        state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (status, _, body) = call(super::app(state), "GET", "/readyz", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+    }
+
+    /// While the models load, the listener answers: alive, not ready, every other route
+    /// 503; once the app is set, everything goes to it.
+    #[tokio::test]
+    async fn the_front_says_starting_until_the_app_is_set() {
+        let ready = Arc::new(std::sync::OnceLock::<Router>::new());
+        let front = front(ready.clone());
+        let (status, _, bytes) = send(front.clone(), "GET", "/healthz", "").await;
+        assert_eq!((status, &bytes[..]), (StatusCode::OK, &b"ok"[..]));
+        for (method, uri) in [("GET", "/readyz"), ("POST", "/api/search"), ("GET", "/")] {
+            let (status, headers, body) = call(front.clone(), method, uri, "{}").await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+            assert_eq!(body["error"]["code"], "unavailable", "{uri}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("starting")),
+                "{body}"
+            );
+            assert!(headers.contains_key("content-type"));
+        }
+        let app = Router::new().route("/readyz", get(|| async { "the app" }));
+        assert!(ready.set(app).is_ok());
+        let (status, _, bytes) = send(front, "GET", "/readyz", "").await;
+        assert_eq!((status, &bytes[..]), (StatusCode::OK, &b"the app"[..]));
     }
 }
