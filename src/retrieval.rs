@@ -3,9 +3,17 @@
 //! every caller shows (the CLI, the API, the evaluation).
 
 use crate::embed::Embedder;
-use anyhow::{Context, Result};
 use lore_index::{Filter, Hit, Index, SearchMode};
 use serde::Serialize;
+
+/// What searching can fail with: embedding the query, or reading the index.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("cannot embed the query: {0}")]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Index(#[from] lore_index::Error),
+}
 
 /// The most passages one search returns (the API and the CLI both refuse more).
 pub const MAX_K: usize = 20;
@@ -63,13 +71,10 @@ pub fn search(
     mode: SearchMode,
     k: usize,
     filter: &Filter,
-) -> Result<Vec<Passage>> {
+) -> Result<Vec<Passage>, SearchError> {
     // Embedded in every mode: BM25 hits get their similarity too, which answering uses to
     // decide whether the evidence is strong enough.
-    let vector = embedder
-        .embed(&[query])
-        .context("cannot embed the query")?
-        .pop();
+    let vector = embedder.embed(&[query])?.pop();
     let hits = index.search(mode, query, vector.as_deref(), k, filter)?;
     Ok(hits
         .into_iter()

@@ -26,7 +26,7 @@ use regex::Regex;
 
 use super::citations::content_words;
 use crate::embed::Embedder;
-use crate::retrieval::Passage;
+use crate::retrieval::{Passage, SearchError};
 
 /// What the prompt shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -304,7 +304,7 @@ impl ScoredQuestion {
         embedder: &Embedder,
         passages: &[Passage],
         keep: impl Fn(usize) -> bool,
-    ) -> anyhow::Result<Vec<ScoredSentence>> {
+    ) -> Result<Vec<ScoredSentence>, SearchError> {
         let spans: Vec<Vec<(usize, usize)>> = passages
             .iter()
             .enumerate()
@@ -402,7 +402,7 @@ pub fn select(
     question: &str,
     passages: &[Passage],
     options: &EvidenceOptions,
-) -> anyhow::Result<Evidence> {
+) -> Result<Evidence, SearchError> {
     let question = ScoredQuestion::read(index, question)?;
     if options.sentences == 0 {
         return Ok(Evidence {

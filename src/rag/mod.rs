@@ -15,15 +15,37 @@ pub mod prompt;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
 use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
 use crate::embed::Embedder;
-use crate::retrieval::{self, Passage};
+use crate::retrieval::{self, Passage, SearchError};
 pub use evidence::{Evidence, EvidenceOptions};
 use lore_llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 pub use prompt::NOT_FOUND;
+
+/// What answering can fail with. A question the model cannot take is the caller's
+/// mistake (the HTTP API says 400); a busy model is a retry (429); the rest are failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RagError {
+    #[error("the question is empty")]
+    EmptyQuestion,
+    #[error(
+        "the question is {question_tokens} tokens long: with {answer_tokens} tokens kept for \
+         the answer it does not fit the model's context of {context} tokens"
+    )]
+    QuestionTooLong {
+        question_tokens: usize,
+        answer_tokens: usize,
+        context: usize,
+    },
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error(transparent)]
+    Model(#[from] LlmError),
+}
+
+pub type Result<T, E = RagError> = std::result::Result<T, E>;
 
 /// Below this cosine similarity between the question and its best passage, Lore answers
 /// [`NOT_FOUND`] without asking the model. Calibrated on the development set (see README).
@@ -163,8 +185,13 @@ pub fn select_evidence(
     retrieved: &[Passage],
     options: &AskOptions,
 ) -> Result<Evidence> {
-    evidence::select(embedder, index, query, retrieved, &options.evidence)
-        .context("cannot select evidence")
+    Ok(evidence::select(
+        embedder,
+        index,
+        query,
+        retrieved,
+        &options.evidence,
+    )?)
 }
 
 /// Rejects an empty question, or one that cannot fit the model's context with room for
@@ -172,22 +199,18 @@ pub fn select_evidence(
 fn check_question(generator: &Generator, question: &str, options: &AskOptions) -> Result<()> {
     let question = question.trim();
     if question.is_empty() {
-        anyhow::bail!("the question is empty");
+        return Err(RagError::EmptyQuestion);
     }
     // A question that cannot fit the model's context with room for an answer is an error,
     // whatever retrieval would find.
     let question_tokens = generator.count_tokens(question)?;
     let context = generator.info().context_length;
     if question_tokens + options.generation.max_tokens >= context {
-        // Typed underneath, so callers (the HTTP API) can tell it from a failure.
-        return Err(anyhow::Error::new(LlmError::ContextOverflow {
-            tokens: question_tokens + options.generation.max_tokens,
-            limit: context,
-        })
-        .context(format!(
-            "the question is {question_tokens} tokens long: with {} tokens kept for the answer it does not fit the model's context of {context} tokens",
-            options.generation.max_tokens
-        )));
+        return Err(RagError::QuestionTooLong {
+            question_tokens,
+            answer_tokens: options.generation.max_tokens,
+            context,
+        });
     }
     Ok(())
 }
@@ -249,26 +272,21 @@ pub fn answer_from(
         history,
         excerpts,
         options.generation.max_tokens,
-    )
-    .context("cannot build the prompt")?;
+    )?;
     let shown = built.passages.len();
     let mut params = options.generation.clone();
     params.banned_prefixes.push("[".into());
     params.stop.push(prompt::PASSAGE_HEADER.into());
-    let handle = generator
-        .chat(built.messages, params)
-        .context("cannot start generation")?;
+    let handle = generator.chat(built.messages, params)?;
     let mut filter = citations::StreamFilter::new(shown);
-    let (raw, stats) = handle
-        .collect_until(|delta| {
-            let out = filter.push(delta);
-            if out.is_empty() {
-                ControlFlow::Continue(())
-            } else {
-                on_text(&out)
-            }
-        })
-        .context("generation failed")?;
+    let (raw, stats) = handle.collect_until(|delta| {
+        let out = filter.push(delta);
+        if out.is_empty() {
+            ControlFlow::Continue(())
+        } else {
+            on_text(&out)
+        }
+    })?;
     let tail = filter.finish();
     if !tail.is_empty() {
         let _ = on_text(&tail);

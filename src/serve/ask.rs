@@ -8,7 +8,7 @@
 use super::common::{check_k, check_max_tokens, filter, read_index, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
-use crate::rag::{self, Answer, AskOptions};
+use crate::rag::{self, Answer, AskOptions, RagError};
 use crate::retrieval::{self, Passage};
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -300,12 +300,17 @@ fn answer(
             answer.retrieval_s = retrieval_s;
             Ok(answer)
         }
-        Err(e) => Err(match e.downcast_ref::<LlmError>() {
-            Some(LlmError::Busy { .. }) => ApiError::Busy {
+        Err(e) => Err(match e {
+            RagError::EmptyQuestion | RagError::QuestionTooLong { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
+            RagError::Model(LlmError::Busy { .. }) => ApiError::Busy {
                 retry_after_s: RETRY_AFTER_S,
             },
-            Some(LlmError::ContextOverflow { .. }) => ApiError::BadRequest(format!("{e:#}")),
-            _ => ApiError::internal(e),
+            RagError::Model(LlmError::ContextOverflow { .. }) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            RagError::Model(_) | RagError::Search(_) => ApiError::internal(e),
         }),
     }
 }
