@@ -269,3 +269,66 @@ fn answer_tokens() -> clap::builder::RangedU64ValueParser<usize> {
 fn parse_mode(s: &str) -> std::result::Result<SearchMode, String> {
     s.parse::<SearchMode>().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn out_of_range_counts_are_refused_as_the_api_refuses_them() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        for bad in [
+            &["lore", "search", "backups", "--k", "0"][..],
+            &["lore", "search", "backups", "--k", "21"],
+            &["lore", "ask", "when?", "--k", "0"],
+            &["lore", "ask", "when?", "--max-tokens", "0"],
+            &["lore", "ask", "when?", "--max-tokens", "4096"],
+            &["lore", "eval", "q.jsonl", "--k", "0"],
+        ] {
+            let err = parse(bad).expect_err("out of range");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+        match parse(&["lore", "search", "backups", "--k", "20"]) {
+            Ok(Command::Search(args)) => assert_eq!(args.k, 20),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["lore", "ask", "when?"]) {
+            Ok(Command::Ask(args)) => {
+                assert_eq!((args.k, args.max_tokens), (crate::rag::DEFAULT_K, 384))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_flags_become_the_top_config_layer() {
+        let cli = Cli::try_parse_from([
+            "lore",
+            "--data-dir",
+            "/tmp/lore-flags",
+            "ingest",
+            "--collection",
+            "legal",
+            "--chunk-tokens",
+            "120",
+            "docs",
+        ])
+        .expect("parses");
+        let config = cli.config().expect("config");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/lore-flags"));
+        assert_eq!(
+            (config.collection.as_str(), config.chunk_tokens),
+            ("legal", 120)
+        );
+    }
+}
