@@ -442,6 +442,60 @@ fn pool_and_normalise(tokens: &[&[f32]], pooling: Pooling, dim: usize) -> Vec<f3
     pooled
 }
 
+/// A stand-in embedding model for tests whose subject is not the model (HTTP routes,
+/// errors, metrics): a one-layer BERT with random weights, a WordPiece tokenizer over a few
+/// words, written as a sentence-transformers directory that [`Embedder::load`] reads like a
+/// real one. Its vectors carry no meaning; the real model is tested in the `real-data` tier.
+#[cfg(test)]
+pub(crate) fn write_stand_in_model(
+    dir: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+
+    std::fs::create_dir_all(dir)?;
+    let words = [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "a", "when", "do", "does", "run", "how",
+        "backup", "##s", "server", "mail", "kept", "long", "search", "question", "answer",
+    ];
+    let config = serde_json::json!({
+        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": words.len(),
+        "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 128, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, "max_position_embeddings": 64,
+        "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+        "pad_token_id": 0, "position_embedding_type": "absolute", "use_cache": true,
+        "classifier_dropout": null
+    });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&config)?)?;
+
+    // The vocabulary file sentence-transformers directories ship beside tokenizer.json.
+    let vocab = dir.join("vocab.txt");
+    std::fs::write(&vocab, words.join("\n"))?;
+    let model = WordPiece::from_file(&vocab.to_string_lossy())
+        .unk_token("[UNK]".into())
+        .build()?;
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(BertNormalizer::default()));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), 3),
+        ("[CLS]".into(), 2),
+    )));
+    tokenizer.save(dir.join("tokenizer.json"), false)?;
+
+    // candle-transformers' BERT asks for every weight it needs; the var map creates each
+    // (random embeddings and linear layers, unit layer norms) and saves them by name.
+    let config: BertConfig = serde_json::from_value(config)?;
+    let weights = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&weights, DType::F32, &Device::Cpu);
+    BertModel::load(vb, &config)?;
+    weights.save(dir.join("model.safetensors"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +584,25 @@ mod tests {
                 (norm - 1.0).abs() < 1e-4,
                 "{label}: not normalised ({norm})"
             );
+        }
+    }
+
+    /// The stand-in loads through the same path as a real model, on both backends, and
+    /// gives unit vectors of its own dimension.
+    #[test]
+    fn the_stand_in_model_loads_on_both_backends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_stand_in_model(dir.path()).expect("stand-in written");
+        for backend in [Backend::Packed, Backend::Candle] {
+            let embedder = Embedder::load_with(dir.path(), backend).expect("loads");
+            assert_eq!(embedder.dim(), 64);
+            let vectors = embedder
+                .embed(&["when do the backups run", "mail server"])
+                .expect("embeds");
+            for v in &vectors {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-4, "{backend:?}: norm {norm}");
+            }
         }
     }
 

@@ -285,22 +285,24 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    /// A state on an empty index with the real embedder and the tiny model.
+    /// A state on an empty index with a stand-in embedding model and a remote generator
+    /// that is never reached (an empty index abstains before asking it): routes, errors
+    /// and metrics need neither real model, so this runs in the fast tier.
     fn state(data: &std::path::Path, queue: usize) -> SharedState {
-        let models = std::env::var_os("LORE_MODELS_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+        let model = data.join("stand-in-embedder");
+        crate::embed::write_stand_in_model(&model).expect("stand-in model");
         let config = Config::load(
             None,
             ConfigLayer {
                 data_dir: Some(data.to_path_buf()),
-                models_dir: Some(models),
-                llm_model: Some("tiny".into()),
+                embed_model: Some(model.display().to_string()),
+                generator: Some("openai".into()),
+                openai_url: Some("http://127.0.0.1:9/v1".into()),
                 ..ConfigLayer::default()
             },
         )
         .expect("config");
-        Arc::new(AppState::load(config, queue).expect("models: run scripts/fetch-models all"))
+        Arc::new(AppState::load(config, queue).expect("state"))
     }
 
     async fn call(
@@ -339,10 +341,6 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[cfg_attr(
-        not(feature = "real-data"),
-        ignore = "needs the real models: scripts/test runs it"
-    )]
     async fn errors_are_json_with_a_fitting_status() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path(), 1);
