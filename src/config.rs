@@ -4,7 +4,6 @@
 //! variables < command-line flags. Clap already resolves env < flags (every flag is an
 //! `Option` with an `env` name), so this module only lays the file underneath.
 
-use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -134,6 +133,35 @@ pub struct ConfigLayer {
     pub watch_rescan_secs: Option<u64>,
 }
 
+/// What reading the configuration or resolving a model path can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("cannot list {}: {source}", path.display())]
+    ListModels {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no .gguf file in {}: run `scripts/fetch-models all`", .0.display())]
+    NoModel(PathBuf),
+    #[error("{} holds several .gguf files: set llm_model to one of them", .0.display())]
+    SeveralModels(PathBuf),
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
 pub const DEFAULT_EMBED_MODEL: &str = "all-minilm-l6-v2";
 /// Directories `scripts/fetch-models` fills for the two language-model profiles.
 pub const QUALITY_LLM: &str = "qwen2.5-coder-0.5b-instruct";
@@ -257,7 +285,10 @@ impl Config {
             return Ok(candidate);
         }
         let ggufs: Vec<PathBuf> = std::fs::read_dir(&candidate)
-            .with_context(|| format!("cannot list {}", candidate.display()))?
+            .map_err(|source| ConfigError::ListModels {
+                path: candidate.clone(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension()
@@ -266,14 +297,8 @@ impl Config {
             .collect();
         match ggufs.as_slice() {
             [one] => Ok(one.clone()),
-            [] => anyhow::bail!(
-                "no .gguf file in {}: run `scripts/fetch-models all`",
-                candidate.display()
-            ),
-            _ => anyhow::bail!(
-                "{} holds several .gguf files: set llm_model to one of them",
-                candidate.display()
-            ),
+            [] => Err(ConfigError::NoModel(candidate)),
+            _ => Err(ConfigError::SeveralModels(candidate)),
         }
     }
 
@@ -291,9 +316,14 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<ConfigLayer> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

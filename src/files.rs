@@ -1,13 +1,22 @@
 //! Filesystem helpers shared by the upload store and the watch journal.
 
-use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
+
+/// A file that could not be written or moved into place.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct WriteError {
+    action: &'static str,
+    path: std::path::PathBuf,
+    #[source]
+    source: std::io::Error,
+}
 
 /// Replaces `path` with `bytes` atomically: readers (and a restart after a crash) see the
 /// old file or the new one, never a torn mix. The temporary file is hidden (`.name.part`),
 /// so folder walks and watches pass over it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -17,13 +26,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let temp = dir.join(format!(".{name}.part"));
-    let mut file =
-        std::fs::File::create(&temp).with_context(|| format!("cannot write {}", temp.display()))?;
+    let failed = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError {
+            action,
+            path,
+            source,
+        }
+    };
+    let mut file = std::fs::File::create(&temp).map_err(failed("write", &temp))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))?;
+        .map_err(failed("write", &temp))?;
+    std::fs::rename(&temp, path).map_err(failed("move into place", path))?;
     Ok(())
 }
 

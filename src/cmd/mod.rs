@@ -219,7 +219,7 @@ impl Cli {
             Command::Bench(BenchCommand::Generate(a)) => a.layer(&mut layer),
             Command::Search(_) | Command::Remove(_) | Command::Status(_) | Command::Eval(_) => {}
         }
-        Config::load(g.config.as_deref(), layer)
+        Ok(Config::load(g.config.as_deref(), layer)?)
     }
 }
 

@@ -6,9 +6,9 @@
 
 use super::discovery::{discover, Candidate};
 use super::process::{absolute_source, doc_id, process_file, unix_now, Outcome};
+use super::{PipelineError, Result};
 use crate::config::Config;
 use crate::embed::Embedder;
-use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::ChunkOptions;
@@ -52,7 +52,7 @@ impl IndexAccess for Index {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
-        Ok(Index::commit(self, batch)?)
+        Index::commit(self, batch).map_err(PipelineError::Commit)
     }
 }
 
@@ -61,9 +61,7 @@ pub struct SharedIndex<'a>(pub &'a std::sync::RwLock<Index>);
 
 impl SharedIndex<'_> {
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>> {
-        self.0
-            .read()
-            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))
+        self.0.read().map_err(|_| PipelineError::Poisoned)
     }
 }
 
@@ -85,11 +83,8 @@ impl IndexAccess for SharedIndex<'_> {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
-        let mut index = self
-            .0
-            .write()
-            .map_err(|_| anyhow::anyhow!("the index lock is poisoned"))?;
-        Ok(index.commit(batch)?)
+        let mut index = self.0.write().map_err(|_| PipelineError::Poisoned)?;
+        index.commit(batch).map_err(PipelineError::Commit)
     }
 }
 
@@ -276,9 +271,7 @@ pub fn ingest_candidates(
         if pending_chunks >= COMMIT_EVERY_CHUNKS
             || pending.upserts.len() + pending.failures.len() >= commit_every_docs
         {
-            index
-                .commit(std::mem::take(&mut pending))
-                .context("index commit failed")?;
+            index.commit(std::mem::take(&mut pending))?;
             pending_chunks = 0;
         }
         bar.inc(1);
@@ -290,7 +283,7 @@ pub fn ingest_candidates(
     }
     pending.removals = removals;
     if !pending.is_empty() {
-        index.commit(pending).context("index commit failed")?;
+        index.commit(pending)?;
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();

@@ -21,6 +21,20 @@ mod discovery;
 mod ingest;
 mod process;
 
+/// What stops an ingestion run (a file that fails is recorded in the [`Summary`], not an
+/// error): the index refusing a read or a commit.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("index commit failed: {0}")]
+    Commit(#[source] lore_index::Error),
+    #[error(transparent)]
+    Index(#[from] lore_index::Error),
+    #[error("the index lock is poisoned: a thread panicked while holding it")]
+    Poisoned,
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
 pub use discovery::{clean_path, discover, is_ignored_name, walk, Candidate};
 pub use ingest::{
     ingest_candidates, ingest_paths, FileIssue, IndexAccess, IngestOptions, IngestProgress,
