@@ -7,12 +7,27 @@
 //! not of truth: what is indexed is whatever the index's last atomic commit says, and each
 //! scan re-derives the work from the folder and the index.
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const FILE_NAME: &str = "watch.json";
+
+/// Writing the journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the watch journal: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Write(#[from] crate::files::WriteError),
+}
+
 /// The journal is rewritten at most this often while only the queue changes (10,000 files
 /// dropped at once must not mean 10,000 rewrites); state changes are written at once.
 const MIN_REWRITE: Duration = Duration::from_millis(1000);
@@ -122,14 +137,16 @@ impl Journal {
         &mut self,
         status: &WatchStatus,
         pending: impl Iterator<Item = &'p PathBuf>,
-    ) -> Result<()> {
+    ) -> Result<(), JournalError> {
         let state_changed = self.last_state != Some(status.state);
         if !state_changed && self.last_write.is_some_and(|t| t.elapsed() < MIN_REWRITE) {
             return Ok(());
         }
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let file = JournalFile {
             status: status.clone(),

@@ -19,7 +19,6 @@ pub mod journal;
 use crate::config::{Config, WatchMode};
 use crate::embed::Embedder;
 use crate::pipeline::{self, Candidate, IndexAccess, IngestOptions};
-use anyhow::{Context, Result};
 use journal::{Journal, WatchState, WatchStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,6 +26,43 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What stops a watcher (a file that fails is recorded and retried, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("no folder to watch: name one (lore watch DIR) or set watch = [\"DIR\"] in lore.toml")]
+    NoFolder,
+    #[error("cannot watch {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch {}: not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("cannot watch {} and {}: one is inside the other", .0.display(), .1.display())]
+    Nested(PathBuf, PathBuf),
+    #[error("cannot use the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Notify {
+        what: String,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("filesystem notifications stopped")]
+    NotificationsStopped,
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::PipelineError),
+}
+
+pub type Result<T, E = WatchError> = std::result::Result<T, E>;
 
 /// Files taken per batch: one atomic commit each, and the most an interruption redoes.
 pub const BATCH_FILES: usize = 64;
@@ -214,15 +250,15 @@ impl<'a> Watcher<'a> {
     ) -> Result<Watcher<'a>> {
         let roots = check_roots(&options.roots)?;
         if roots.is_empty() {
-            anyhow::bail!(
-                "no folder to watch: name one (lore watch DIR) or set watch = [\"DIR\"] in lore.toml"
-            );
+            return Err(WatchError::NoFolder);
         }
         let journal = Journal::new(&config.data_dir);
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let data_dir = std::fs::canonicalize(&config.data_dir)
-            .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
+        let data_dir = std::fs::create_dir_all(&config.data_dir)
+            .and_then(|()| std::fs::canonicalize(&config.data_dir))
+            .map_err(|source| WatchError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
         if let Ok(mut status) = handle.status.lock() {
             *status = WatchHandle::starting_status(&options, &roots);
         }
@@ -324,20 +360,20 @@ impl<'a> Watcher<'a> {
         let mut watcher: Box<dyn notify::Watcher + Send> = match self.options.mode {
             WatchMode::Notify => Box::new(
                 notify::recommended_watcher(tx.clone())
-                    .context("cannot start filesystem notifications")?,
+                    .map_err(notify_error("filesystem notifications"))?,
             ),
             WatchMode::Poll => Box::new(
                 notify::PollWatcher::new(
                     tx.clone(),
                     notify::Config::default().with_poll_interval(self.options.poll_interval),
                 )
-                .context("cannot start polling")?,
+                .map_err(notify_error("polling"))?,
             ),
         };
         for root in &self.roots {
             if let Err(e) = watcher.watch(root, notify::RecursiveMode::Recursive) {
                 if self.options.mode == WatchMode::Poll {
-                    return Err(e).with_context(|| format!("cannot watch {}", root.display()));
+                    return Err(notify_error(format!("watching {}", root.display()))(e));
                 }
                 // Out of inotify watches on a huge tree, say: polling still works.
                 tracing::warn!(
@@ -349,10 +385,10 @@ impl<'a> Watcher<'a> {
                     tx,
                     notify::Config::default().with_poll_interval(self.options.poll_interval),
                 )
-                .context("cannot start polling")?;
+                .map_err(notify_error("polling"))?;
                 for root in &self.roots {
                     poll.watch(root, notify::RecursiveMode::Recursive)
-                        .with_context(|| format!("cannot watch {}", root.display()))?;
+                        .map_err(notify_error(format!("watching {}", root.display())))?;
                 }
                 self.update_status(|s| s.mode = WatchMode::Poll.as_str().to_string());
                 return Ok(Box::new(poll));
@@ -370,9 +406,7 @@ impl<'a> Watcher<'a> {
         let first = match rx.recv_timeout(wait) {
             Ok(event) => event,
             Err(RecvTimeoutError::Timeout) => return Ok(()),
-            Err(RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("filesystem notifications stopped")
-            }
+            Err(RecvTimeoutError::Disconnected) => return Err(WatchError::NotificationsStopped),
         };
         let now = Instant::now();
         self.event(first, now);
@@ -868,24 +902,28 @@ fn identity(roots: &[PathBuf], default_collection: &str, path: &Path) -> Option<
     })
 }
 
+/// A notify error, with what was being started.
+fn notify_error(what: impl Into<String>) -> impl FnOnce(notify::Error) -> WatchError {
+    let what = what.into();
+    move |source| WatchError::Notify { what, source }
+}
+
 /// The watched folders, resolved; an error names the first that is missing or no folder.
 pub fn check_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut resolved: Vec<PathBuf> = Vec::new();
     for root in roots {
-        let canonical = std::fs::canonicalize(root)
-            .with_context(|| format!("cannot watch {}", root.display()))?;
+        let canonical = std::fs::canonicalize(root).map_err(|source| WatchError::Unreadable {
+            path: root.clone(),
+            source,
+        })?;
         if !canonical.is_dir() {
-            anyhow::bail!("cannot watch {}: not a folder", root.display());
+            return Err(WatchError::NotAFolder(root.clone()));
         }
         if let Some(other) = resolved
             .iter()
             .find(|r| canonical.starts_with(r) || r.starts_with(&canonical))
         {
-            anyhow::bail!(
-                "cannot watch {} and {}: one is inside the other",
-                canonical.display(),
-                other.display()
-            );
+            return Err(WatchError::Nested(canonical, other.clone()));
         }
         resolved.push(canonical);
     }
