@@ -4,10 +4,37 @@
 
 use crate::config::Config;
 use crate::embed::Embedder;
-use anyhow::{Context, Result};
 use lore_index::{Index, IndexConfig};
 use lore_llm::{Generator, LanguageModel, RemoteConfig};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// What opening the models or the index can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot load the embedding model from {}: {source}", dir.display())]
+    Embedder {
+        dir: PathBuf,
+        #[source]
+        source: crate::embed::EmbedError,
+    },
+    #[error("cannot open the index in {}: {source}", dir.display())]
+    Index {
+        dir: PathBuf,
+        #[source]
+        source: lore_index::Error,
+    },
+    #[error("generator = \"openai\" needs openai_url (--openai-url or LORE_OPENAI_URL)")]
+    NoOpenaiUrl,
+    #[error("unknown generator {0:?} (expected local or openai)")]
+    UnknownGenerator(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Model(#[from] lore_llm::Error),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// The models and index a command works with, opened once.
 pub struct Engine {
@@ -27,8 +54,13 @@ impl Engine {
     pub fn open_read_only(config: &Config) -> Result<Engine> {
         let embedder = load_embedder(config)?;
         let index_dir = config.index_dir();
-        let index = Index::open_read_only(&index_dir, index_config(&embedder))
-            .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
+        let index =
+            Index::open_read_only(&index_dir, index_config(&embedder)).map_err(|source| {
+                EngineError::Index {
+                    dir: index_dir.clone(),
+                    source,
+                }
+            })?;
         Ok(Engine { embedder, index })
     }
 
@@ -46,8 +78,9 @@ impl Engine {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 other => {
-                    break other.with_context(|| {
-                        format!("cannot open the index in {}", index_dir.display())
+                    break other.map_err(|source| EngineError::Index {
+                        dir: index_dir.clone(),
+                        source,
                     })?
                 }
             }
@@ -68,7 +101,7 @@ fn index_config(embedder: &Embedder) -> IndexConfig {
 pub fn load_embedder(config: &Config) -> Result<Embedder> {
     let dir = config.embed_model_dir();
     Embedder::load_with(&dir, config.embed_backend)
-        .with_context(|| format!("cannot load the embedding model from {}", dir.display()))
+        .map_err(|source| EngineError::Embedder { dir, source })
 }
 
 /// The configured generator: the local GGUF on its own thread, or the remote server. At
@@ -78,9 +111,7 @@ pub fn load_generator(config: &Config, queue_capacity: usize) -> Result<Generato
     match config.generator.as_str() {
         "local" => {}
         "openai" => {
-            let base_url = config.openai_url.clone().context(
-                "generator = \"openai\" needs openai_url (--openai-url or LORE_OPENAI_URL)",
-            )?;
+            let base_url = config.openai_url.clone().ok_or(EngineError::NoOpenaiUrl)?;
             let remote = RemoteConfig {
                 base_url,
                 model: config
@@ -96,7 +127,7 @@ pub fn load_generator(config: &Config, queue_capacity: usize) -> Result<Generato
                 queue_capacity,
             )?);
         }
-        other => anyhow::bail!("unknown generator {other:?} (expected local or openai)"),
+        other => return Err(EngineError::UnknownGenerator(other.to_string())),
     }
     let path = config.llm_model_path()?;
     let started = Instant::now();

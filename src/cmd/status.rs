@@ -2,7 +2,7 @@
 //! which files failed to ingest and why, and how a folder watcher is getting on.
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::watch::journal::WatchStatus;
 use anyhow::Result;
 use lore_index::{DocumentRecord, FailureRecord};
@@ -53,8 +53,13 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     let (index, no_index) = match Engine::open_read_only(config) {
         Ok(engine) => (Some(index_report(config, &engine, list_documents)?), None),
         // Nothing ingested yet: the data dir and a watcher's journal still say something.
-        Err(e) if is_missing(&e) => (None, Some(format!("{e:#}"))),
-        Err(e) => return Err(e),
+        Err(
+            e @ EngineError::Index {
+                source: lore_index::Error::NoIndex(_),
+                ..
+            },
+        ) => (None, Some(e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     let report = StatusReport {
         data_dir: config.data_dir.display().to_string(),
@@ -94,15 +99,6 @@ fn index_report(config: &Config, engine: &Engine, list_documents: bool) -> Resul
             None
         },
         failures: engine.index.failures()?,
-    })
-}
-
-fn is_missing(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<lore_index::Error>(),
-            Some(lore_index::Error::NoIndex(_))
-        )
     })
 }
 
