@@ -13,7 +13,6 @@ use crate::engine::load_generator;
 use crate::engine::Engine;
 use crate::rag::{self, AskOptions};
 use crate::retrieval::{self, Passage};
-use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use lore_index::{Filter, SearchMode};
 use score::{Metrics, Question, Verdict};
@@ -22,6 +21,59 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// What stops an evaluation run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: not a question object ({{\"id\", \"question\", \"doc\", \"answer_contains\", \"evidence\", \"kind\"}}): {source}")]
+    NotAQuestion {
+        at: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A question line that parses but cannot be measured; the message says why.
+    #[error("{at}: {reason}")]
+    BadQuestion { at: String, reason: String },
+    #[error("{} holds no questions", .0.display())]
+    NoQuestions(PathBuf),
+    #[error("question {id}: {source}")]
+    Question {
+        id: String,
+        #[source]
+        source: rag::RagError,
+    },
+    #[error("cannot encode the results: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot render the report: {0}")]
+    Report(#[from] minijinja::Error),
+    #[error(transparent)]
+    Engine(Box<crate::engine::EngineError>),
+}
+
+impl From<crate::engine::EngineError> for EvalError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        EvalError::Engine(Box::new(e))
+    }
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// An I/O error, with what was done to which path.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EvalError {
+    let path = path.to_path_buf();
+    move |source| EvalError::Io {
+        action,
+        path,
+        source,
+    }
+}
 
 /// Passages kept per question for recall, whatever `k` the answer uses: recall@10 needs 10.
 const RECALL_DEPTH: usize = 10;
@@ -136,8 +188,7 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
         cutoffs.push(k);
         cutoffs.sort_unstable();
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).map_err(io("create", &args.out))?;
     let mut report = RunReport {
         questions: questions_path.display().to_string(),
         k,
@@ -172,11 +223,10 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
     }
     let metrics_path = args.out.join("metrics.json");
     std::fs::write(&metrics_path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+        .map_err(io("write", &metrics_path))?;
     let html_path = args.out.join("report.html");
     let html = report::render(&report, &questions, &all_lines, &cutoffs)?;
-    std::fs::write(&html_path, html)
-        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    std::fs::write(&html_path, html).map_err(io("write", &html_path))?;
     Ok(Evaluation {
         report,
         cutoffs,
@@ -188,40 +238,34 @@ pub fn evaluate(config: &Config, options: &EvalOptions) -> Result<Evaluation> {
 /// Reads a questions JSONL; every line must parse, ids must be unique, and answerable
 /// questions need their document(s) and evidence (or recall cannot be measured).
 pub fn load_questions(path: &Path) -> Result<Vec<Question>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(io("open", path))?;
     let mut questions: Vec<Question> = Vec::new();
     let mut ids = HashSet::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        let line = line.map_err(io("read", path))?;
         if line.trim().is_empty() {
             continue;
         }
         let at = || format!("{}:{}", path.display(), n + 1);
-        let q: Question = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}: not a question object ({{\"id\", \"question\", \"doc\", \"answer_contains\", \"evidence\", \"kind\"}})",
-                at()
-            )
-        })?;
+        let q: Question = serde_json::from_str(&line)
+            .map_err(|source| EvalError::NotAQuestion { at: at(), source })?;
+        let bad = |reason: String| EvalError::BadQuestion { at: at(), reason };
         if q.question.trim().is_empty() {
-            anyhow::bail!("{}: question {:?} is empty", at(), q.id);
+            return Err(bad(format!("question {:?} is empty", q.id)));
         }
         if !ids.insert(q.id.clone()) {
-            anyhow::bail!("{}: id {:?} appears twice", at(), q.id);
+            return Err(bad(format!("id {:?} appears twice", q.id)));
         }
         if q.answerable() && (q.doc.items().is_empty() || q.evidence.items().is_empty()) {
-            anyhow::bail!(
-                "{}: question {:?} is answerable (kind {:?}) but gives no \"doc\" or no \"evidence\"; mark it \"kind\": \"unanswerable\" or add them",
-                at(),
-                q.id,
-                q.kind
-            );
+            return Err(bad(format!(
+                "question {:?} is answerable (kind {:?}) but gives no \"doc\" or no \"evidence\"; mark it \"kind\": \"unanswerable\" or add them",
+                q.id, q.kind
+            )));
         }
         questions.push(q);
     }
     if questions.is_empty() {
-        anyhow::bail!("{} holds no questions", path.display());
+        return Err(EvalError::NoQuestions(path.to_path_buf()));
     }
     Ok(questions)
 }
@@ -256,7 +300,10 @@ fn run_mode(
             RECALL_DEPTH.max(options.k),
             &options.filter,
         )
-        .with_context(|| format!("question {}: retrieval failed", q.id))?;
+        .map_err(|e| EvalError::Question {
+            id: q.id.clone(),
+            source: e.into(),
+        })?;
         let retrieval_s = started.elapsed().as_secs_f64();
         let mut line = OutputLine {
             id: q.id.clone(),
@@ -280,7 +327,10 @@ fn run_mode(
             &shown,
             options,
         )
-        .with_context(|| format!("question {}: evidence selection failed", q.id))?;
+        .map_err(|source| EvalError::Question {
+            id: q.id.clone(),
+            source,
+        })?;
         line.evidence = evidence
             .excerpts
             .iter()
@@ -304,7 +354,10 @@ fn run_mode(
                     std::ops::ControlFlow::Continue(())
                 },
             )
-            .with_context(|| format!("question {}: answering failed", q.id))?;
+            .map_err(|source| EvalError::Question {
+                id: q.id.clone(),
+                source,
+            })?;
             line.quote = answer.quote.map(|q| q.text);
             line.answer = answer.answer;
             line.abstained = answer.abstained;
@@ -354,14 +407,13 @@ fn run_mode(
 }
 
 fn write_jsonl(path: &Path, lines: &[OutputLine]) -> Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let file = std::fs::File::create(path).map_err(io("write", path))?;
     let mut out = std::io::BufWriter::new(file);
     for line in lines {
         serde_json::to_writer(&mut out, line)?;
-        writeln!(out)?;
+        writeln!(out).map_err(io("write", path))?;
     }
-    out.flush()?;
+    out.flush().map_err(io("write", path))?;
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 //! and the cited passages (or the best ones) with the expected evidence highlighted.
 
 use super::score::{self, Question};
+use super::Result;
 use super::{OutputLine, RunReport};
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -95,17 +95,14 @@ pub fn render(
     }
     let mut env = minijinja::Environment::new();
     // The name ends in .html, so every value is HTML-escaped.
-    env.add_template("report.html", TEMPLATE)
-        .context("the report template is invalid")?;
+    env.add_template("report.html", TEMPLATE)?;
     let template = env.get_template("report.html")?;
-    template
-        .render(minijinja::value::Serde(Page {
-            report,
-            modes,
-            rows,
-            sections,
-        }))
-        .context("cannot render the report")
+    Ok(template.render(minijinja::value::Serde(Page {
+        report,
+        modes,
+        rows,
+        sections,
+    }))?)
 }
 
 fn metric_rows(report: &RunReport, cutoffs: &[usize]) -> Vec<MetricRow> {
