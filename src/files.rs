@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-/// A file that could not be written or moved into place.
+/// A file or folder that could not be created, written or moved into place.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {}: {source}", path.display())]
 pub struct WriteError {
@@ -11,6 +11,17 @@ pub struct WriteError {
     path: std::path::PathBuf,
     #[source]
     source: std::io::Error,
+}
+
+/// Turns an I/O error into a [`WriteError`] saying what was done (`"create"`, `"write"`)
+/// to which path.
+pub fn failed_to(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
+    let path = path.to_path_buf();
+    move |source| WriteError {
+        action,
+        path,
+        source,
+    }
 }
 
 /// Replaces `path` with `bytes` atomically: readers (and a restart after a crash) see the
@@ -26,19 +37,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let temp = dir.join(format!(".{name}.part"));
-    let failed = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WriteError {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut file = std::fs::File::create(&temp).map_err(failed("write", &temp))?;
+    let mut file = std::fs::File::create(&temp).map_err(failed_to("write", &temp))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(failed("write", &temp))?;
-    std::fs::rename(&temp, path).map_err(failed("move into place", path))?;
+        .map_err(failed_to("write", &temp))?;
+    std::fs::rename(&temp, path).map_err(failed_to("move into place", path))?;
     Ok(())
 }
 

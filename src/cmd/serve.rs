@@ -36,5 +36,5 @@ impl Args {
 
 /// `lore serve`.
 pub fn run(config: &Config) -> Result<i32> {
-    crate::serve::run_serve(config)
+    Ok(crate::serve::run_serve(config)?)
 }

@@ -238,9 +238,9 @@ pub(super) async fn final_answer(
             AskEvent::Retrieved(_) | AskEvent::Token(_) => {}
         }
     }
-    Err(ApiError::internal(anyhow::anyhow!(
-        "the answer worker stopped without a result"
-    )))
+    Err(ApiError::internal(
+        "the answer worker stopped without a result",
+    ))
 }
 
 /// Retrieval (under the index's read lock, released before generation) then answering;

@@ -18,7 +18,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("worker failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 pub(super) fn read_index(
@@ -27,7 +27,7 @@ pub(super) fn read_index(
     state
         .index
         .read()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("the index lock is poisoned")))
+        .map_err(|_| ApiError::internal("the index lock is poisoned"))
 }
 
 pub(super) fn filter(collections: Option<Vec<String>>) -> Filter {

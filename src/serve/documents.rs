@@ -159,7 +159,7 @@ pub async fn delete_document(
         let mut index = state
             .index
             .write()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("the index lock is poisoned")))?;
+            .map_err(|_| ApiError::internal("the index lock is poisoned"))?;
         let document = index.document(&id).map_err(ApiError::internal)?;
         let failure = index.failure(&id).map_err(ApiError::internal)?;
         // A file that only ever failed is listed too, so it can be deleted the same way.

@@ -25,7 +25,7 @@ pub enum ApiError {
     /// Not ready yet (models loading) or shutting down.
     Unavailable(String),
     /// Anything else: logged in full, reported as "internal error".
-    Internal(anyhow::Error),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Every error response: `{"error": {"code", "message"}}`.
@@ -43,7 +43,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ApiError::Internal(e.into())
     }
 
@@ -92,7 +92,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(e) = &self {
-            tracing::error!("request failed: {e:#}");
+            // The whole chain of causes, as anyhow's `{:#}` prints it.
+            let mut message = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                message.push_str(": ");
+                message.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!("request failed: {message}");
         }
         let (status, _, _) = self.parts();
         let mut response = (status, axum::Json(self.body())).into_response();

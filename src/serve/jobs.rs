@@ -3,8 +3,8 @@
 //! written to a temporary file and renamed, then ingested on a blocking thread; its job
 //! reports progress and the per-file outcome.
 
+use crate::files::{failed_to, WriteError};
 use crate::pipeline::{self, Candidate, IngestProgress, SharedIndex, Summary};
-use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,10 +44,9 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(data_dir: &Path) -> Result<Jobs> {
+    pub fn new(data_dir: &Path) -> Result<Jobs, WriteError> {
         let library = data_dir.join("library");
-        std::fs::create_dir_all(&library)
-            .with_context(|| format!("cannot create {}", library.display()))?;
+        std::fs::create_dir_all(&library).map_err(failed_to("create", &library))?;
         Ok(Jobs {
             library,
             next: AtomicU64::new(1),
@@ -62,10 +61,14 @@ impl Jobs {
 
     /// Stores one uploaded file, replacing an earlier upload of the same name; returns its
     /// path on disk and its document path (as ingested).
-    pub fn store(&self, collection: &str, file_name: &str, bytes: &[u8]) -> Result<Candidate> {
+    pub fn store(
+        &self,
+        collection: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<Candidate, WriteError> {
         let dir = self.collection_dir(collection);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(failed_to("create", &dir))?;
         let name = clean_name(file_name);
         let path = dir.join(&name);
         crate::files::write_atomically(&path, bytes)?;

@@ -214,9 +214,7 @@ pub async fn exposition(State(state): State<SharedState>) -> Response {
     // Index statistics read the disk: not on an async worker.
     match tokio::task::spawn_blocking(move || encode(&state)).await {
         Ok(response) => response,
-        Err(e) => {
-            super::ApiError::internal(anyhow::anyhow!("metrics worker failed: {e}")).into_response()
-        }
+        Err(e) => super::ApiError::internal(format!("metrics worker failed: {e}")).into_response(),
     }
 }
 
@@ -244,8 +242,7 @@ fn encode(state: &SharedState) -> Response {
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {
-        return super::ApiError::internal(anyhow::anyhow!("cannot encode metrics: {e}"))
-            .into_response();
+        return super::ApiError::internal(format!("cannot encode metrics: {e}")).into_response();
     }
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -19,7 +19,6 @@ mod search;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::engine::Engine;
-use anyhow::{Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -60,6 +59,41 @@ pub struct AppState {
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// What stops the server from starting or serving (a failed request is an [`ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {bind}: {source}")]
+    Listen {
+        bind: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Start {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(Box<crate::engine::EngineError>),
+    #[error(transparent)]
+    Library(#[from] crate::files::WriteError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error("start-up panicked: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl From<crate::engine::EngineError> for ServeError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        ServeError::Engine(Box::new(e))
+    }
+}
+
+type Result<T, E = ServeError> = std::result::Result<T, E>;
 
 impl AppState {
     /// Opens the index and loads both models (the slow part of start-up).
@@ -128,7 +162,10 @@ pub fn run_serve(config: &Config) -> Result<i32> {
         .enable_all()
         .thread_name("lore-http")
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(|source| ServeError::Start {
+            what: "the async runtime",
+            source,
+        })?;
     runtime.block_on(serve(config.clone()))
 }
 
@@ -136,8 +173,14 @@ async fn serve(config: Config) -> Result<i32> {
     let bind = config.bind.clone();
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    let address = listener.local_addr()?;
+        .map_err(|source| ServeError::Listen {
+            bind: bind.clone(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| ServeError::Listen {
+        bind: bind.clone(),
+        source,
+    })?;
     let queue = config.answer_queue;
     // A folder that cannot be watched stops start-up, before the models load.
     crate::watch::check_roots(&config.watch)?;
@@ -161,7 +204,7 @@ async fn serve(config: Config) -> Result<i32> {
     tracing::info!(%address, "listening; loading the models");
     let loading = tokio::task::spawn_blocking(move || AppState::load(config, queue));
     let mut state = tokio::select! {
-        loaded = loading => match loaded.context("start-up panicked")? {
+        loaded = loading => match loaded? {
             Ok(state) => state,
             Err(e) => {
                 server.abort();
@@ -170,7 +213,7 @@ async fn serve(config: Config) -> Result<i32> {
         },
         stopped = &mut server => {
             // Signalled (or failed) before the models were loaded: nothing to drain.
-            stopped.context("server task failed")?.context("server failed")?;
+            stopped?.map_err(ServeError::Serve)?;
             return Ok(0);
         }
     };
@@ -185,10 +228,7 @@ async fn serve(config: Config) -> Result<i32> {
     let _ = ready.set(app(state.clone()));
     tracing::info!(%address, "serving");
     println!("Lore is serving on http://{address}/ (Ctrl-C to stop)");
-    server
-        .await
-        .context("server task failed")?
-        .context("server failed")?;
+    server.await?.map_err(ServeError::Serve)?;
     if let (Some(handle), Some(thread)) = (&state.watch, watcher) {
         // The watcher finishes its batch (commits are atomic, so waiting is only tidier).
         handle.stop.store(true, Ordering::Relaxed);
@@ -250,7 +290,10 @@ fn start_watcher(state: &SharedState) -> Result<Option<std::thread::JoinHandle<(
                 }
             }
         })
-        .context("cannot start the folder watcher")?;
+        .map_err(|source| ServeError::Start {
+            what: "the folder watcher",
+            source,
+        })?;
     Ok(Some(thread))
 }
 
