@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Settings shared by every command. Each field has a flag and an env variable
-/// (see `cli::GlobalArgs`) and a key of the same name in `lore.toml`.
+/// (see `cmd::GlobalArgs`) and a key of the same name in `lore.toml`.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the index and Lore's state live.

@@ -18,7 +18,7 @@ mod tests {
     use crate::{ChatMessage, LanguageModel};
     use std::path::{Path, PathBuf};
 
-    /// llama.cpp (llama-cpp-python, from scripts/install-deps) decoding greedily from the
+    /// llama.cpp (llama-cpp-python, from scripts/install-test-deps) decoding greedily from the
     /// same token ids: the reference our engine must agree with.
     const LLAMA_GREEDY: &str = r#"
 import json, sys
@@ -54,7 +54,7 @@ print(json.dumps(out))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("llama-cpp-python: run scripts/install-deps");
+            .expect("llama-cpp-python: run scripts/install-test-deps");
         let ids = serde_json::to_string(prompt).expect("json");
         child
             .stdin
