@@ -10,13 +10,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{chunk, clustered_vectors, document, Rng};
-use lore_index::{Batch, DocumentRecord, Filter, Index, IndexConfig};
+use common::{clustered_vectors, generation_batch, Rng, GENERATION_DOCS};
+use lore_index::{DocumentRecord, Filter, Index, IndexConfig};
 
 const DIM: usize = 32;
 const CHILD_ENV: &str = "LORE_INDEX_CRASH_DIR";
 const READY: &str = "LORE_CRASH_CHILD_READY";
-const DOCS_PER_BATCH: usize = 3;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -35,57 +34,6 @@ fn progress_of(index: &Index) -> Result<Option<u64>, Box<dyn std::error::Error>>
     })
 }
 
-/// Batch `b`: three new documents with (b % 5) + 1 chunks, a replacement of the "shared"
-/// document with (b % 7) + 1 chunks tagged gen{b}, the progress marker, and removal of the
-/// documents of batch b - 2. So a committed state at progress p holds exactly batches p-1 and p.
-fn batch(b: u64, vectors: &[Vec<f32>]) -> Batch {
-    let mut vector_index = (b as usize * 31) % vectors.len();
-    let mut next_vector = || {
-        vector_index = (vector_index + 1) % vectors.len();
-        vectors[vector_index].clone()
-    };
-    let mut upserts = Vec::new();
-    for i in 0..DOCS_PER_BATCH {
-        let n = (b % 5) as u32 + 1;
-        let doc = document(&format!("b{b}-{i}"), "batches", n);
-        let chunks = (0..n)
-            .map(|c| {
-                chunk(
-                    &doc,
-                    c,
-                    &format!("batch{b} doc{i} chunk{c} filler words"),
-                    next_vector(),
-                )
-            })
-            .collect();
-        upserts.push((doc, chunks));
-    }
-    let n = (b % 7) as u32 + 1;
-    let shared = document("shared", "shared", n);
-    let chunks = (0..n)
-        .map(|c| chunk(&shared, c, &format!("gen{b} shared part{c}"), next_vector()))
-        .collect();
-    upserts.push((shared, chunks));
-    let mut progress = document("progress", "meta", 1);
-    progress.content_hash = b.to_string();
-    let marker = vec![chunk(
-        &progress,
-        0,
-        &format!("progress gen{b}"),
-        next_vector(),
-    )];
-    upserts.push((progress, marker));
-    let removals = match b.checked_sub(2) {
-        Some(old) => (0..DOCS_PER_BATCH).map(|i| format!("b{old}-{i}")).collect(),
-        None => vec![],
-    };
-    Batch {
-        upserts,
-        removals,
-        failures: Vec::new(),
-    }
-}
-
 /// Runs only inside the child process started by `kill_minus_nine_at_random_moments`.
 #[test]
 #[ignore = "helper process for the crash test; it loops until killed"]
@@ -98,7 +46,7 @@ fn crash_child_loop() -> TestResult {
     let mut b = progress_of(&index)?.map_or(0, |p| p + 1);
     println!("{READY}");
     loop {
-        index.commit(batch(b, &vectors))?;
+        index.commit(generation_batch(b, &vectors))?;
         b += 1;
     }
 }
@@ -119,7 +67,7 @@ fn verify(dir: &Path) -> Result<u64, Box<dyn std::error::Error>> {
         .collect();
     let mut expected: Vec<String> = vec!["progress".into(), "shared".into()];
     for b in p.saturating_sub(1)..=p {
-        expected.extend((0..DOCS_PER_BATCH).map(|i| format!("b{b}-{i}")));
+        expected.extend((0..GENERATION_DOCS).map(|i| format!("b{b}-{i}")));
     }
     expected.sort();
     let mut present: Vec<String> = documents.keys().cloned().collect();

@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{chunk, clustered_vectors, document};
+use common::{chunk, clustered_vectors, document, generation_batch, GENERATION_DOCS};
 use lore_index::{Batch, Error, Filter, Hit, Index, IndexConfig, SearchMode};
 
 const DIM: usize = 16;
-const DOCS_PER_BATCH: usize = 3;
 const CHILD_ENV: &str = "LORE_INDEX_RO_WRITER_DIR";
 const READY: &str = "LORE_RO_WRITER_READY";
 /// Batches the writer commits in the concurrency tests.
@@ -366,57 +365,6 @@ fn readers_never_block_writers_whatever_the_drop_order() -> TestResult {
     Ok(())
 }
 
-/// Batch `b`: three new documents with (b % 4) + 1 chunks, a replacement of the "shared"
-/// document with (b % 5) + 1 chunks tagged gen{b}, the progress marker, and removal of the
-/// documents of batch b - 2. A committed state at progress p holds exactly batches p-1 and p.
-fn batch(b: u64, vectors: &[Vec<f32>]) -> Batch {
-    let mut next = (b as usize * 17) % vectors.len();
-    let mut next_vector = || {
-        next = (next + 1) % vectors.len();
-        vectors[next].clone()
-    };
-    let mut upserts = Vec::new();
-    for i in 0..DOCS_PER_BATCH {
-        let n = (b % 4) as u32 + 1;
-        let doc = document(&format!("b{b}-{i}"), "batches", n);
-        let chunks = (0..n)
-            .map(|c| {
-                chunk(
-                    &doc,
-                    c,
-                    &format!("batch{b} doc{i} chunk{c} words"),
-                    next_vector(),
-                )
-            })
-            .collect();
-        upserts.push((doc, chunks));
-    }
-    let n = (b % 5) as u32 + 1;
-    let shared = document("shared", "shared", n);
-    let chunks = (0..n)
-        .map(|c| chunk(&shared, c, &format!("gen{b} shared part{c}"), next_vector()))
-        .collect();
-    upserts.push((shared, chunks));
-    let mut progress = document("progress", "meta", 1);
-    progress.content_hash = b.to_string();
-    let marker = vec![chunk(
-        &progress,
-        0,
-        &format!("progress gen{b}"),
-        next_vector(),
-    )];
-    upserts.push((progress, marker));
-    let removals = match b.checked_sub(2) {
-        Some(old) => (0..DOCS_PER_BATCH).map(|i| format!("b{old}-{i}")).collect(),
-        None => vec![],
-    };
-    Batch {
-        upserts,
-        removals,
-        failures: Vec::new(),
-    }
-}
-
 fn batch_vectors() -> Vec<Vec<f32>> {
     clustered_vectors(256, DIM, 6, 0.4, 11)
 }
@@ -436,7 +384,7 @@ fn verify(index: &Index) -> Result<u64, Box<dyn std::error::Error>> {
         .collect();
     let mut expected: Vec<String> = vec!["progress".into(), "shared".into()];
     for b in p.saturating_sub(1)..=p {
-        expected.extend((0..DOCS_PER_BATCH).map(|i| format!("b{b}-{i}")));
+        expected.extend((0..GENERATION_DOCS).map(|i| format!("b{b}-{i}")));
     }
     expected.sort();
     let mut present: Vec<String> = documents.keys().cloned().collect();
@@ -519,7 +467,7 @@ fn reader_thread_follows_a_committing_writer_thread() -> TestResult {
     let dir = tempfile::tempdir()?;
     let vectors = batch_vectors();
     let mut writer = Index::open(dir.path(), config())?;
-    writer.commit(batch(0, &vectors))?;
+    writer.commit(generation_batch(0, &vectors))?;
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let writing = {
@@ -527,7 +475,7 @@ fn reader_thread_follows_a_committing_writer_thread() -> TestResult {
         std::thread::spawn(move || -> Result<(), String> {
             let result = (1..=BATCHES).try_for_each(|b| {
                 writer
-                    .commit(batch(b, &vectors))
+                    .commit(generation_batch(b, &vectors))
                     .map_err(|e| format!("commit {b}: {e}"))
             });
             drop(writer);
@@ -556,7 +504,7 @@ fn writer_process() -> TestResult {
     let mut index = Index::open(Path::new(&dir), config())?;
     println!("{READY}");
     for b in 1..=BATCHES {
-        index.commit(batch(b, &vectors))?;
+        index.commit(generation_batch(b, &vectors))?;
     }
     Ok(())
 }
@@ -566,7 +514,7 @@ fn reader_follows_a_writer_process() -> TestResult {
     let dir = tempfile::tempdir()?;
     {
         let mut writer = Index::open(dir.path(), config())?;
-        writer.commit(batch(0, &batch_vectors()))?;
+        writer.commit(generation_batch(0, &batch_vectors()))?;
     }
     let mut child = Command::new(std::env::current_exe()?)
         .args([

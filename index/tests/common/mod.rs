@@ -2,7 +2,7 @@
 //! PRNG, clustered unit vectors, Zipf-distributed word texts, and record builders.
 #![allow(dead_code)]
 
-use lore_index::{ChunkRecord, DocumentRecord, NewChunk};
+use lore_index::{Batch, ChunkRecord, DocumentRecord, NewChunk};
 
 /// splitmix64: tiny, deterministic, good enough for synthetic data.
 pub struct Rng(u64);
@@ -163,5 +163,62 @@ pub fn chunk(doc: &DocumentRecord, ordinal: u32, text: &str, vector: Vec<f32>) -
             ordinal,
         },
         vector,
+    }
+}
+
+/// New documents per generation batch.
+pub const GENERATION_DOCS: usize = 3;
+
+/// Batch `b` of a writer that commits generations (the crash and read-only tests): three
+/// new documents with (b % 5) + 1 chunks, a replacement of the "shared"
+/// document with (b % 7) + 1 chunks tagged gen{b}, the progress marker, and removal of the
+/// documents of batch b - 2. So a committed state at progress p holds exactly batches p-1 and p.
+pub fn generation_batch(b: u64, vectors: &[Vec<f32>]) -> Batch {
+    let mut vector_index = (b as usize * 31) % vectors.len();
+    let mut next_vector = || {
+        vector_index = (vector_index + 1) % vectors.len();
+        vectors[vector_index].clone()
+    };
+    let mut upserts = Vec::new();
+    for i in 0..GENERATION_DOCS {
+        let n = (b % 5) as u32 + 1;
+        let doc = document(&format!("b{b}-{i}"), "batches", n);
+        let chunks = (0..n)
+            .map(|c| {
+                chunk(
+                    &doc,
+                    c,
+                    &format!("batch{b} doc{i} chunk{c} filler words"),
+                    next_vector(),
+                )
+            })
+            .collect();
+        upserts.push((doc, chunks));
+    }
+    let n = (b % 7) as u32 + 1;
+    let shared = document("shared", "shared", n);
+    let chunks = (0..n)
+        .map(|c| chunk(&shared, c, &format!("gen{b} shared part{c}"), next_vector()))
+        .collect();
+    upserts.push((shared, chunks));
+    let mut progress = document("progress", "meta", 1);
+    progress.content_hash = b.to_string();
+    let marker = vec![chunk(
+        &progress,
+        0,
+        &format!("progress gen{b}"),
+        next_vector(),
+    )];
+    upserts.push((progress, marker));
+    let removals = match b.checked_sub(2) {
+        Some(old) => (0..GENERATION_DOCS)
+            .map(|i| format!("b{old}-{i}"))
+            .collect(),
+        None => vec![],
+    };
+    Batch {
+        upserts,
+        removals,
+        failures: Vec::new(),
     }
 }
