@@ -1084,6 +1084,11 @@ impl Index {
         })
     }
 
+    /// Whether no passage is indexed (cheap: no disk walk, unlike [`Index::stats`]).
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.chunks.is_empty()
+    }
+
     /// The directory this index lives in.
     pub fn path(&self) -> &Path {
         &self.root

@@ -245,7 +245,7 @@ pub fn run() -> Result<i32> {
 /// Refuses to search an index that holds nothing, saying how to fill it (an empty result
 /// would look like a bad query).
 fn require_documents(engine: &crate::engine::Engine, config: &Config) -> Result<()> {
-    if engine.index.stats()?.chunks == 0 {
+    if engine.index.is_empty() {
         anyhow::bail!(
             "the index in {} is empty: add documents first, with `lore ingest PATH...`, the \
              portal's Library page (`lore serve`), or a watched folder (`lore serve --watch DIR`)",
