@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Record sentence-transformers reference vectors for Lore's embedding test.
 
-Writes tests/fixtures/embedding-reference.json: a list of varied inputs (short, longer than the
+Writes embed/tests/fixtures/embedding-reference.json: a list of varied inputs (short, longer than the
 model's 256-token limit, accented, CJK, code, odd whitespace, empty-ish) and the vectors that
-sentence-transformers computes for them, rounded to 6 decimals. The Rust test in src/embed.rs
+sentence-transformers computes for them, rounded to 6 decimals. The Rust test in embed/src/lib.rs
 embeds the same inputs with Lore's Embedder and asserts cosine >= 0.9999, so tests never need
 torch. Rerun this only when the model or the inputs change.
 
@@ -20,7 +20,7 @@ import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODEL_DIR_NAME = "all-minilm-l6-v2"
-OUT = REPO / "tests" / "fixtures" / "embedding-reference.json"
+OUT = REPO / "embed" / "tests" / "fixtures" / "embedding-reference.json"
 
 LONG_PARAGRAPH = (
     "The retrieval pipeline splits every document into chunks of roughly two hundred tokens, "

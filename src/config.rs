@@ -54,7 +54,7 @@ pub struct Config {
     /// `scalar`, `avx2` or `avx512` force one, for comparisons.
     pub quant_isa: Option<lore_llm::Isa>,
     /// What runs the embedding model: `packed` (Lore's kernels) or `candle` (the reference).
-    pub embed_backend: crate::embed::Backend,
+    pub embed_backend: lore_embed::Backend,
     /// Folders `lore serve` and `lore watch` keep the index in step with.
     pub watch: Vec<PathBuf>,
     /// How changes are noticed: `notify` (filesystem notifications) or `poll` (for network
@@ -125,7 +125,7 @@ pub struct ConfigLayer {
     pub answer_queue: Option<usize>,
     pub llm_threads: Option<usize>,
     pub quant_isa: Option<lore_llm::Isa>,
-    pub embed_backend: Option<crate::embed::Backend>,
+    pub embed_backend: Option<lore_embed::Backend>,
     pub watch: Option<Vec<PathBuf>>,
     pub watch_mode: Option<WatchMode>,
     pub watch_poll_secs: Option<u64>,
@@ -390,7 +390,7 @@ mod tests {
         let file: ConfigLayer = toml::from_str("embed_backend = \"candle\"\n").expect("valid toml");
         assert_eq!(
             Config::merge(file, ConfigLayer::default()).embed_backend,
-            crate::embed::Backend::Candle
+            lore_embed::Backend::Candle
         );
         assert!(toml::from_str::<ConfigLayer>("embed_backend = \"onnx\"").is_err());
     }

@@ -3,7 +3,7 @@
 //! GGUF on its own thread, or an OpenAI-compatible server).
 
 use crate::config::Config;
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use lore_index::{Index, IndexConfig};
 use lore_llm::{Generator, LanguageModel, RemoteConfig};
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ pub enum EngineError {
     Embedder {
         dir: PathBuf,
         #[source]
-        source: crate::embed::EmbedError,
+        source: lore_embed::EmbedError,
     },
     #[error("cannot open the index in {}: {source}", dir.display())]
     Index {

@@ -1,11 +1,10 @@
 //! The `lore` application: everything above the engine crates. Data flows one way:
-//! files → [`lore_ingest`] (parse + chunk, driven by [`pipeline`]) → [`embed`] (vectors)
+//! files → [`lore_ingest`] (parse + chunk, driven by [`pipeline`]) → [`lore_embed`] (vectors)
 //! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → [`rag`] (prompt, citations, abstention)
 //! on [`lore_llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
 
 pub mod cmd;
 pub mod config;
-pub mod embed;
 pub mod engine;
 pub mod eval;
 pub mod files;

@@ -2,7 +2,7 @@
 //! chosen mode (BM25, vector or hybrid fusion), and shapes the hits as [`Passage`]s, what
 //! every caller shows (the CLI, the API, the evaluation).
 
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use lore_index::{Filter, Hit, Index, SearchMode};
 use serde::Serialize;
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
     #[error("cannot embed the query: {0}")]
-    Embed(#[from] crate::embed::EmbedError),
+    Embed(#[from] lore_embed::EmbedError),
     #[error(transparent)]
     Index(#[from] lore_index::Error),
 }

@@ -102,7 +102,7 @@ pub struct GlobalArgs {
         env = "LORE_EMBED_BACKEND",
         value_name = "packed|candle"
     )]
-    pub embed_backend: Option<crate::embed::Backend>,
+    pub embed_backend: Option<lore_embed::Backend>,
     /// Show the model the N best sentences of the retrieved passages (each with a
     /// neighbour on either side) instead of whole passages; 0 shows whole passages
     /// [default: 0]

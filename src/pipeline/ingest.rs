@@ -8,7 +8,7 @@ use super::discovery::{discover, Candidate};
 use super::process::{absolute_source, doc_id, process_file, unix_now, Outcome};
 use super::{PipelineError, Result};
 use crate::config::Config;
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use indicatif::{ProgressBar, ProgressStyle};
 use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::ChunkOptions;

@@ -7,7 +7,7 @@
 use super::discovery::Candidate;
 use super::ingest::IndexAccess;
 use super::Result;
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use lore_index::{Batch, DocumentRecord, NewChunk};
 use lore_ingest::chunk::{chunk_document, ChunkOptions};
 use lore_ingest::{DocumentFormat, Limits, ParsedDocument};

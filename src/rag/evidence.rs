@@ -25,7 +25,7 @@ use lore_index::{Index, TermFrequencies};
 use regex::Regex;
 
 use super::citations::content_words;
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use crate::retrieval::{Passage, SearchError};
 
 /// What the prompt shows.

@@ -18,7 +18,7 @@ use std::time::Instant;
 use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use crate::retrieval::{self, Passage, SearchError};
 pub use evidence::{Evidence, EvidenceOptions};
 use lore_llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};

@@ -17,7 +17,7 @@ mod portal;
 mod search;
 
 use crate::config::Config;
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use crate::engine::Engine;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
@@ -333,7 +333,7 @@ mod tests {
     /// and metrics need neither real model, so this runs in the fast tier.
     fn state(data: &std::path::Path, queue: usize) -> SharedState {
         let model = data.join("stand-in-embedder");
-        crate::embed::write_stand_in_model(&model).expect("stand-in model");
+        lore_embed::write_stand_in_model(&model).expect("stand-in model");
         let config = Config::load(
             None,
             ConfigLayer {

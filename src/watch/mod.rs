@@ -17,7 +17,7 @@
 pub mod journal;
 
 use crate::config::{Config, WatchMode};
-use crate::embed::Embedder;
+use lore_embed::Embedder;
 use crate::pipeline::{self, Candidate, IndexAccess, IngestOptions};
 use journal::{Journal, WatchState, WatchStatus};
 use std::collections::{BTreeMap, HashMap};

@@ -7,7 +7,7 @@
 //! sorted by token length and embedded in buckets of similar length, and the original order is
 //! restored before returning. The forward pass itself is the `encoder` module's packed, fused CPU
 //! implementation; candle-transformers' `BertModel` stays available as a cross-check
-//! (`LORE_EMBED_BACKEND=candle`), and the tests hold both to sentence-transformers' vectors.
+//! (`embed_backend = "candle"`), and the tests hold both to sentence-transformers' vectors.
 
 mod encoder;
 
@@ -446,8 +446,8 @@ fn pool_and_normalise(tokens: &[&[f32]], pooling: Pooling, dim: usize) -> Vec<f3
 /// errors, metrics): a one-layer BERT with random weights, a WordPiece tokenizer over a few
 /// words, written as a sentence-transformers directory that [`Embedder::load`] reads like a
 /// real one. Its vectors carry no meaning; the real model is tested in the `real-data` tier.
-#[cfg(test)]
-pub(crate) fn write_stand_in_model(
+#[cfg(any(test, feature = "stand-in"))]
+pub fn write_stand_in_model(
     dir: &Path,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use tokenizers::models::wordpiece::WordPiece;
@@ -506,7 +506,7 @@ mod tests {
     fn model_dir() -> PathBuf {
         let base = std::env::var_os("LORE_MODELS_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
         let dir = base.join("all-minilm-l6-v2");
         assert!(
             dir.join("model.safetensors").is_file(),
