@@ -1,0 +1,95 @@
+//! Generators for hostile inputs: documents whose parsing cost grows faster than their size.
+//! They are produced at test time (the PDF by lopdf's writer) rather than committed as bytes,
+//! so the size of each attack is a parameter. Shared by the `hostile_inputs` test and the
+//! `hostile-inputs` timing example.
+
+#![allow(dead_code)] // each user takes the generators it needs
+
+use lopdf::{dictionary, Document, Object, Stream};
+
+/// `<div>` nested `depth` deep around one sentence (2.2 MB at 200 000).
+pub fn nested_html(tag: &str, depth: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(depth * (2 * tag.len() + 5) + 100);
+    out.push_str("<!DOCTYPE html><html><head><title>Nested</title></head><body>\n");
+    for _ in 0..depth {
+        out.push('<');
+        out.push_str(tag);
+        out.push('>');
+    }
+    out.push_str("The innermost sentence survives.");
+    for _ in 0..depth {
+        out.push_str("</");
+        out.push_str(tag);
+        out.push('>');
+    }
+    out.push_str("\n<p>A paragraph after the nesting.</p></body></html>\n");
+    out.into_bytes()
+}
+
+/// A one-page PDF whose page draws Form XObject 0, and whose form `i` draws form `i + 1`
+/// `fanout` times, `depth` forms deep: `fanout^depth` form invocations for a file of a few
+/// KB. The page also shows one line of text, so the document is not text-less.
+pub fn form_bomb_pdf(depth: usize, fanout: usize) -> Vec<u8> {
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+    });
+    // Built from the innermost form outwards so each knows its successor's id.
+    let mut next: Option<lopdf::ObjectId> = None;
+    for level in (0..depth).rev() {
+        let mut content = String::new();
+        let mut resources = lopdf::Dictionary::new();
+        match next {
+            Some(inner) => {
+                for i in 0..fanout {
+                    content.push_str(&format!("q 1 0 0 1 {i} 0 cm /X Do Q\n"));
+                }
+                resources.set("XObject", dictionary! { "X" => inner });
+            }
+            None => content.push_str("0 0 m 10 10 l S\n"),
+        }
+        let dict = dictionary! {
+            "Type" => "XObject",
+            "Subtype" => "Form",
+            "BBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            "Resources" => resources,
+            "Name" => Object::Name(format!("F{level}").into_bytes()),
+        };
+        next = Some(doc.add_object(Stream::new(dict, content.into_bytes())));
+    }
+    let mut page_content =
+        String::from("BT /F1 12 Tf 72 720 Td (A page that draws a form bomb.) Tj ET\n");
+    let mut xobjects = lopdf::Dictionary::new();
+    if let Some(first) = next {
+        page_content.push_str("/X Do\n");
+        xobjects.set("X", first);
+    }
+    let content_id = doc.add_object(Stream::new(dictionary! {}, page_content.into_bytes()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+        "Resources" => dictionary! {
+            "Font" => dictionary! { "F1" => font_id },
+            "XObject" => xobjects,
+        },
+        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => vec![page_id.into()],
+            "Count" => 1,
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    doc.save_to(&mut out)
+        .expect("writing to memory cannot fail");
+    out
+}
