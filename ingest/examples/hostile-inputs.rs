@@ -27,6 +27,48 @@ fn main() {
             Box::new(move || generate::form_bomb_pdf(depth, 10)),
         ));
     }
+    for n in [20_000, 50_000] {
+        cases.push((
+            format!("html-reopened-b-{n}"),
+            DocumentFormat::Html,
+            Box::new(move || generate::reopened_formatting_html(n)),
+        ));
+    }
+    for tag in ["span", "table", "li", "b", "svg"] {
+        cases.push((
+            format!("html-{tag}-200000"),
+            DocumentFormat::Html,
+            Box::new(move || generate::nested_html(tag, 200_000)),
+        ));
+    }
+    for marker in [">", "-"] {
+        for depth in [1_000, 10_000, 50_000] {
+            cases.push((
+                format!("md-nested-{marker}-{depth}"),
+                DocumentFormat::Markdown,
+                Box::new(move || generate::nested_markdown(marker, depth)),
+            ));
+        }
+    }
+    for unit in ["[", "*a", "_a", "`", "<a", "![", "[a](", "**_"] {
+        cases.push((
+            format!("md-inline-{unit}-200000"),
+            DocumentFormat::Markdown,
+            Box::new(move || generate::unclosed_markdown_inline(unit, 200_000)),
+        ));
+    }
+    for depth in [10_000, 100_000] {
+        cases.push((
+            format!("docx-nested-{depth}"),
+            DocumentFormat::Docx,
+            Box::new(move || generate::nested_docx(depth)),
+        ));
+    }
+    cases.push((
+        "text-one-paragraph-10MB".into(),
+        DocumentFormat::Text,
+        Box::new(|| generate::one_paragraph_text(125_000, 80)),
+    ));
     let limits = Limits::default();
     for (name, format, make) in cases {
         if !wanted(&name) {

@@ -93,3 +93,67 @@ pub fn form_bomb_pdf(depth: usize, fanout: usize) -> Vec<u8> {
         .expect("writing to memory cannot fail");
     out
 }
+
+/// Block formatting elements left open inside `<div>`s that close them: html5ever keeps each
+/// `<b>` in its list of active formatting elements (distinct attributes defeat the
+/// "Noah's Ark" limit of three) and re-opens all of them at every new one: `n²` elements.
+pub fn reopened_formatting_html(n: usize) -> Vec<u8> {
+    let mut out = String::from("<!DOCTYPE html><html><body>\n");
+    for i in 0..n {
+        out.push_str(&format!("<div><b id=b{i}>w{i} </div>"));
+    }
+    out.push_str("<p>The end.</p></body></html>\n");
+    out.into_bytes()
+}
+
+/// Markdown of `depth` nested block quotes, or list items, around one sentence.
+pub fn nested_markdown(marker: &str, depth: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for level in 0..depth {
+        if marker == "-" {
+            out.push_str(&"  ".repeat(level));
+            out.push_str("- item\n");
+        } else {
+            out.push_str(&marker.repeat(level + 1));
+            out.push_str(" quote\n");
+        }
+    }
+    out.push_str("\nThe last paragraph.\n");
+    out.into_bytes()
+}
+
+/// Markdown inline syntax that never closes: `n` copies of `unit` on one line.
+pub fn unclosed_markdown_inline(unit: &str, n: usize) -> Vec<u8> {
+    format!("Start {} end.\n", unit.repeat(n)).into_bytes()
+}
+
+/// A DOCX whose `word/document.xml` nests `depth` elements (paragraphs in runs in
+/// paragraphs, the text-box shape) around one sentence, built with the `zip` crate.
+pub fn nested_docx(depth: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>",
+    );
+    for _ in 0..depth {
+        xml.push_str("<w:p><w:r>");
+    }
+    xml.push_str("<w:t>The innermost sentence survives.</w:t>");
+    for _ in 0..depth {
+        xml.push_str("</w:r></w:p>");
+    }
+    xml.push_str("</w:body></w:document>");
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("word/document.xml", options)
+        .expect("in-memory zip");
+    zip.write_all(xml.as_bytes()).expect("in-memory zip");
+    zip.finish().expect("in-memory zip").into_inner()
+}
+
+/// Plain text of `lines` lines of `width` characters without a blank line between them.
+pub fn one_paragraph_text(lines: usize, width: usize) -> Vec<u8> {
+    let line = format!("{}\n", "word ".repeat(width / 5));
+    line.repeat(lines).into_bytes()
+}
