@@ -9,10 +9,13 @@ use lore_ingest::{parse_bytes, DocumentFormat, Limits};
 use std::path::Path;
 use std::time::Instant;
 
+/// A named input: its format and how to make it.
+type Case = (String, DocumentFormat, Box<dyn Fn() -> Vec<u8>>);
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
-    let mut cases: Vec<(String, DocumentFormat, Box<dyn Fn() -> Vec<u8>>)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for depth in [50_000, 100_000, 200_000] {
         cases.push((
             format!("html-div-{depth}"),

@@ -60,7 +60,7 @@ impl Budget {
     pub fn tick(&self) -> Result<()> {
         let n = self.ticks.get().wrapping_add(1);
         self.ticks.set(n);
-        if n % TICKS_PER_CLOCK_READ == 0 {
+        if n.is_multiple_of(TICKS_PER_CLOCK_READ) {
             self.check()
         } else {
             Ok(())

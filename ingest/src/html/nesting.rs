@@ -228,6 +228,10 @@ impl Stack {
     fn close_implied(&mut self, name: &str) {
         let top_in =
             |stack: &Stack, names: &[&str]| stack.top().is_some_and(|t| names.contains(&t));
+        // An open <p> closes first, as html5ever does before looking at list items.
+        if CLOSES_P.contains(&name) && top_in(self, &["p"]) {
+            self.pop();
+        }
         match name {
             "li" if top_in(self, &["li"]) => self.pop(),
             "dd" | "dt" if top_in(self, &["dd", "dt"]) => self.pop(),
@@ -256,9 +260,6 @@ impl Stack {
         if top_in(self, &["h1", "h2", "h3", "h4", "h5", "h6"])
             && matches!(name, "h1" | "h2" | "h3" | "h4" | "h5" | "h6")
         {
-            self.pop();
-        }
-        if CLOSES_P.contains(&name) && top_in(self, &["p"]) {
             self.pop();
         }
     }
@@ -319,10 +320,12 @@ pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
         let self_closing = end >= 2 && bytes[end - 2] == b'/';
         pos = end;
         if is_end {
-            if stack.close(&name) {
+            // Removed elements are the innermost open ones: an end tag closes them first.
+            if !removed.get(name.as_str()).is_some_and(|n| *n > 0) {
+                stack.close(&name);
                 continue;
             }
-            if let Some(n) = removed.get_mut(name.as_str()).filter(|n| **n > 0) {
+            if let Some(n) = removed.get_mut(name.as_str()) {
                 *n -= 1;
                 let with = if BLOCK.contains(&name.as_str()) {
                     "<br>"
@@ -415,7 +418,6 @@ mod tests {
     fn ordinary_documents_pass_unchanged() {
         let html = "<html><body><div><p>One<p>Two<ul><li>a<li>b</ul><table><tr><td>x<td>y<tr><td>z</table>\
                     <svg><path d='M0 0'/><path/></svg><script>if (a < b) { x = '<div>'; }</script></div>";
-        assert!(matches!(cap_nesting(html, 3), Cow::Borrowed(_)) || cap_nesting(html, 8) == html);
         assert!(matches!(cap_nesting(html, 8), Cow::Borrowed(_)));
     }
 
