@@ -230,12 +230,12 @@ fn deep_markdown_docx_and_long_text_stay_within_bound() {
 }
 
 /// Inputs the fuzzers found slow or crashing, kept as they were found: each parses (or is
-/// refused) within the bound. The file's extension names its format.
+/// refused) within the bound, without panicking. The file's extension names its format;
+/// the folder is empty while fuzzing has found nothing.
 #[test]
 fn fuzz_regressions_stay_fixed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut checked = 0;
     for entry in entries.flatten() {
         let path = entry.path();
         let format = match path.extension().and_then(|e| e.to_str()) {
@@ -249,7 +249,5 @@ fn fuzz_regressions_stay_fixed() {
         let bytes = std::fs::read(&path).expect("readable fixture");
         let name = path.display().to_string();
         let _ = parse_within_bound(&name, &bytes, format, &Limits::default());
-        checked += 1;
     }
-    assert!(checked > 0, "no regression inputs in {}", dir.display());
 }
