@@ -49,6 +49,16 @@ const SCOPE_BOUNDARIES: &[&str] = &[
     "annotation-xml",
 ];
 
+/// Formatting elements html5ever keeps in its list of active formatting elements until their
+/// own end tag, re-opening all of them inside each new block: left open, `n` of them cost
+/// `n²` (its "Noah's Ark" limit only counts identical ones). Text extraction ignores them, so
+/// beyond this many open at once their tags are removed. `<a>` is not among them: html5ever
+/// closes an open one at the next, and link density decides what is navigation.
+const FORMATTING: &[&str] = &[
+    "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u",
+];
+const MAX_OPEN_FORMATTING: usize = 16;
+
 /// Open elements an end tag is looked for among: an end tag whose element is deeper is taken
 /// as closing nothing, which errs deep (safe) and keeps the pass linear.
 const MAX_CLOSE_WALK: usize = 64;
@@ -268,8 +278,8 @@ impl Stack {
 /// `source` with elements nested deeper than `max_depth` flattened into their ancestor at
 /// that depth; borrowed unchanged when no element is that deep.
 pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
-    // Fewer tags than the cap cannot nest beyond it.
-    if source.bytes().filter(|&b| b == b'<').count() <= max_depth {
+    // Fewer tags than either cap cannot reach it.
+    if source.bytes().filter(|&b| b == b'<').count() <= max_depth.min(MAX_OPEN_FORMATTING) {
         return Cow::Borrowed(source);
     }
     let bytes = source.as_bytes();
@@ -280,6 +290,8 @@ pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
     };
     // Names of the removed start tags whose end tags are still to come, per name.
     let mut removed: HashMap<Box<str>, usize> = HashMap::new();
+    // Formatting start tags passed on whose end tag has not come (an over-estimate).
+    let mut open_formatting = 0usize;
     let mut out: Option<String> = None;
     // Bytes of `source` before this have been copied to `out` (or need not be).
     let mut copied = 0;
@@ -322,6 +334,9 @@ pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
         if is_end {
             // Removed elements are the innermost open ones: an end tag closes them first.
             if !removed.get(name.as_str()).is_some_and(|n| *n > 0) {
+                if FORMATTING.contains(&name.as_str()) {
+                    open_formatting = open_formatting.saturating_sub(1);
+                }
                 stack.close(&name);
                 continue;
             }
@@ -340,6 +355,13 @@ pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
             continue;
         }
         stack.close_implied(&name);
+        let formatting = FORMATTING.contains(&name.as_str());
+        if formatting && open_formatting >= MAX_OPEN_FORMATTING {
+            *removed.entry(name.as_str().into()).or_default() += 1;
+            replace(&mut out, &mut copied, lt, end, "");
+            continue;
+        }
+        open_formatting += usize::from(formatting);
         if stack.depth >= max_depth {
             *removed.entry(name.as_str().into()).or_default() += 1;
             let with = if BLOCK.contains(&name.as_str()) {
@@ -446,6 +468,17 @@ mod tests {
         let html = "<div><object></div>".repeat(50);
         let capped = cap_nesting(&html, 20);
         assert!(matches!(capped, Cow::Owned(_)), "{capped}");
+    }
+
+    #[test]
+    fn formatting_left_open_beyond_the_limit_is_removed() {
+        let html = "<div><b>x</div>".repeat(MAX_OPEN_FORMATTING + 2);
+        let capped = cap_nesting(&html, 512);
+        assert_eq!(capped.matches("<b>").count(), MAX_OPEN_FORMATTING);
+        assert_eq!(capped.matches('x').count(), MAX_OPEN_FORMATTING + 2);
+        // Closed ones do not count.
+        let closed = "<div><b>x</b></div>".repeat(MAX_OPEN_FORMATTING + 2);
+        assert!(matches!(cap_nesting(&closed, 512), Cow::Borrowed(_)));
     }
 
     #[test]

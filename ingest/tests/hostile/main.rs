@@ -93,18 +93,14 @@ fn html_nesting_below_the_cap_parses_as_before() {
 }
 
 #[test]
-fn html_formatting_reopened_by_html5ever_is_bounded_by_the_deadline() {
-    // html5ever re-opens every `<b>` left open at each new one (n² element insertions), a
-    // cost outside the nesting the pre-pass models: the per-file deadline is what cuts it.
+fn html_formatting_left_open_is_capped_and_keeps_its_text() {
+    // html5ever re-opens every `<b>` left open inside each new block (n² element insertions;
+    // 20 000 of them ran past the 30 s deadline): beyond 16 open at once their tags go.
     let bytes = generate::reopened_formatting_html(50_000);
-    let limits = Limits {
-        parse_timeout: Some(Duration::from_millis(500)),
-        ..Limits::default()
-    };
-    match parse_within_bound("reopened", &bytes, DocumentFormat::Html, &limits) {
-        Err(Error::TimedOut { limit }) => assert_eq!(limit, Duration::from_millis(500)),
-        Ok(doc) => assert!(doc.text.contains("The end."), "{}", doc.text),
-        Err(e) => panic!("unexpected error {e}"),
+    let doc = parse_within_bound("reopened", &bytes, DocumentFormat::Html, &Limits::default())
+        .expect("parses");
+    for word in ["w0", "w17", "w49999", "The end."] {
+        assert!(doc.text.contains(word), "{word} missing");
     }
 }
 
