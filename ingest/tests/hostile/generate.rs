@@ -106,7 +106,8 @@ pub fn reopened_formatting_html(n: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Markdown of `depth` nested block quotes, or list items, around one sentence.
+/// Markdown of `depth` nested block quotes, or list items (line `k` carries `k` markers, so
+/// the size grows with the square of the depth: 50 MB at 10 000 quotes).
 pub fn nested_markdown(marker: &str, depth: usize) -> Vec<u8> {
     let mut out = String::new();
     for level in 0..depth {

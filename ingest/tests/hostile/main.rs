@@ -191,12 +191,12 @@ fn deep_markdown_docx_and_long_text_stay_within_bound() {
         (
             "md-quotes".into(),
             DocumentFormat::Markdown,
-            generate::nested_markdown(">", 10_000),
+            generate::nested_markdown(">", 2_000),
         ),
         (
             "md-lists".into(),
             DocumentFormat::Markdown,
-            generate::nested_markdown("-", 10_000),
+            generate::nested_markdown("-", 2_000),
         ),
         (
             "md-brackets".into(),
