@@ -333,7 +333,7 @@ pub(super) fn cap_nesting(source: &str, max_depth: usize) -> Cow<'_, str> {
         pos = end;
         if is_end {
             // Removed elements are the innermost open ones: an end tag closes them first.
-            if !removed.get(name.as_str()).is_some_and(|n| *n > 0) {
+            if removed.get(name.as_str()).is_none_or(|n| *n == 0) {
                 if FORMATTING.contains(&name.as_str()) {
                     open_formatting = open_formatting.saturating_sub(1);
                 }
