@@ -21,6 +21,8 @@ pub struct Config {
     pub collection: String,
     /// Files larger than this are skipped with a reason.
     pub max_file_mb: u64,
+    /// Seconds one file's parse may take before it is recorded as failed (0: no limit).
+    pub parse_timeout_secs: u64,
     /// Chunk size the chunker aims for, in embedding tokens.
     pub chunk_tokens: usize,
     /// Tokens repeated between consecutive chunks of a section.
@@ -111,6 +113,7 @@ pub struct ConfigLayer {
     pub embed_model: Option<String>,
     pub collection: Option<String>,
     pub max_file_mb: Option<u64>,
+    pub parse_timeout_secs: Option<u64>,
     pub chunk_tokens: Option<usize>,
     pub chunk_overlap: Option<usize>,
     pub llm_model: Option<String>,
@@ -210,6 +213,10 @@ impl Config {
                 .or(file.collection)
                 .unwrap_or_else(|| "default".to_string()),
             max_file_mb: o.max_file_mb.or(file.max_file_mb).unwrap_or(100),
+            parse_timeout_secs: o
+                .parse_timeout_secs
+                .or(file.parse_timeout_secs)
+                .unwrap_or(lore_ingest::DEFAULT_PARSE_TIMEOUT.as_secs()),
             chunk_tokens: o.chunk_tokens.or(file.chunk_tokens).unwrap_or(200),
             chunk_overlap: o.chunk_overlap.or(file.chunk_overlap).unwrap_or(40),
             llm_model: o
@@ -310,6 +317,17 @@ impl Config {
         }
     }
 
+    /// The parsing limits: `max_file_mb` and `parse_timeout_secs`, the rest the parsers'
+    /// defaults.
+    pub fn parse_limits(&self) -> lore_ingest::Limits {
+        lore_ingest::Limits {
+            max_file_bytes: self.max_file_mb.saturating_mul(1024 * 1024),
+            parse_timeout: (self.parse_timeout_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.parse_timeout_secs)),
+            ..lore_ingest::Limits::default()
+        }
+    }
+
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
     }
@@ -393,6 +411,37 @@ mod tests {
             lore_embed::Backend::Candle
         );
         assert!(toml::from_str::<ConfigLayer>("embed_backend = \"onnx\"").is_err());
+    }
+
+    #[test]
+    fn parse_timeout_is_a_setting_and_zero_lifts_it() {
+        let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
+        assert_eq!(c.parse_timeout_secs, 30);
+        assert_eq!(
+            c.parse_limits().parse_timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
+        let file: ConfigLayer = toml::from_str(
+            "parse_timeout_secs = 5
+max_file_mb = 2
+",
+        )
+        .expect("valid toml");
+        let c = Config::merge(file.clone(), ConfigLayer::default());
+        let limits = c.parse_limits();
+        assert_eq!(
+            limits.parse_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(limits.max_file_bytes, 2 * 1024 * 1024);
+        let flags = ConfigLayer {
+            parse_timeout_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::merge(file, flags).parse_limits().parse_timeout,
+            None
+        );
     }
 
     #[test]

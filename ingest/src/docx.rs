@@ -5,7 +5,7 @@
 //! `word/styles.xml`; the title from `docProps/core.xml` or the Title style.
 
 use crate::document::{BlockKind, ParsedDocument};
-use crate::{Error, Limits, Result};
+use crate::{Budget, Error, Limits, Result};
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -31,8 +31,9 @@ const W_NS: [&str; 2] = [
 const MC_NS: &str = "http://schemas.openxmlformats.org/markup-compatibility/2006";
 const DC_NS: &str = "http://purl.org/dc/elements/1.1/";
 
-/// Parses a DOCX file into headings, paragraphs and table rows.
-pub fn parse(bytes: &[u8], limits: &Limits) -> Result<ParsedDocument> {
+/// Parses a DOCX file into headings, paragraphs and table rows, seeing the deadline of
+/// `budget` between parts and XML events.
+pub fn parse(bytes: &[u8], limits: &Limits, budget: &Budget) -> Result<ParsedDocument> {
     if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
         return Err(Error::Docx(
             "this is an OLE compound file (a legacy .doc or a password-protected DOCX), not a ZIP package"
@@ -49,23 +50,23 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<ParsedDocument> {
     if archive.len() as u64 > MAX_ZIP_ENTRIES {
         return Err(too_many_entries(archive.len() as u64));
     }
-    let mut budget = Budget {
+    let mut unzip = UnzipBudget {
         remaining: limits.max_unzipped_bytes,
         max_ratio: limits.max_zip_ratio,
     };
 
-    let document = match read_part(&mut archive, "word/document.xml", &mut budget)? {
+    let document = match read_part(&mut archive, "word/document.xml", &mut unzip)? {
         Some(xml) => xml,
         None => {
-            let target = read_part(&mut archive, "_rels/.rels", &mut budget)?
+            let target = read_part(&mut archive, "_rels/.rels", &mut unzip)?
                 .and_then(|rels| main_document_target(&rels))
                 .ok_or_else(|| Error::Docx("no word/document.xml: not a Word document".into()))?;
-            read_part(&mut archive, &target, &mut budget)?
+            read_part(&mut archive, &target, &mut unzip)?
                 .ok_or_else(|| Error::Docx(format!("main document part {target} is missing")))?
         }
     };
     let mut warnings = Vec::new();
-    let styles = match read_part(&mut archive, "word/styles.xml", &mut budget)? {
+    let styles = match read_part(&mut archive, "word/styles.xml", &mut unzip)? {
         Some(xml) => parse_styles(&xml).unwrap_or_else(|e| {
             warnings.push(format!(
                 "styles.xml unreadable, heading levels guessed from style names: {e}"
@@ -74,7 +75,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<ParsedDocument> {
         }),
         None => HashMap::new(),
     };
-    let core_title = match read_part(&mut archive, "docProps/core.xml", &mut budget)? {
+    let core_title = match read_part(&mut archive, "docProps/core.xml", &mut unzip)? {
         Some(xml) => core_title(&xml).unwrap_or_else(|e| {
             warnings.push(format!("docProps/core.xml unreadable: {e}"));
             None
@@ -82,7 +83,8 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<ParsedDocument> {
         None => None,
     };
 
-    let (mut doc, style_title) = parse_document(&document, &styles)?;
+    budget.check()?;
+    let (mut doc, style_title) = parse_document(&document, &styles, budget)?;
     doc.title = core_title.or(style_title);
     doc.warnings.extend(warnings);
     Ok(doc)
@@ -112,7 +114,7 @@ fn declared_entry_count(bytes: &[u8]) -> Option<u64> {
 }
 
 /// How many more bytes may be decompressed, and the largest tolerated ratio per member.
-struct Budget {
+struct UnzipBudget {
     remaining: u64,
     max_ratio: u64,
 }
@@ -123,7 +125,7 @@ struct Budget {
 fn read_part(
     archive: &mut ZipArchive<Cursor<&[u8]>>,
     name: &str,
-    budget: &mut Budget,
+    budget: &mut UnzipBudget,
 ) -> Result<Option<String>> {
     let file = match archive.by_name(name) {
         Ok(f) => f,
@@ -355,6 +357,7 @@ struct Row {
 fn parse_document(
     xml: &str,
     styles: &HashMap<String, StyleRole>,
+    budget: &Budget,
 ) -> Result<(ParsedDocument, Option<String>)> {
     let mut doc = ParsedDocument::default();
     let mut reader = NsReader::from_str(xml);
@@ -371,6 +374,7 @@ fn parse_document(
     let mut saw_body = false;
 
     loop {
+        budget.tick()?;
         let (ns, event) = reader
             .read_resolved_event()
             .map_err(|e| Error::Docx(format!("malformed word/document.xml: {e}")))?;
@@ -503,6 +507,10 @@ fn parse_document(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8], limits: &Limits) -> Result<ParsedDocument> {
+        super::parse(bytes, limits, &Budget::unlimited())
+    }
     use std::io::Write;
     use zip::write::SimpleFileOptions;
     use zip::{CompressionMethod, ZipWriter};
@@ -705,7 +713,7 @@ mod tests {
 <mc:Fallback><w:pict><w:txbxContent><w:p><w:r><w:t>boxed</w:t></w:r></w:p></w:txbxContent></w:pict></mc:Fallback></mc:AlternateContent></w:r>
 <w:r><w:t>after &amp; &#169;</w:t></w:r><w:r><w:instrText>PAGE</w:instrText><w:delText>deleted</w:delText></w:r></w:p>
 </w:body></w:document>"#;
-        let (doc, _) = parse_document(xml, &HashMap::new()).unwrap();
+        let (doc, _) = parse_document(xml, &HashMap::new(), &Budget::unlimited()).unwrap();
         assert_eq!(doc.text, "Before boxed after & ©");
     }
 }

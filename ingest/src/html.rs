@@ -2,14 +2,20 @@
 //! heading and paragraph blocks. Scripts, styles, forms and site navigation (nav bars,
 //! DocBook/Publican "Prev | Up | Next" headers and footers, menus, tables of contents) are
 //! dropped so that only the body text of the page gets indexed.
+//!
+//! The work is bounded: nesting is capped before html5ever builds its tree ([`nesting`]),
+//! and the source is fed to it in slices with the deadline checked between them.
+
+mod nesting;
 
 use crate::document::{BlockKind, ParsedDocument};
-use crate::{Error, Result};
+use crate::{Budget, Error, Result};
 use ego_tree::iter::Edge;
 use ego_tree::{NodeId, NodeRef};
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
+use html5ever::tendril::TendrilSink;
 use scraper::node::Element;
-use scraper::{Html, Node};
+use scraper::{Html, HtmlTreeSink, Node};
 
 /// How far into the file a `<meta charset>` declaration is looked for (the HTML standard
 /// says 1024 bytes; real pages sometimes put a long comment first).
@@ -19,10 +25,18 @@ const CHARSET_PRESCAN_BYTES: usize = 4096;
 /// so pathological documents cannot make the walk quadratic.
 const MAX_INSPECTED_NODES: usize = 5000;
 
-/// Parses an HTML document into headings and paragraph-like blocks.
-pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+/// Source bytes html5ever parses between two looks at the deadline: small enough that even
+/// at the nesting cap a slice takes milliseconds.
+const PARSE_SLICE_BYTES: usize = 64 * 1024;
+
+/// Parses an HTML document into headings and paragraph-like blocks, with elements nested
+/// deeper than `max_depth` flattened into their ancestor at that depth.
+pub fn parse(bytes: &[u8], max_depth: usize, budget: &Budget) -> Result<ParsedDocument> {
     let source = decode(bytes)?;
-    let html = Html::parse_document(&source);
+    budget.check()?;
+    let capped = nesting::cap_nesting(&source, max_depth);
+    budget.check()?;
+    let html = parse_html(&capped, budget)?;
     let mut doc = extract(&html, true);
     if doc.blocks.is_empty() {
         // Everything looked like navigation (e.g. a table-of-contents page): index all of it
@@ -30,6 +44,26 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
         doc = extract(&html, false);
     }
     Ok(doc)
+}
+
+/// html5ever's tree of `source`, fed in slices so that the deadline is seen while it works.
+fn parse_html(source: &str, budget: &Budget) -> Result<Html> {
+    let mut parser = html5ever::driver::parse_document(
+        HtmlTreeSink::new(Html::new_document()),
+        Default::default(),
+    );
+    let mut rest = source;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(PARSE_SLICE_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (slice, tail) = rest.split_at(cut);
+        parser.process(slice.into());
+        budget.check()?;
+        rest = tail;
+    }
+    Ok(parser.finish())
 }
 
 /// Decodes the document: a BOM wins, then a `<meta charset>`/XML declaration, then UTF-8 when
@@ -543,6 +577,14 @@ fn link_density_permille(node: NodeRef<'_, Node>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+        super::parse(
+            bytes,
+            crate::Limits::default().max_html_depth,
+            &Budget::unlimited(),
+        )
+    }
 
     const P: BlockKind = BlockKind::Paragraph;
     const fn h(level: u8) -> BlockKind {

@@ -16,6 +16,7 @@
 //! # Ok::<(), lore_ingest::Error>(())
 //! ```
 
+pub mod budget;
 pub mod chunk;
 pub mod document;
 pub mod docx;
@@ -24,6 +25,7 @@ pub mod markdown;
 pub mod pdf;
 pub mod text;
 
+pub use budget::Budget;
 pub use chunk::{Chunk, ChunkOptions};
 
 /// The development set's corpus, which `scripts/test` expects beside the clone. Tests that
@@ -47,6 +49,7 @@ pub(crate) fn read_eval_dev(rel: &str) -> Vec<u8> {
 pub use document::{Block, BlockKind, DocumentFormat, ParsedDocument};
 
 use std::path::Path;
+use std::time::Duration;
 
 /// Everything that can go wrong while turning one file into text. One error is about one
 /// file: callers record it and carry on with the rest of the batch.
@@ -72,9 +75,19 @@ pub enum Error {
     Binary(String),
     #[error("no text could be extracted")]
     NoText,
+    /// The file took longer than [`Limits::parse_timeout`] to parse.
+    #[error("parsing took longer than the {} s limit (parse_timeout_secs)", limit.as_secs_f64())]
+    TimedOut { limit: Duration },
+    /// The file asks for more work than any real document needs (a PDF whose forms draw
+    /// each other exponentially many times, say).
+    #[error("document exceeds the parsing work budget: {0}")]
+    OverBudget(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Default of [`Limits::parse_timeout`].
+pub const DEFAULT_PARSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Resource limits applied while parsing untrusted files.
 #[derive(Debug, Clone)]
@@ -85,6 +98,21 @@ pub struct Limits {
     pub max_unzipped_bytes: u64,
     /// Largest ratio of uncompressed to compressed size tolerated for one DOCX member.
     pub max_zip_ratio: u64,
+    /// Wall-clock time one file's parse may take (`None`: unbounded). Every parser checks it
+    /// cooperatively; a file over it fails with [`Error::TimedOut`].
+    pub parse_timeout: Option<Duration>,
+    /// Work units any PDF may take, whatever its size: content operations run (again each
+    /// time a form is drawn), glyphs shown, fonts' CMap bytes and content bytes decoded (one
+    /// unit per [`pdf::CONTENT_BYTES_PER_UNIT`]). About half a second of work.
+    pub pdf_work_base: u64,
+    /// Work units a PDF may take in addition, per byte of the file. Real documents need at
+    /// most ~1.3 per byte (1.6 M units for the 1.3 MB, 261-page Debian Reference); only
+    /// content drawn many times over (nested forms) needs more.
+    pub pdf_work_per_byte: u64,
+    /// Element nesting HTML is parsed with; deeper elements are flattened into their
+    /// ancestor at this depth, their text kept (html5ever's cost grows with the square of
+    /// the depth). Browsers' parsers stop nesting at 512 too.
+    pub max_html_depth: usize,
 }
 
 impl Default for Limits {
@@ -93,7 +121,23 @@ impl Default for Limits {
             max_file_bytes: 100 * 1024 * 1024,
             max_unzipped_bytes: 200 * 1024 * 1024,
             max_zip_ratio: 200,
+            parse_timeout: Some(DEFAULT_PARSE_TIMEOUT),
+            pdf_work_base: 2_000_000,
+            pdf_work_per_byte: 8,
+            max_html_depth: 512,
         }
+    }
+}
+
+impl Limits {
+    /// The budget of parsing one file of `file_bytes` bytes under these limits; its deadline
+    /// starts now.
+    pub fn budget(&self, file_bytes: usize) -> Budget {
+        let per_byte = self.pdf_work_per_byte.saturating_mul(file_bytes as u64);
+        Budget::new(
+            self.parse_timeout,
+            self.pdf_work_base.saturating_add(per_byte),
+        )
     }
 }
 
@@ -116,19 +160,21 @@ pub fn parse_file(path: &Path, limits: &Limits) -> Result<ParsedDocument> {
 }
 
 /// Parses bytes already in memory in a known format. `path` only names the document
-/// (e.g. for a default title).
+/// (e.g. for a default title). The work is bounded by `limits`: the deadline
+/// ([`Limits::parse_timeout`]) starts now.
 pub fn parse_bytes(
     bytes: &[u8],
     format: DocumentFormat,
     path: &Path,
     limits: &Limits,
 ) -> Result<ParsedDocument> {
+    let budget = limits.budget(bytes.len());
     let mut doc = match format {
-        DocumentFormat::Pdf => pdf::parse(bytes)?,
-        DocumentFormat::Html => html::parse(bytes)?,
-        DocumentFormat::Markdown => markdown::parse(bytes)?,
-        DocumentFormat::Text => text::parse(bytes)?,
-        DocumentFormat::Docx => docx::parse(bytes, limits)?,
+        DocumentFormat::Pdf => pdf::parse(bytes, &budget)?,
+        DocumentFormat::Html => html::parse(bytes, limits.max_html_depth, &budget)?,
+        DocumentFormat::Markdown => markdown::parse(bytes, &budget)?,
+        DocumentFormat::Text => text::parse(bytes, &budget)?,
+        DocumentFormat::Docx => docx::parse(bytes, limits, &budget)?,
     };
     if doc.text.trim().is_empty() && doc.warnings.is_empty() {
         return Err(Error::NoText);

@@ -4,11 +4,12 @@
 
 use crate::document::{BlockKind, ParsedDocument};
 use crate::html::collapse_whitespace;
-use crate::{Error, Result};
+use crate::{Budget, Error, Result};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-/// Parses a Markdown file into headings and paragraph-like blocks.
-pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+/// Parses a Markdown file into headings and paragraph-like blocks, seeing the deadline of
+/// `budget` between events.
+pub fn parse(bytes: &[u8], budget: &Budget) -> Result<ParsedDocument> {
     let source = crate::text::decode(bytes).map_err(Error::Binary)?;
     let source = source.strip_prefix('\u{feff}').unwrap_or(&source);
     let options = Options::ENABLE_TABLES
@@ -21,7 +22,9 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
         | Options::ENABLE_GFM
         | Options::ENABLE_DEFINITION_LIST;
     let mut b = Builder::default();
+    budget.check()?;
     for event in Parser::new_ext(source, options) {
+        budget.tick()?;
         b.handle(event);
     }
     b.flush();
@@ -239,6 +242,10 @@ fn strip_tags(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+        super::parse(bytes, &Budget::unlimited())
+    }
 
     fn blocks(doc: &ParsedDocument) -> Vec<(BlockKind, &str)> {
         doc.blocks

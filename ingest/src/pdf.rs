@@ -5,6 +5,12 @@
 //!
 //! lopdf's own `extract_text` is deliberately not used: it runs a page's lines together and
 //! ignores glyph positions, which loses word and line boundaries.
+//!
+//! The work is bounded per document ([`crate::Budget`]): content operations, glyphs and
+//! content bytes, counted again each time a Form XObject is drawn. A document over budget
+//! fails as a whole rather than yielding the text read so far: its pages past the cut would
+//! be silently missing from the index, and the text of a form bomb is the same few words
+//! repeated; a recorded failure tells the user, who can raise `max_pdf_work` for a real file.
 
 mod cmap;
 mod content;
@@ -13,8 +19,10 @@ mod layout;
 mod outline;
 mod tables;
 
+pub use content::CONTENT_BYTES_PER_UNIT;
+
 use crate::document::{BlockKind, ParsedDocument};
-use crate::{Error, Result};
+use crate::{Budget, Error, Result};
 use layout::{Line, Paragraph};
 use lopdf::Document;
 use std::collections::HashMap;
@@ -32,14 +40,15 @@ pub struct PdfExtraction {
     pub furniture: Vec<Vec<String>>,
 }
 
-/// Parses a PDF into text blocks with page numbers, headings and a title.
-pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
-    parse_detailed(bytes).map(|e| e.document)
+/// Parses a PDF into text blocks with page numbers, headings and a title, within `budget`.
+pub fn parse(bytes: &[u8], budget: &Budget) -> Result<ParsedDocument> {
+    parse_detailed(bytes, budget).map(|e| e.document)
 }
 
 /// [`parse`], also reporting the page furniture (headers/footers) it removed.
-pub fn parse_detailed(bytes: &[u8]) -> Result<PdfExtraction> {
+pub fn parse_detailed(bytes: &[u8], budget: &Budget) -> Result<PdfExtraction> {
     let doc = load(bytes)?;
+    budget.check()?;
     let pages: Vec<lopdf::ObjectId> = catch_unwind(AssertUnwindSafe(|| doc.page_iter().collect()))
         .map_err(|_| Error::Pdf("unreadable page tree".into()))?;
     if pages.is_empty() {
@@ -48,11 +57,13 @@ pub fn parse_detailed(bytes: &[u8]) -> Result<PdfExtraction> {
     let mut fonts = content::FontCache::default();
     let mut page_lines: Vec<Vec<Line>> = Vec::with_capacity(pages.len());
     for &page_id in &pages {
-        // A page that trips a bug in a dependency loses its text, not the whole document.
-        let lines = catch_unwind(AssertUnwindSafe(|| {
-            layout::lines(&content::page_glyphs(&doc, page_id, &mut fonts))
+        // A page that trips a bug in a dependency loses its text, not the whole document;
+        // a page over the budget or the deadline ends the document with that error.
+        let glyphs = catch_unwind(AssertUnwindSafe(|| {
+            content::page_glyphs(&doc, page_id, &mut fonts, budget)
         }))
-        .unwrap_or_default();
+        .unwrap_or_else(|_| Ok(content::PageGlyphs::default()))?;
+        let lines = catch_unwind(AssertUnwindSafe(|| layout::lines(&glyphs))).unwrap_or_default();
         page_lines.push(lines);
     }
 
@@ -66,7 +77,7 @@ pub fn parse_detailed(bytes: &[u8]) -> Result<PdfExtraction> {
     let info_title = catch_unwind(AssertUnwindSafe(|| info_title(&doc)))
         .ok()
         .flatten();
-    Ok(assemble(page_lines, &outline, info_title))
+    assemble(page_lines, &outline, info_title, budget)
 }
 
 /// Builds the document from the lines of every page. Separate from loading so the
@@ -75,7 +86,8 @@ fn assemble(
     page_lines: Vec<Vec<Line>>,
     outline: &[outline::Entry],
     info_title: Option<String>,
-) -> PdfExtraction {
+    budget: &Budget,
+) -> Result<PdfExtraction> {
     let page_count = page_lines.len();
     let mut document = ParsedDocument {
         pages: Some(page_count as u32),
@@ -84,10 +96,10 @@ fn assemble(
     if page_lines.iter().all(|lines| lines.is_empty()) {
         document.title = info_title;
         document.warnings.push(NO_TEXT_WARNING.to_owned());
-        return PdfExtraction {
+        return Ok(PdfExtraction {
             document,
             furniture: vec![Vec::new(); page_count],
-        };
+        });
     }
 
     let spacing = line_spacing(&page_lines);
@@ -106,7 +118,8 @@ fn assemble(
         page_paragraphs.push(layout::paragraphs(&body, spacing));
     }
 
-    let kinds = headings::classify(&page_paragraphs, outline);
+    budget.check()?;
+    let kinds = headings::classify(&page_paragraphs, outline, budget)?;
     let mut first_large: Option<(f32, String)> = None;
     let body_size = headings::body_size(&page_paragraphs);
     for (i, paras) in page_paragraphs.iter().enumerate() {
@@ -127,10 +140,10 @@ fn assemble(
     if document.text.trim().is_empty() {
         document.warnings.push(NO_TEXT_WARNING.to_owned());
     }
-    PdfExtraction {
+    Ok(PdfExtraction {
         document,
         furniture,
-    }
+    })
 }
 
 /// Loads the document, mapping every failure (including a panic inside lopdf, as a last line
@@ -353,6 +366,7 @@ mod furniture {
 mod headings {
     use super::outline::Entry;
     use super::{BlockKind, Paragraph};
+    use crate::{Budget, Result};
     use std::collections::HashMap;
 
     /// The font size carrying the most text (rounded to half points).
@@ -368,15 +382,19 @@ mod headings {
             .unwrap_or(10.0)
     }
 
-    pub(super) fn classify(pages: &[Vec<Paragraph>], outline: &[Entry]) -> Vec<Vec<BlockKind>> {
+    pub(super) fn classify(
+        pages: &[Vec<Paragraph>],
+        outline: &[Entry],
+        budget: &Budget,
+    ) -> Result<Vec<Vec<BlockKind>>> {
         let mut kinds: Vec<Vec<BlockKind>> = pages
             .iter()
             .map(|p| vec![BlockKind::Paragraph; p.len()])
             .collect();
         if !outline.is_empty() {
-            let matched = from_outline(pages, outline, &mut kinds);
+            let matched = from_outline(pages, outline, &mut kinds, budget)?;
             if matched * 3 >= outline.len() && matched > 0 {
-                return kinds;
+                return Ok(kinds);
             }
             kinds = pages
                 .iter()
@@ -384,7 +402,7 @@ mod headings {
                 .collect();
         }
         from_sizes(pages, &mut kinds);
-        kinds
+        Ok(kinds)
     }
 
     fn squash(text: &str) -> String {
@@ -394,11 +412,15 @@ mod headings {
             .collect()
     }
 
+    /// Matches every short paragraph of a page against the outline titles pointing at that
+    /// page: paragraphs × titles, so a hostile outline aiming 20 000 titles at one long page
+    /// is work the deadline must see.
     fn from_outline(
         pages: &[Vec<Paragraph>],
         outline: &[Entry],
         kinds: &mut [Vec<BlockKind>],
-    ) -> usize {
+        budget: &Budget,
+    ) -> Result<usize> {
         let mut by_page: HashMap<u32, Vec<&Entry>> = HashMap::new();
         for e in outline {
             by_page.entry(e.page).or_default().push(e);
@@ -417,6 +439,7 @@ mod headings {
                 if para.lines > 4 || para.text.len() > 300 {
                     continue;
                 }
+                budget.tick()?;
                 let p = squash(&para.text);
                 if p.is_empty() {
                     continue;
@@ -437,7 +460,7 @@ mod headings {
                 }
             }
         }
-        matched
+        Ok(matched)
     }
 
     fn from_sizes(pages: &[Vec<Paragraph>], kinds: &mut [Vec<BlockKind>]) {
@@ -516,6 +539,18 @@ mod headings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+        super::parse(bytes, &Budget::unlimited())
+    }
+
+    fn assemble(
+        pages: Vec<Vec<Line>>,
+        outline: &[outline::Entry],
+        title: Option<String>,
+    ) -> PdfExtraction {
+        super::assemble(pages, outline, title, &Budget::unlimited()).expect("no budget to exceed")
+    }
 
     fn line(text: &str, y: f32, size: f32) -> Line {
         Line {

@@ -4,7 +4,7 @@
 //! lines, ALL-CAPS lines, FAQ "Q1.2 --" lines).
 
 use crate::document::{BlockKind, ParsedDocument};
-use crate::{Error, Result};
+use crate::{Budget, Error, Result};
 use encoding_rs::{Encoding, WINDOWS_1252};
 use std::collections::HashMap;
 
@@ -21,8 +21,9 @@ pub fn looks_like_text(bytes: &[u8]) -> bool {
     decode(bytes).is_ok()
 }
 
-/// Parses a plain-text file into paragraphs and headings.
-pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+/// Parses a plain-text file into paragraphs and headings, seeing the deadline of `budget`
+/// between paragraphs.
+pub fn parse(bytes: &[u8], budget: &Budget) -> Result<ParsedDocument> {
     let text = decode(bytes).map_err(Error::Binary)?;
     let text = normalise_newlines(&text);
     let paras = split_paragraphs(&text);
@@ -33,7 +34,9 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
         toc_indent: None,
     };
     let mut first_para_line: Option<Option<String>> = None;
+    budget.check()?;
     for para in &paras {
+        budget.tick()?;
         if first_para_line.is_none() {
             let non_rule: Vec<&str> = para
                 .iter()
@@ -487,6 +490,10 @@ fn is_all_caps_heading(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<ParsedDocument> {
+        super::parse(bytes, &Budget::unlimited())
+    }
 
     fn headings(doc: &ParsedDocument) -> Vec<(u8, String)> {
         doc.blocks

@@ -8,6 +8,7 @@
 // bounds how much text may be classified as furniture, so body text cannot hide there).
 
 use lore_ingest::pdf::parse_detailed;
+use lore_ingest::Limits;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -135,7 +136,8 @@ fn pdf_text_matches_pdftotext_page_by_page() {
         let name = pdf.strip_prefix(&dir).unwrap_or(pdf).display().to_string();
         let bytes = std::fs::read(pdf).unwrap_or_else(|e| panic!("read {name}: {e}"));
         let started = Instant::now();
-        let parsed = parse_detailed(&bytes).unwrap_or_else(|e| panic!("{name}: parse failed: {e}"));
+        let parsed = parse_detailed(&bytes, &Limits::default().budget(bytes.len()))
+            .unwrap_or_else(|e| panic!("{name}: parse failed: {e}"));
         let elapsed = started.elapsed();
         total_time += elapsed;
         let reference = pdftotext_pages(pdf);

@@ -108,6 +108,15 @@ pub struct GlobalArgs {
     /// [default: 0]
     #[arg(long, global = true, env = "LORE_EVIDENCE_SENTENCES", value_name = "N")]
     pub evidence_sentences: Option<usize>,
+    /// Seconds one file's parse may take before the file is recorded as failed and the
+    /// next one is taken (ingest, watch, uploads); 0 lifts the limit [default: 30]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_PARSE_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    pub parse_timeout_secs: Option<u64>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -209,6 +218,7 @@ impl Cli {
             quant_isa: g.quant_isa,
             embed_backend: g.embed_backend,
             evidence_sentences: g.evidence_sentences,
+            parse_timeout_secs: g.parse_timeout_secs,
             ..Default::default()
         };
         match &self.command {

@@ -12,7 +12,6 @@ use lore_embed::Embedder;
 use indicatif::{ProgressBar, ProgressStyle};
 use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::ChunkOptions;
-use lore_ingest::Limits;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -190,10 +189,7 @@ pub fn ingest_candidates(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
 
-    let limits = Limits {
-        max_file_bytes: config.max_file_mb.saturating_mul(1024 * 1024),
-        ..Limits::default()
-    };
+    let limits = config.parse_limits();
     let chunk_opts = ChunkOptions {
         target_tokens: config.chunk_tokens,
         max_tokens: (config.chunk_tokens + config.chunk_tokens / 5)

@@ -1,8 +1,13 @@
 //! Content-stream interpreter for text: runs a page's operators (graphics state, text state,
 //! text-showing operators, Form XObjects) and records every shown glyph with its position in
 //! default user space, its font size and its Unicode text.
+//!
+//! Every operation run, glyph shown and content byte decoded is charged to the document's
+//! [`Budget`]: Form XObjects may draw each other many times over, so the work is not bounded
+//! by the file's size, and an exhausted budget stops the document with its error.
 
 use super::font::{deref, number, Font};
+use crate::{Budget, Result};
 use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Object, ObjectId};
 use std::collections::HashMap;
@@ -13,7 +18,11 @@ const MAX_FORM_DEPTH: usize = 12;
 /// Glyphs recorded per page at most; beyond it a page is surely not prose.
 const MAX_GLYPHS_PER_PAGE: usize = 500_000;
 /// Largest decompressed content stream accepted.
-const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+/// Content-stream bytes that cost one work unit to decode (an operation is ~10–20 bytes).
+pub const CONTENT_BYTES_PER_UNIT: u64 = 16;
+/// What the budget's error names when the work runs out.
+const WORK: &str = "PDF content work (operations run, glyphs shown, content bytes decoded)";
 
 /// A glyph placed on the page.
 #[derive(Debug, Clone)]
@@ -45,9 +54,13 @@ impl PageGlyphs {
 }
 
 /// Fonts already loaded, shared across pages (documents reuse font objects everywhere).
+/// Fonts written inline in a resource dictionary are keyed by the dictionary's address, which
+/// is stable while the document is borrowed: without that, every `Tf` naming one would parse
+/// its ToUnicode CMap again.
 #[derive(Default)]
 pub(super) struct FontCache {
     by_id: HashMap<ObjectId, Rc<Font>>,
+    inline: HashMap<*const Dictionary, Rc<Font>>,
 }
 
 type Matrix = [f32; 6];
@@ -92,22 +105,37 @@ impl GraphicsState {
     }
 }
 
-/// Extracts the glyphs of one page.
-pub(super) fn page_glyphs(doc: &Document, page_id: ObjectId, fonts: &mut FontCache) -> PageGlyphs {
+/// Extracts the glyphs of one page, charging the work to `budget`.
+pub(super) fn page_glyphs(
+    doc: &Document,
+    page_id: ObjectId,
+    fonts: &mut FontCache,
+    budget: &Budget,
+) -> Result<PageGlyphs> {
     let mut out = PageGlyphs::default();
     let Ok(page) = doc.get_dictionary(page_id) else {
-        return out;
+        return Ok(out);
     };
     let resources = inherited(doc, page, b"Resources");
     let content = page_content(doc, page);
+    budget.spend(content_units(&content), WORK)?;
     let mut run = Interpreter {
         doc,
         fonts,
         out: &mut out,
         form_stack: Vec::new(),
+        budget,
+        stopped: None,
     };
     run.execute(&content, resources, GraphicsState::new(IDENTITY));
-    out
+    match run.stopped {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn content_units(content: &[u8]) -> u64 {
+    content.len() as u64 / CONTENT_BYTES_PER_UNIT
 }
 
 /// A page attribute, looked up through the /Parent chain for inheritable ones.
@@ -158,6 +186,9 @@ struct Interpreter<'a, 'o> {
     fonts: &'o mut FontCache,
     out: &'o mut PageGlyphs,
     form_stack: Vec<ObjectId>,
+    budget: &'o Budget,
+    /// Why interpretation stopped early (budget or deadline), ending every level of forms.
+    stopped: Option<crate::Error>,
 }
 
 impl<'a> Interpreter<'a, '_> {
@@ -173,7 +204,11 @@ impl<'a> Interpreter<'a, '_> {
         let mut line_matrix = IDENTITY;
         for op in Content::decode_iter(content) {
             let Ok(op) = op else { break };
-            if self.out.glyphs.len() >= MAX_GLYPHS_PER_PAGE {
+            if self.out.glyphs.len() >= MAX_GLYPHS_PER_PAGE || self.stopped.is_some() {
+                break;
+            }
+            if let Err(e) = self.budget.spend(1, WORK) {
+                self.stopped = Some(e);
                 break;
             }
             let operands = &op.operands;
@@ -285,19 +320,31 @@ impl<'a> Interpreter<'a, '_> {
             .as_dict()
             .ok()?;
         let entry = fonts.get(name).ok()?;
-        match entry {
-            Object::Reference(id) => {
-                if let Some(f) = self.fonts.by_id.get(id) {
-                    return Some(f.clone());
-                }
-                let dict = self.doc.get_dictionary(*id).ok()?;
-                let font = Rc::new(Font::load(self.doc, dict));
-                self.fonts.by_id.insert(*id, font.clone());
-                Some(font)
-            }
-            Object::Dictionary(dict) => Some(Rc::new(Font::load(self.doc, dict))),
-            _ => None,
+        let (dict, cached) = match entry {
+            Object::Reference(id) => (
+                self.doc.get_dictionary(*id).ok()?,
+                self.fonts.by_id.get(id).cloned(),
+            ),
+            Object::Dictionary(dict) => (dict, self.fonts.inline.get(&(dict as *const _)).cloned()),
+            _ => return None,
+        };
+        if cached.is_some() {
+            return cached;
         }
+        let font = Rc::new(Font::load(self.doc, dict));
+        // Many fonts may share one huge CMap stream: each load decodes it again.
+        if let Err(e) = self
+            .budget
+            .spend(font.cmap_bytes as u64 / CONTENT_BYTES_PER_UNIT, WORK)
+        {
+            self.stopped = Some(e);
+            return None;
+        }
+        match entry {
+            Object::Reference(id) => self.fonts.by_id.insert(*id, font.clone()),
+            _ => self.fonts.inline.insert(dict, font.clone()),
+        };
+        Some(font)
     }
 
     fn form(&mut self, resources: Option<&'a Dictionary>, name: &[u8], state: &GraphicsState) {
@@ -325,6 +372,11 @@ impl<'a> Interpreter<'a, '_> {
         let Some(content) = stream_bytes(stream) else {
             return;
         };
+        // Drawing a form costs its decoding again each time: that is the multiplying path.
+        if let Err(e) = self.budget.spend(1 + content_units(&content), WORK) {
+            self.stopped = Some(e);
+            return;
+        }
         let matrix = deref(self.doc, stream.dict.get(b"Matrix").ok())
             .and_then(|o| o.as_array().ok())
             .filter(|a| a.len() == 6)
@@ -350,6 +402,11 @@ impl<'a> Interpreter<'a, '_> {
         let Some(font) = state.font.clone() else {
             return;
         };
+        // A byte is at most one glyph; charged up front so one huge string cannot escape.
+        if let Err(e) = self.budget.spend(bytes.len() as u64, WORK) {
+            self.stopped = Some(e);
+            return;
+        }
         let font_size = state.font_size;
         let scale_h = state.horizontal_scale;
         font.decode(bytes, |glyph| {

@@ -37,6 +37,9 @@ pub(super) struct Font {
     pub size_scale: f32,
     /// Heavy weight, from the name or the font descriptor (used for heading detection).
     pub bold: bool,
+    /// Bytes of ToUnicode CMap decoded to load the font: its cost, which the interpreter
+    /// charges to the document's work budget.
+    pub cmap_bytes: usize,
 }
 
 impl Font {
@@ -48,13 +51,20 @@ impl Font {
         let to_unicode = deref(doc, dict.get(b"ToUnicode").ok())
             .and_then(|o| o.as_stream().ok())
             .and_then(|s| {
-                s.decompressed_content()
+                // Bounded like content streams: a ToUnicode stream can be a deflate bomb.
+                s.decompressed_content_with_limit(super::content::MAX_STREAM_BYTES)
                     .ok()
                     .or_else(|| Some(s.content.clone()))
             })
-            .map(|bytes| ToUnicode::parse(&bytes));
+            .map(|bytes| (ToUnicode::parse(&bytes), bytes.len()));
+        let (to_unicode, cmap_bytes) = match to_unicode {
+            Some((map, bytes)) => (Some(map), bytes),
+            None => (None, 0),
+        };
         if subtype == b"Type0" {
-            return Self::load_composite(doc, dict, &base_font, to_unicode);
+            let mut font = Self::load_composite(doc, dict, &base_font, to_unicode);
+            font.cmap_bytes = cmap_bytes;
+            return font;
         }
         let is_type3 = subtype == b"Type3";
         let font_matrix = deref(doc, dict.get(b"FontMatrix").ok())
@@ -169,6 +179,7 @@ impl Font {
             default_cid_width: 1.0,
             size_scale,
             bold,
+            cmap_bytes,
         }
     }
 
@@ -232,6 +243,7 @@ impl Font {
             default_cid_width,
             size_scale: 1.0,
             bold: is_bold(doc, base_font, descriptor),
+            cmap_bytes: 0,
         }
     }
 
