@@ -478,7 +478,7 @@ pub fn write_stand_in_model(
         .unk_token("[UNK]".into())
         .build()?;
     let mut tokenizer = Tokenizer::new(model);
-    tokenizer.with_normalizer(Some(BertNormalizer::default()));
+    tokenizer.with_normalizer(Some(BertNormalizer::default()))?;
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     tokenizer.with_post_processor(Some(BertProcessing::new(
         ("[SEP]".into(), 3),

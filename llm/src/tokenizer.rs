@@ -325,8 +325,11 @@ pub fn vocab_from_gguf(content: &Content) -> Result<GgufVocab> {
         .with_pre_tokenizer(Some(Sequence::new(splits)))
         .with_decoder(Some(ByteLevelDecoder::new(false, false, false)));
     // Their texts are in the vocabulary, so they keep their GGUF ids.
-    tokenizer.add_special_tokens(&special_tokens);
-    tokenizer.add_tokens(&user_defined);
+    let added_error = |e| Error::Tokenizer(format!("cannot add the GGUF's added tokens: {e}"));
+    tokenizer
+        .add_special_tokens(special_tokens)
+        .map_err(added_error)?;
+    tokenizer.add_tokens(user_defined).map_err(added_error)?;
 
     let text_of =
         |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| t.to_string()));
