@@ -2,7 +2,7 @@
 //! the chain's tip and appending batches to it (rotating by size) under the lock.
 
 use super::{io_error, line_hash, AuditEntry, AuditError, AuditOptions, Record, GENESIS};
-use super::{MAX_LINE_BYTES, QuestionMode};
+use super::{QuestionMode, MAX_LINE_BYTES};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -79,7 +79,8 @@ fn last_line(path: &Path) -> Result<(Option<Vec<u8>>, u64), AuditError> {
     file.seek(SeekFrom::Start(start))
         .map_err(io_error("read", path))?;
     let mut tail = Vec::new();
-    file.read_to_end(&mut tail).map_err(io_error("read", path))?;
+    file.read_to_end(&mut tail)
+        .map_err(io_error("read", path))?;
     let Some(last_newline) = tail.iter().rposition(|&b| b == b'\n') else {
         return Ok((None, if start == 0 { 0 } else { len }));
     };

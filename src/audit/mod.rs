@@ -138,6 +138,17 @@ impl AuditEntry {
     }
 }
 
+/// The distinct ids of the documents behind `citations`, in citation order.
+pub fn cited_documents(citations: &[crate::rag::Source]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for source in citations {
+        if !ids.contains(&source.passage.doc_id) {
+            ids.push(source.passage.doc_id.clone());
+        }
+    }
+    ids
+}
+
 /// One line of the log, field order fixed (the hash covers the line's exact bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,7 +240,10 @@ pub enum AuditError {
     Start(#[source] std::io::Error),
 }
 
-pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
+pub(crate) fn io_error(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> AuditError {
     let path = path.to_path_buf();
     move |source| AuditError::Io {
         action,

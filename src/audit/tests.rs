@@ -57,16 +57,26 @@ fn a_written_log_verifies_and_holds_what_was_recorded() {
     let audit = dir.path().join("audit");
     written(&audit, 5, 1 << 20);
     let verified = verify(&audit).expect("verifies");
-    assert_eq!((verified.entries, verified.files, verified.beyond_head), (5, 1, 0));
+    assert_eq!(
+        (verified.entries, verified.files, verified.beyond_head),
+        (5, 1, 0)
+    );
     let current = lines(&audit.join("audit.jsonl"));
     assert_eq!(current.len(), 5);
     let first: Record = serde_json::from_str(&current[0]).expect("record");
     assert_eq!(first.seq, 1);
     assert_eq!(first.prev, GENESIS);
     assert_eq!(first.user.as_deref(), Some("alice"));
-    assert_eq!(first.question.as_deref(), Some("question 1: when do backups run?"));
+    assert_eq!(
+        first.question.as_deref(),
+        Some("question 1: when do backups run?")
+    );
     assert_eq!(first.documents, vec!["doc1".to_string()]);
-    assert!(first.time.ends_with('Z') && first.time.contains('T'), "{}", first.time);
+    assert!(
+        first.time.ends_with('Z') && first.time.contains('T'),
+        "{}",
+        first.time
+    );
     let second: Record = serde_json::from_str(&current[1]).expect("record");
     assert_eq!(second.prev, line_hash(current[0].as_bytes()));
     assert_eq!(verified.tip.hash, line_hash(current[4].as_bytes()));
@@ -99,7 +109,10 @@ fn an_edited_last_entry_is_found_through_the_head() {
     write_lines(&path, &all);
     let reason = broken_reason(dir.path());
     assert!(reason.contains("audit.head"), "{reason}");
-    assert!(reason.contains("entry 3 is not the one the head records"), "{reason}");
+    assert!(
+        reason.contains("entry 3 is not the one the head records"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -128,7 +141,10 @@ fn swapped_entries_are_found() {
     write_lines(&path, &all);
     let reason = broken_reason(dir.path());
     assert!(reason.contains("audit.jsonl:2"), "{reason}");
-    assert!(reason.contains("entry 3 where entry 2 should be"), "{reason}");
+    assert!(
+        reason.contains("entry 3 where entry 2 should be"),
+        "{reason}"
+    );
     assert!(reason.contains("reordered"), "{reason}");
 }
 
@@ -193,8 +209,7 @@ fn rotation_keeps_the_chain_across_segments() {
     }
     let verified = verify(dir.path()).expect("verifies");
     assert_eq!((verified.entries, verified.files), (40, files.len()));
-    let first_of_second: Record =
-        serde_json::from_str(&lines(&files[1].path)[0]).expect("record");
+    let first_of_second: Record = serde_json::from_str(&lines(&files[1].path)[0]).expect("record");
     let last_of_first = lines(&files[0].path).pop().expect("a line");
     assert_eq!(first_of_second.prev, line_hash(last_of_first.as_bytes()));
     assert_eq!(read_tail(dir.path(), 25).expect("tail").len(), 25);
@@ -220,7 +235,10 @@ fn a_deleted_middle_segment_is_found() {
     let reason = broken_reason(dir.path());
     assert!(reason.contains("audit.000002.jsonl:1"), "{reason}");
     assert!(reason.contains("entries were deleted"), "{reason}");
-    assert!(reason.contains("a segment is missing, reordered"), "{reason}");
+    assert!(
+        reason.contains("a segment is missing, reordered"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -354,7 +372,9 @@ fn questions_can_be_kept_as_hashes_and_fields_are_capped() {
     );
     assert_eq!(record.documents.len(), MAX_DOCUMENTS);
     let extra = record.extra.expect("extra");
-    assert!(extra["omitted_bytes"].as_u64().is_some_and(|n| n > MAX_EXTRA_BYTES as u64));
+    assert!(extra["omitted_bytes"]
+        .as_u64()
+        .is_some_and(|n| n > MAX_EXTRA_BYTES as u64));
     // As text, a long question is cut at a character boundary.
     let long = "é".repeat(MAX_QUESTION_BYTES);
     let kept = Record::new(
@@ -368,7 +388,11 @@ fn questions_can_be_kept_as_hashes_and_fields_are_capped() {
     )
     .question
     .expect("question");
-    assert!(kept.len() <= MAX_QUESTION_BYTES && kept.ends_with('…'), "{}", kept.len());
+    assert!(
+        kept.len() <= MAX_QUESTION_BYTES && kept.ends_with('…'),
+        "{}",
+        kept.len()
+    );
     verify(dir.path()).expect("verifies");
 }
 
@@ -379,7 +403,10 @@ fn an_interrupted_write_is_repaired_by_the_next_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
     written(dir.path(), 3, 1 << 20);
     let path = dir.path().join("audit.jsonl");
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
     std::io::Write::write_all(&mut file, b"{\"seq\":4,\"ti").expect("write");
     assert!(broken_reason(dir.path()).contains("partial entry"));
     written(dir.path(), 1, 1 << 20);

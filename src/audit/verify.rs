@@ -100,9 +100,8 @@ pub fn verify(dir: &Path) -> Result<Verified, VerifyError> {
                 return Err(broken(path, Some(line_no), reason));
             }
             let text = &line[..line.len() - 1];
-            let record: Record = serde_json::from_slice(text).map_err(|e| {
-                broken(path, Some(line_no), format!("not an audit entry ({e})"))
-            })?;
+            let record: Record = serde_json::from_slice(text)
+                .map_err(|e| broken(path, Some(line_no), format!("not an audit entry ({e})")))?;
             let expected = tip.seq + 1;
             let first_of_file = line_no == 1 && index > 0;
             let boundary = || match (&tip_place, first_of_file) {
