@@ -2,7 +2,8 @@
 //! asking (the signed-in user, from the request's [`AuditUser`] extension), from where,
 //! on which route and since when; handlers finish it with the question, the documents
 //! and the outcome. Writing is queued ([`crate::audit::AuditLog::record`]): no handler
-//! waits for the disk.
+//! waits for the disk. A login handler records the same way: `Audited::entry()` with the
+//! account as `user` and an outcome of `ok` or [`error_outcome`].
 
 use super::error::ApiError;
 use super::SharedState;
