@@ -69,6 +69,10 @@ pub struct Config {
     /// Seconds between full comparisons of the folders with the index (the safety net for
     /// missed notifications).
     pub watch_rescan_secs: u64,
+    /// The audit log keeps questions as asked (`text`) or only their SHA-256 (`hash`).
+    pub audit_question: crate::audit::QuestionMode,
+    /// The audit log's current file is rotated into a numbered segment past this size.
+    pub audit_max_mb: u64,
 }
 
 /// How the watcher notices changes.
@@ -134,6 +138,8 @@ pub struct ConfigLayer {
     pub watch_poll_secs: Option<u64>,
     pub watch_settle_ms: Option<u64>,
     pub watch_rescan_secs: Option<u64>,
+    pub audit_question: Option<crate::audit::QuestionMode>,
+    pub audit_max_mb: Option<u64>,
 }
 
 /// What reading the configuration or resolving a model path can fail with.
@@ -259,6 +265,8 @@ impl Config {
                 .watch_rescan_secs
                 .or(file.watch_rescan_secs)
                 .unwrap_or(600),
+            audit_question: o.audit_question.or(file.audit_question).unwrap_or_default(),
+            audit_max_mb: o.audit_max_mb.or(file.audit_max_mb).unwrap_or(16).max(1),
         }
     }
 
@@ -330,6 +338,19 @@ impl Config {
 
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    /// Where the audit log lives.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
+    }
+
+    /// The audit log's settings (the log knows nothing of `Config`: no module cycle).
+    pub fn audit_options(&self) -> crate::audit::AuditOptions {
+        crate::audit::AuditOptions {
+            question: self.audit_question,
+            max_bytes: self.audit_max_mb.max(1).saturating_mul(1 << 20),
+        }
     }
 }
 

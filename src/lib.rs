@@ -3,6 +3,7 @@
 //! → [`lore_index`] (BM25 + HNSW) → [`retrieval`] → [`rag`] (prompt, citations, abstention)
 //! on [`lore_llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
 
+pub mod audit;
 pub mod cmd;
 pub mod config;
 pub mod engine;

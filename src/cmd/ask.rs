@@ -103,6 +103,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     let options = options(config, args);
     let mut out = std::io::stdout().lock();
     let stream = !args.json;
+    let started = std::time::Instant::now();
     let answer = rag::ask(
         &engine.embedder,
         &engine.index,
@@ -118,7 +119,9 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
             }
             ControlFlow::Continue(())
         },
-    )?;
+    );
+    record(config, &args.question, &answer, started);
+    let answer = answer?;
     if stream {
         writeln!(out)?;
         if answer.abstention == Some(rag::Abstention::Ungrounded) {
@@ -158,6 +161,44 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Writes the question to the audit log, as the server does for `/api/ask`: the command
+/// line reads the same documents, so who asked what is kept for it too (the user is the
+/// login name). Best effort: a data directory this user cannot write to costs a warning,
+/// not the answer.
+fn record(
+    config: &Config,
+    question: &str,
+    answer: &Result<Answer, rag::RagError>,
+    started: std::time::Instant,
+) {
+    let log = match crate::audit::AuditLog::open(
+        &config.audit_dir(),
+        config.audit_options(),
+    ) {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::warn!("this question is not in the audit log: {e}");
+            return;
+        }
+    };
+    let (documents, outcome) = match answer {
+        Ok(a) => (
+            crate::audit::cited_documents(&a.citations),
+            if a.abstained { "abstained" } else { "answered" }.to_string(),
+        ),
+        Err(e) => (Vec::new(), format!("error: {e}")),
+    };
+    log.record(crate::audit::AuditEntry {
+        user: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+        question: Some(question.trim().to_string()),
+        documents,
+        outcome,
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..crate::audit::AuditEntry::new("lore ask")
+    });
+    // Dropping the log writes the entry before the command exits.
 }
 
 fn ask_json(answer: &Answer) -> AskJson<'_> {

@@ -4,6 +4,7 @@
 //! given here become the top layer of [`Config`] (file < environment < flags).
 
 mod ask;
+mod audit;
 mod bench;
 mod eval;
 mod ingest;
@@ -117,6 +118,17 @@ pub struct GlobalArgs {
         value_name = "SECS"
     )]
     pub parse_timeout_secs: Option<u64>,
+    /// Audit log questions as asked (text) or only as their SHA-256 (hash) [default: text]
+    #[arg(
+        long,
+        global = true,
+        env = "LORE_AUDIT_QUESTION",
+        value_name = "text|hash"
+    )]
+    pub audit_question: Option<crate::audit::QuestionMode>,
+    /// Rotate the audit log into a numbered segment past this size [default: 16]
+    #[arg(long, global = true, env = "LORE_AUDIT_MAX_MB", value_name = "MB")]
+    pub audit_max_mb: Option<u64>,
     /// Only errors on stderr; no progress bar.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -182,6 +194,14 @@ pub enum Command {
     ///   lore eval --compare before/metrics.json after/metrics.json
     #[command(verbatim_doc_comment)]
     Eval(eval::Args),
+    /// Check or read the audit log (who asked what, what changed in the library).
+    ///
+    /// Examples:
+    ///   lore audit verify              # exit 1 naming the first edited, missing or moved entry
+    ///   lore audit tail -n 50
+    ///   lore audit tail --follow --json
+    #[command(verbatim_doc_comment)]
+    Audit(audit::Args),
     /// Measure Lore's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -219,6 +239,8 @@ impl Cli {
             embed_backend: g.embed_backend,
             evidence_sentences: g.evidence_sentences,
             parse_timeout_secs: g.parse_timeout_secs,
+            audit_question: g.audit_question,
+            audit_max_mb: g.audit_max_mb,
             ..Default::default()
         };
         match &self.command {
@@ -227,7 +249,11 @@ impl Cli {
             Command::Serve(a) => a.layer(&mut layer),
             Command::Watch(a) => a.layer(&mut layer),
             Command::Bench(BenchCommand::Generate(a)) => a.layer(&mut layer),
-            Command::Search(_) | Command::Remove(_) | Command::Status(_) | Command::Eval(_) => {}
+            Command::Search(_)
+            | Command::Remove(_)
+            | Command::Status(_)
+            | Command::Eval(_)
+            | Command::Audit(_) => {}
         }
         Ok(Config::load(g.config.as_deref(), layer)?)
     }
@@ -249,6 +275,7 @@ pub fn run() -> Result<i32> {
         Command::Status(args) => status::run(&config, &args),
         Command::Bench(BenchCommand::Generate(args)) => bench::run(&config, &args),
         Command::Eval(args) => eval::run(&config, &args, quiet),
+        Command::Audit(args) => audit::run(&config, &args),
     }
 }
 

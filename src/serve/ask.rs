@@ -5,6 +5,7 @@
 //! ([`AskEvent`]) and the SSE response. `/v1/chat/completions` answers through the same
 //! functions.
 
+use super::audited::Audited;
 use super::common::{check_k, check_max_tokens, filter, read_index, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
@@ -143,17 +144,29 @@ fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
     ))]
 pub async fn ask(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, ApiError> {
-    validate_ask(&request)?;
-    let k = check_k(request.k, AskOptions::default().k)?;
-    let options = ask_options(&state, k, request.max_tokens, request.collections.clone());
-    let mut receiver = start_answer(
-        &state,
-        request.question.trim().to_string(),
-        request.history,
-        options,
-    )?;
+    let question = request.question.trim().to_string();
+    let admitted = validate_ask(&request)
+        .and_then(|()| check_k(request.k, AskOptions::default().k))
+        .and_then(|k| {
+            let options = ask_options(&state, k, request.max_tokens, request.collections);
+            start_answer(
+                &state,
+                question.clone(),
+                request.history,
+                options,
+                audit.clone(),
+            )
+        });
+    let mut receiver = match admitted {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            audit.record_error(&state, Some(question), Vec::new(), &e);
+            return Err(e);
+        }
+    };
     if request.stream {
         let events = ReceiverStream::new(receiver);
         let events = tokio_stream::StreamExt::map(events, |e| Ok::<_, Infallible>(e.into_sse()));
@@ -197,12 +210,15 @@ where
 
 /// Admits an answer (a permit per answer running or waiting, so a full queue is a 429
 /// before any byte of the response is sent) and starts it on a blocking thread; its
-/// events arrive on the returned receiver, the last one `Answer` or `Failed`.
+/// events arrive on the returned receiver, the last one `Answer` or `Failed`. The answer's
+/// audit entry is queued before that last event is sent; a refusal here is the caller's to
+/// record.
 pub(super) fn start_answer(
     state: &SharedState,
     question: String,
     history: Vec<ChatMessage>,
     options: AskOptions,
+    audit: Audited,
 ) -> Result<mpsc::Receiver<AskEvent>, ApiError> {
     let permit = state
         .answer_slots
@@ -215,8 +231,24 @@ pub(super) fn start_answer(
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let last = match answer(&state, &history, &question, &options, &sender) {
-            Ok(answer) => AskEvent::Answer(Box::new(answer)),
-            Err(error) => AskEvent::Failed(error),
+            Ok(answer) => {
+                state.audit.record(crate::audit::AuditEntry {
+                    question: Some(question),
+                    documents: crate::audit::cited_documents(&answer.citations),
+                    outcome: if answer.abstained {
+                        "abstained"
+                    } else {
+                        "answered"
+                    }
+                    .into(),
+                    ..audit.entry()
+                });
+                AskEvent::Answer(Box::new(answer))
+            }
+            Err(error) => {
+                audit.record_error(&state, Some(question), Vec::new(), &error);
+                AskEvent::Failed(error)
+            }
         };
         // The slot is free once the work is done, before the client hears of it: a client
         // that reads /metrics right after its answer sees the queue it left, not its own

@@ -2,6 +2,7 @@
 //! under the data directory and ingested by a background job), follow the job, delete a
 //! document, and serve the original file for citation links.
 
+use super::audited::Audited;
 use super::common::{blocking, read_index};
 use super::error::{ApiError, ApiMultipart, ApiPath, ErrorBody};
 use super::SharedState;
@@ -153,8 +154,23 @@ pub struct Deleted {
     ))]
 pub async fn delete_document(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
+    let result = remove_document(state.clone(), id.clone()).await;
+    match &result {
+        Ok(deleted) => state.audit.record(crate::audit::AuditEntry {
+            documents: vec![id],
+            outcome: "ok".into(),
+            extra: Some(serde_json::json!({ "path": deleted.path, "chunks": deleted.chunks })),
+            ..audit.entry()
+        }),
+        Err(e) => audit.record_error(&state, None, vec![id], e),
+    }
+    result.map(Json)
+}
+
+async fn remove_document(state: SharedState, id: String) -> Result<Deleted, ApiError> {
     blocking(move || {
         let mut index = state
             .index
@@ -186,7 +202,7 @@ pub async fn delete_document(
                 }
             }
         }
-        Ok(Json(Deleted { id, path, chunks }))
+        Ok(Deleted { id, path, chunks })
     })
     .await
 }
@@ -205,8 +221,23 @@ pub async fn delete_document(
     ))]
 pub async fn raw_document(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    // Reading an original is reading the document: it is recorded like an answer citing it.
+    let result = original(state.clone(), id.clone()).await;
+    match &result {
+        Ok(_) => state.audit.record(crate::audit::AuditEntry {
+            documents: vec![id],
+            outcome: "ok".into(),
+            ..audit.entry()
+        }),
+        Err(e) => audit.record_error(&state, None, vec![id], e),
+    }
+    result
+}
+
+async fn original(state: SharedState, id: String) -> Result<Response, ApiError> {
     let doc = {
         let state = state.clone();
         blocking(move || find_document(&state, &id)).await?
@@ -276,8 +307,35 @@ pub struct UploadForm {
     ))]
 pub async fn upload_documents(
     State(state): State<SharedState>,
-    ApiMultipart(mut multipart): ApiMultipart,
+    audit: Audited,
+    ApiMultipart(multipart): ApiMultipart,
 ) -> Result<(StatusCode, Json<UploadAccepted>), ApiError> {
+    let result = upload(state.clone(), multipart).await;
+    match &result {
+        Ok((accepted, collection)) => state.audit.record(crate::audit::AuditEntry {
+            documents: accepted
+                .files
+                .iter()
+                .map(|path| crate::pipeline::doc_id(collection, path))
+                .collect(),
+            outcome: "ok".into(),
+            extra: Some(serde_json::json!({
+                "job_id": accepted.job_id,
+                "collection": collection,
+                "files": accepted.files,
+            })),
+            ..audit.entry()
+        }),
+        Err(e) => audit.record_error(&state, None, Vec::new(), e),
+    }
+    result.map(|(accepted, _)| (StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Stores and starts ingesting an upload; what was accepted and into which collection.
+async fn upload(
+    state: SharedState,
+    mut multipart: axum::extract::Multipart,
+) -> Result<(UploadAccepted, String), ApiError> {
     let mut collection = state.config.collection.clone();
     let mut files: Vec<(String, axum::body::Bytes)> = Vec::new();
     while let Some(field) = multipart.next_field().await? {
@@ -313,6 +371,7 @@ pub async fn upload_documents(
         ));
     }
     let worker_state = state.clone();
+    let stored_collection = collection.clone();
     let accepted = blocking(move || {
         let mut candidates = Vec::new();
         for (name, bytes) in &files {
@@ -332,12 +391,12 @@ pub async fn upload_documents(
     let id = job_id.clone();
     tokio::task::spawn_blocking(move || job_state.jobs.run(&id, &job_state, &candidates));
     Ok((
-        StatusCode::ACCEPTED,
-        Json(UploadAccepted {
+        UploadAccepted {
             status_url: format!("/api/jobs/{job_id}"),
             job_id,
             files: docs,
-        }),
+        },
+        stored_collection,
     ))
 }
 

@@ -81,6 +81,10 @@ impl ApiError {
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     pub fn body(&self) -> ErrorBody {
         let (_, code, message) = self.parts();
         ErrorBody {

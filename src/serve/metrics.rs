@@ -48,6 +48,8 @@ pub struct Metrics {
     documents: Gauge,
     chunks: Gauge,
     watch: WatchGauges,
+    audit_entries: Counter,
+    audit_failures: Counter,
 }
 
 /// The drop-folder watcher's progress (`lore serve --watch`), read from its status at
@@ -147,7 +149,21 @@ impl Default for Metrics {
         );
         let watch = WatchGauges::default();
         watch.register(&mut registry);
+        let audit_entries = Counter::default();
+        let audit_failures = Counter::default();
+        registry.register(
+            "audit_entries",
+            "Entries written to the audit log",
+            audit_entries.clone(),
+        );
+        registry.register(
+            "audit_failures",
+            "Audit entries lost (the writer's queue full, or a failed write; see the log)",
+            audit_failures.clone(),
+        );
         Metrics {
+            audit_entries,
+            audit_failures,
             watch,
             registry,
             requests,
@@ -239,6 +255,13 @@ fn encode(state: &SharedState) -> Response {
     }
     if let Some(watch) = &state.watch {
         metrics.watch.set(&watch.snapshot());
+    }
+    // The audit writer keeps its own totals; the counters catch up to them.
+    for (counter, total) in [
+        (&metrics.audit_entries, state.audit.written()),
+        (&metrics.audit_failures, state.audit.failures()),
+    ] {
+        counter.inc_by(total.saturating_sub(counter.get()));
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &metrics.registry) {

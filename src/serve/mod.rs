@@ -5,6 +5,7 @@
 //! its own thread behind a bounded queue.
 
 mod ask;
+mod audited;
 mod common;
 mod documents;
 mod error;
@@ -32,6 +33,7 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
+pub use audited::AuditUser;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub watch: Option<crate::watch::WatchHandle>,
     /// Set on SIGINT/SIGTERM: in-flight requests finish, `/readyz` says 503.
     pub draining: Arc<AtomicBool>,
+    /// Who asked what, what changed in the library (see [`crate::audit`]).
+    pub audit: crate::audit::AuditLog,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -81,6 +85,8 @@ pub enum ServeError {
     Library(#[from] crate::files::WriteError),
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("start-up panicked: {0}")]
     Panicked(#[from] tokio::task::JoinError),
     #[error("the server failed: {0}")]
@@ -104,6 +110,12 @@ impl AppState {
         // so an admitted answer is never refused as busy.
         let generator = crate::engine::load_generator(&config, answer_queue.max(1))?;
         let jobs = jobs::Jobs::new(&config.data_dir)?;
+        // An audit log that cannot be written stops start-up: serving unaudited is not an
+        // option the operator chose.
+        let audit = crate::audit::AuditLog::open(
+            &config.audit_dir(),
+            config.audit_options(),
+        )?;
         Ok(AppState {
             config,
             embedder: Arc::new(embedder),
@@ -115,6 +127,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             watch: None,
             draining: Arc::default(),
+            audit,
         })
     }
 }
@@ -193,12 +206,16 @@ async fn serve(config: Config) -> Result<i32> {
     let mut server = tokio::spawn({
         let (draining, front) = (draining.clone(), front(ready.clone()));
         async move {
-            axum::serve(listener, front)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    draining.store(true, Ordering::Relaxed);
-                })
-                .await
+            // The client's address reaches the handlers (and the audit log) as ConnectInfo.
+            axum::serve(
+                listener,
+                front.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                draining.store(true, Ordering::Relaxed);
+            })
+            .await
         }
     });
     tracing::info!(%address, "listening; loading the models");
@@ -239,6 +256,9 @@ async fn serve(config: Config) -> Result<i32> {
     }
     // Let detached blocking work (a commit in progress) finish before the index drops.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every request has finished: its audit entry is queued. Write them before exiting.
+    let flushing = state.clone();
+    tokio::task::spawn_blocking(move || flushing.audit.flush()).await?;
     Ok(0)
 }
 
@@ -478,6 +498,98 @@ mod tests {
         let (status, _, body) = call(super::app(state), "GET", "/readyz", "").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["error"]["code"], "unavailable");
+    }
+
+    /// Questions asked and searches made through the API land in the audit log with the
+    /// signed-in user (the extension the authentication middleware sets), the client's
+    /// address, the route, the question and the outcome, in one verified chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn asks_and_searches_are_audited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path(), 1);
+        let client: std::net::SocketAddr = "192.0.2.7:50000".parse().expect("address");
+        let app = app(state.clone())
+            .layer(axum::Extension(AuditUser(Some("alice".into()))))
+            .layer(axum::extract::connect_info::MockConnectInfo(client));
+        let (status, _, _) = call(
+            app.clone(),
+            "POST",
+            "/api/search",
+            "{\"query\": \"backup retention\"}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, body) = call(
+            app.clone(),
+            "POST",
+            "/api/ask",
+            "{\"question\": \"When do backups run?\", \"stream\": false}",
+        )
+        .await;
+        assert_eq!(
+            (status, &body["abstained"]),
+            (StatusCode::OK, &serde_json::json!(true))
+        );
+        let held = state
+            .answer_slots
+            .clone()
+            .try_acquire_owned()
+            .expect("slot");
+        let (status, _, _) = call(
+            app.clone(),
+            "POST",
+            "/v1/chat/completions",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Who signs off?\"}]}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        drop(held);
+        let (status, _, _) = call(app, "DELETE", "/api/documents/abc123", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        state.audit.flush();
+        let audit_dir = state.config.audit_dir();
+        let records: Vec<crate::audit::Record> = crate::audit::read_tail(&audit_dir, 10)
+            .expect("tail")
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("a record"))
+            .collect();
+        let seen: Vec<(&str, Option<&str>, &str)> = records
+            .iter()
+            .map(|r| (r.route.as_str(), r.question.as_deref(), r.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            seen[..3],
+            [
+                ("/api/search", Some("backup retention"), "ok"),
+                ("/api/ask", Some("When do backups run?"), "abstained"),
+                (
+                    "/v1/chat/completions",
+                    Some("Who signs off?"),
+                    "error 429 busy: the answer queue is full; retry in 10 s"
+                ),
+            ],
+            "{records:#?}"
+        );
+        assert_eq!(records[3].route, "/api/documents/{id}");
+        assert_eq!(records[3].documents, vec!["abc123".to_string()]);
+        assert!(
+            records[3].outcome.starts_with("error 404 not_found"),
+            "{:?}",
+            records[3]
+        );
+        for r in &records {
+            assert_eq!(r.user.as_deref(), Some("alice"));
+            assert_eq!(r.address.as_deref(), Some("192.0.2.7"));
+        }
+        assert_eq!(
+            crate::audit::verify(&audit_dir).expect("verifies").entries,
+            4
+        );
+        let (_, _, bytes) = send(super::app(state), "GET", "/metrics", "").await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("lore_audit_entries_total 4"), "{text}");
+        assert!(text.contains("lore_audit_failures_total 0"), "{text}");
     }
 
     /// While the models load, the listener answers: alive, not ready, every other route

@@ -5,6 +5,7 @@
 //! list) and in an extra `sources` field.
 
 use super::ask::{self, AskEvent};
+use super::audited::Audited;
 use super::common::{check_max_tokens, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
@@ -146,14 +147,31 @@ fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String)
     ))]
 pub async fn chat_completions(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let (history, question) = conversation(request.messages)?;
-    validate_question(&question, &history)?;
+    let (history, question) = match conversation(request.messages) {
+        Ok(conversation) => conversation,
+        Err(e) => {
+            audit.record_error(&state, None, Vec::new(), &e);
+            return Err(e);
+        }
+    };
+    let question = question.trim().to_string();
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    check_max_tokens(max_tokens)?;
-    let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, None);
-    let mut receiver = ask::start_answer(&state, question.trim().to_string(), history, options)?;
+    let admitted = validate_question(&question, &history)
+        .and_then(|()| check_max_tokens(max_tokens))
+        .and_then(|()| {
+            let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, None);
+            ask::start_answer(&state, question.clone(), history, options, audit.clone())
+        });
+    let mut receiver = match admitted {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            audit.record_error(&state, Some(question), Vec::new(), &e);
+            return Err(e);
+        }
+    };
     let id = format!("chatcmpl-lore-{}", now());
     let model = request.model.unwrap_or_else(|| model_name(&state));
     let created = now();

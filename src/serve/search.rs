@@ -1,6 +1,7 @@
 //! `POST /api/search`: the passages for a query, best first, by hybrid, BM25 or vector
 //! search, without generating an answer.
 
+use super::audited::Audited;
 use super::common::{blocking, check_k, filter, read_index};
 use super::error::{ApiError, ApiJson, JsonBodyErrors};
 use super::{SharedState, MAX_QUESTION_CHARS};
@@ -48,9 +49,34 @@ pub struct SearchResponse {
     ))]
 pub async fn search(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let query = request.query.trim().to_string();
+    let result = run_search(state.clone(), query.clone(), request).await;
+    match &result {
+        // The documents returned (not cited: a search cites nothing), best first.
+        Ok(found) => state.audit.record(crate::audit::AuditEntry {
+            question: Some(query),
+            documents: found.results.iter().fold(Vec::new(), |mut ids, p| {
+                if !ids.contains(&p.doc_id) {
+                    ids.push(p.doc_id.clone());
+                }
+                ids
+            }),
+            outcome: "ok".into(),
+            ..audit.entry()
+        }),
+        Err(e) => audit.record_error(&state, Some(query), Vec::new(), e),
+    }
+    result.map(Json)
+}
+
+async fn run_search(
+    state: SharedState,
+    query: String,
+    request: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
     if query.is_empty() {
         return Err(ApiError::BadRequest("query is empty".into()));
     }
@@ -78,5 +104,5 @@ pub async fn search(
             .map_err(ApiError::internal)
     })
     .await?;
-    Ok(Json(results))
+    Ok(results)
 }
