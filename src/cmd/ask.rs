@@ -173,10 +173,7 @@ fn record(
     answer: &Result<Answer, rag::RagError>,
     started: std::time::Instant,
 ) {
-    let log = match crate::audit::AuditLog::open(
-        &config.audit_dir(),
-        config.audit_options(),
-    ) {
+    let log = match crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options()) {
         Ok(log) => log,
         Err(e) => {
             tracing::warn!("this question is not in the audit log: {e}");

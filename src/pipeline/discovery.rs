@@ -4,7 +4,7 @@
 //! half-written files ([`is_ignored_name`]). Also the path cleaning that makes document
 //! paths compare across platforms.
 
-use super::ingest::FileIssue;
+use super::FileIssue;
 use std::path::{Component, Path, PathBuf};
 
 /// A file found on disk and the identity it gets in the index.

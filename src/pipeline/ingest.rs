@@ -6,10 +6,10 @@
 
 use super::discovery::{discover, Candidate};
 use super::process::{absolute_source, doc_id, process_file, unix_now, Outcome};
-use super::{PipelineError, Result};
+use super::{FileIssue, IndexAccess, PipelineError, Result};
 use crate::config::Config;
-use lore_embed::Embedder;
 use indicatif::{ProgressBar, ProgressStyle};
+use lore_embed::Embedder;
 use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::ChunkOptions;
 use serde::Serialize;
@@ -20,18 +20,6 @@ use std::time::{Duration, Instant};
 /// interruption can lose, while keeping commits (each an fsync'd tantivy commit) rare.
 const COMMIT_EVERY_CHUNKS: usize = 2_000;
 pub const COMMIT_EVERY_DOCS: usize = 100;
-
-/// What ingestion needs from an index: look up a document's stored record (for change
-/// detection) and commit a batch. The CLI owns its [`Index`]; the server shares one behind a
-/// lock and takes it only for these short calls, never while parsing or embedding.
-pub trait IndexAccess {
-    fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>>;
-    fn documents(&self) -> Result<Vec<DocumentRecord>>;
-    fn failures(&self) -> Result<Vec<FailureRecord>>;
-    /// A document's stored chunks and vectors (to re-file identical content elsewhere).
-    fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>>;
-    fn commit(&mut self, batch: Batch) -> Result<()>;
-}
 
 impl IndexAccess for Index {
     fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>> {
@@ -100,12 +88,6 @@ pub struct Summary {
     pub chunks: u64,
     pub pages: u64,
     pub seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct FileIssue {
-    pub path: String,
-    pub reason: String,
 }
 
 /// Where a running ingestion stands, for observers (the server's job status).

@@ -33,11 +33,32 @@ pub enum PipelineError {
     Poisoned,
 }
 
+use lore_index::{Batch, DocumentRecord, FailureRecord, NewChunk};
+use serde::Serialize;
+
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 pub use discovery::{clean_path, discover, is_ignored_name, walk, Candidate};
 pub use ingest::{
-    ingest_candidates, ingest_paths, FileIssue, IndexAccess, IngestOptions, IngestProgress,
-    SharedIndex, Summary, COMMIT_EVERY_DOCS,
+    ingest_candidates, ingest_paths, IngestOptions, IngestProgress, SharedIndex, Summary,
+    COMMIT_EVERY_DOCS,
 };
 pub use process::{doc_id, unix_now};
+
+/// What ingestion needs from an index: look up a document's stored record (for change
+/// detection) and commit a batch. The CLI owns its [`Index`](lore_index::Index); the server shares one behind a
+/// lock and takes it only for these short calls, never while parsing or embedding.
+pub trait IndexAccess {
+    fn document(&self, doc_id: &str) -> Result<Option<DocumentRecord>>;
+    fn documents(&self) -> Result<Vec<DocumentRecord>>;
+    fn failures(&self) -> Result<Vec<FailureRecord>>;
+    /// A document's stored chunks and vectors (to re-file identical content elsewhere).
+    fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>>;
+    fn commit(&mut self, batch: Batch) -> Result<()>;
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FileIssue {
+    pub path: String,
+    pub reason: String,
+}

@@ -5,7 +5,7 @@
 //! document's identity ([`doc_id`]), its absolute source, the time.
 
 use super::discovery::Candidate;
-use super::ingest::IndexAccess;
+use super::IndexAccess;
 use super::Result;
 use lore_embed::Embedder;
 use lore_index::{Batch, DocumentRecord, NewChunk};

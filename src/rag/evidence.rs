@@ -25,8 +25,8 @@ use lore_index::{Index, TermFrequencies};
 use regex::Regex;
 
 use super::citations::content_words;
-use lore_embed::Embedder;
 use crate::retrieval::{Passage, SearchError};
+use lore_embed::Embedder;
 
 /// What the prompt shows.
 #[derive(Debug, Clone, PartialEq)]

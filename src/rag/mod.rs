@@ -18,9 +18,9 @@ use std::time::Instant;
 use lore_index::{Filter, Index, SearchMode};
 use serde::Serialize;
 
-use lore_embed::Embedder;
 use crate::retrieval::{self, Passage, SearchError};
 pub use evidence::{Evidence, EvidenceOptions};
+use lore_embed::Embedder;
 use lore_llm::{ChatMessage, GenerationParams, GenerationStats, Generator, LlmError};
 pub use prompt::NOT_FOUND;
 

@@ -18,12 +18,12 @@ mod portal;
 mod search;
 
 use crate::config::Config;
-use lore_embed::Embedder;
 use crate::engine::Engine;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use lore_embed::Embedder;
 use lore_index::Index;
 use lore_llm::Generator;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,10 +112,7 @@ impl AppState {
         let jobs = jobs::Jobs::new(&config.data_dir)?;
         // An audit log that cannot be written stops start-up: serving unaudited is not an
         // option the operator chose.
-        let audit = crate::audit::AuditLog::open(
-            &config.audit_dir(),
-            config.audit_options(),
-        )?;
+        let audit = crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options())?;
         Ok(AppState {
             config,
             embedder: Arc::new(embedder),

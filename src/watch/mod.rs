@@ -17,9 +17,9 @@
 pub mod journal;
 
 use crate::config::{Config, WatchMode};
-use lore_embed::Embedder;
 use crate::pipeline::{self, Candidate, IndexAccess, IngestOptions};
 use journal::{Journal, WatchState, WatchStatus};
+use lore_embed::Embedder;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
