@@ -67,6 +67,12 @@ pub struct Config {
     /// Seconds between full comparisons of the folders with the index (the safety net for
     /// missed notifications).
     pub watch_rescan_secs: u64,
+    /// Host names `lore serve` answers to besides localhost, 127.0.0.1, [::1] and the bind
+    /// address (others get 421: the DNS-rebinding defence).
+    pub allowed_hosts: Vec<crate::serve::AllowedHost>,
+    /// Origins of web applications allowed to call the API from a browser (CORS); none by
+    /// default.
+    pub cors_origins: Vec<crate::serve::CorsOrigin>,
 }
 
 /// How the watcher notices changes.
@@ -131,6 +137,8 @@ pub struct ConfigLayer {
     pub watch_poll_secs: Option<u64>,
     pub watch_settle_ms: Option<u64>,
     pub watch_rescan_secs: Option<u64>,
+    pub allowed_hosts: Option<Vec<crate::serve::AllowedHost>>,
+    pub cors_origins: Option<Vec<crate::serve::CorsOrigin>>,
 }
 
 /// What reading the configuration or resolving a model path can fail with.
@@ -252,6 +260,8 @@ impl Config {
                 .watch_rescan_secs
                 .or(file.watch_rescan_secs)
                 .unwrap_or(600),
+            allowed_hosts: o.allowed_hosts.or(file.allowed_hosts).unwrap_or_default(),
+            cors_origins: o.cors_origins.or(file.cors_origins).unwrap_or_default(),
         }
     }
 
