@@ -310,7 +310,11 @@ impl EdgePolicy {
         Ok(())
     }
 
-    fn classify_origin(&self, value: &HeaderValue, host: Option<&(String, Option<u16>)>) -> OriginKind {
+    fn classify_origin(
+        &self,
+        value: &HeaderValue,
+        host: Option<&(String, Option<u16>)>,
+    ) -> OriginKind {
         let Some(origin) = value.to_str().ok().and_then(parse_origin) else {
             return OriginKind::Foreign;
         };
@@ -380,7 +384,10 @@ pub fn protect(router: Router, config: &Config) -> Router {
         None => router,
     };
     router
-        .layer(axum::middleware::from_fn_with_state(Arc::new(policy), guard))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(policy),
+            guard,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(API_CSP),
@@ -497,10 +504,19 @@ mod tests {
         for host in ["10.0.0.5:8080", "[fe80::1]:8080", "localhost"] {
             assert_eq!(status(&p, Method::GET, Some(host), &[]), 200, "{host}");
         }
-        assert_eq!(status(&p, Method::GET, Some("0.0.0.0.evil.example"), &[]), 421);
-        assert_eq!(status(&policy("[::]:8080", ""), Method::GET, Some("10.1.2.3"), &[]), 200);
+        assert_eq!(
+            status(&p, Method::GET, Some("0.0.0.0.evil.example"), &[]),
+            421
+        );
+        assert_eq!(
+            status(&policy("[::]:8080", ""), Method::GET, Some("10.1.2.3"), &[]),
+            200
+        );
         let any = policy("127.0.0.1:8080", "allowed_hosts = [\"*\"]");
-        assert_eq!(status(&any, Method::GET, Some("anything.example"), &[]), 200);
+        assert_eq!(
+            status(&any, Method::GET, Some("anything.example"), &[]),
+            200
+        );
     }
 
     #[test]
@@ -526,7 +542,10 @@ mod tests {
 
     #[test]
     fn state_changing_requests_from_other_sites_are_refused() {
-        let p = policy("127.0.0.1:8080", "cors_origins = [\"https://wiki.example.com\"]");
+        let p = policy(
+            "127.0.0.1:8080",
+            "cors_origins = [\"https://wiki.example.com\"]",
+        );
         let host = Some("127.0.0.1:8080");
         let post = |h: &[(&str, &str)]| status(&p, Method::POST, host, h);
         // Programs (curl, SDKs) send neither header.
@@ -577,7 +596,12 @@ mod tests {
         );
         // Without a Host, no origin is this server's own.
         assert_eq!(
-            status(&p, Method::POST, None, &[("origin", "http://127.0.0.1:8080")]),
+            status(
+                &p,
+                Method::POST,
+                None,
+                &[("origin", "http://127.0.0.1:8080")]
+            ),
             403
         );
     }
@@ -601,7 +625,9 @@ mod tests {
         let mut config = Config::load(None, ConfigLayer::default()).expect("config");
         let plain = protect(routes(), &config);
         let response = preflight(plain, "https://wiki.example.com").await;
-        assert!(!response.headers().contains_key("access-control-allow-origin"));
+        assert!(!response
+            .headers()
+            .contains_key("access-control-allow-origin"));
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
 
         config.cors_origins = vec!["https://wiki.example.com".parse().expect("origin")];
@@ -613,6 +639,8 @@ mod tests {
         );
         assert_eq!(response.headers()["referrer-policy"], "no-referrer");
         let response = preflight(with_cors, "http://evil.example").await;
-        assert!(!response.headers().contains_key("access-control-allow-origin"));
+        assert!(!response
+            .headers()
+            .contains_key("access-control-allow-origin"));
     }
 }

@@ -503,7 +503,12 @@ mod tests {
             .await
             .expect("response");
         let (status, headers) = (response.status(), response.headers().clone());
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         (status, headers, bytes)
     }
 
@@ -541,9 +546,19 @@ mod tests {
         let app = app(state.clone());
         let own = [("host", "127.0.0.1:8080")];
 
-        for host in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example"] {
-            let (status, headers, bytes) =
-                send_with(app.clone(), "GET", "/api/documents", &[("host", host)], vec![]).await;
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+        ] {
+            let (status, headers, bytes) = send_with(
+                app.clone(),
+                "GET",
+                "/api/documents",
+                &[("host", host)],
+                vec![],
+            )
+            .await;
             assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
             let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
             assert_eq!(body["error"]["code"], "misdirected_request", "{body}");
@@ -555,7 +570,12 @@ mod tests {
             );
             assert_security_headers(&headers, "421");
         }
-        for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "localhost"] {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
             let (status, headers, _) =
                 send_with(app.clone(), "GET", "/readyz", &[("host", host)], vec![]).await;
             assert_eq!(status, StatusCode::OK, "{host}");
@@ -591,7 +611,10 @@ mod tests {
             assert_eq!(body["error"]["code"], "forbidden", "{body}");
             assert_security_headers(&response_headers, "403");
         }
-        assert_eq!(files_under(&dir.path().join("library")), Vec::<std::path::PathBuf>::new());
+        assert_eq!(
+            files_under(&dir.path().join("library")),
+            Vec::<std::path::PathBuf>::new()
+        );
         let (_, _, bytes) = send_with(app.clone(), "GET", "/api/documents", &own, vec![]).await;
         let listed: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
         assert_eq!(listed["documents"], serde_json::json!([]), "{listed}");
@@ -620,9 +643,17 @@ mod tests {
             upload,
         )
         .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
         let accepted: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
-        let job_url = accepted["status_url"].as_str().expect("status_url").to_string();
+        let job_url = accepted["status_url"]
+            .as_str()
+            .expect("status_url")
+            .to_string();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let (_, _, bytes) = send_with(app.clone(), "GET", &job_url, &own, vec![]).await;
@@ -634,11 +665,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "job stuck: {job}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (_, headers, bytes) = send_with(app.clone(), "GET", "/api/documents", &own, vec![]).await;
+        let (_, headers, bytes) =
+            send_with(app.clone(), "GET", "/api/documents", &own, vec![]).await;
         assert_eq!(headers["content-security-policy"], edge::API_CSP);
         assert_security_headers(&headers, "JSON");
         let listed: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
-        let id = listed["documents"][0]["id"].as_str().expect("the upload is listed");
+        let id = listed["documents"][0]["id"]
+            .as_str()
+            .expect("the upload is listed");
 
         // The original keeps its sandbox; the portal forbids framing.
         let (status, headers, bytes) = send_with(
