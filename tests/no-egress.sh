@@ -16,7 +16,7 @@ ip route > "$out/routes" 2>&1 || true
 trace() {
   local name=$1
   shift
-  strace -f -qq -e trace=connect,sendto,sendmsg,bind -o "$out/$name.trace" "$@"
+  strace -f -qq -e trace=execve,connect,sendto,sendmsg,bind -o "$out/$name.trace" "$@"
 }
 # The control: a connection attempt outside, to prove the tracing and the reading of the
 # traces see one (192.0.2.1 is TEST-NET-1; unreachable here in any case).
@@ -24,7 +24,10 @@ trace control curl -s --max-time 2 http://192.0.2.1/ > /dev/null 2>&1 || true
 
 trace ingest "$lore" ingest -q "$corpus"
 
-trace serve "$lore" serve --bind 127.0.0.1:0 > "$out/serve.out" 2> "$out/serve.err" &
+# strace itself in the background (not the function, whose subshell would stand between),
+# so the traced server is strace's child.
+strace -f -qq -e trace=execve,connect,sendto,sendmsg,bind -o "$out/serve.trace" \
+  "$lore" serve --bind 127.0.0.1:0 > "$out/serve.out" 2> "$out/serve.err" &
 strace_pid=$!
 for _ in $(seq 1200); do
   grep -q "serving on" "$out/serve.out" 2>/dev/null && break
