@@ -372,22 +372,8 @@ mod tests {
         uri: &str,
         body: &str,
     ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        let response = app.oneshot(request).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, headers, bytes)
+        let json = [("content-type", "application/json")];
+        send_with(app, method, uri, &json, body.as_bytes().to_vec()).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
