@@ -73,6 +73,12 @@ pub struct Config {
     pub audit_question: crate::audit::QuestionMode,
     /// The audit log's current file is rotated into a numbered segment past this size.
     pub audit_max_mb: u64,
+    /// Host names `lore serve` answers to besides localhost, 127.0.0.1, [::1] and the bind
+    /// address (others get 421: the DNS-rebinding defence).
+    pub allowed_hosts: Vec<crate::hosts::AllowedHost>,
+    /// Origins of web applications allowed to call the API from a browser (CORS); none by
+    /// default.
+    pub cors_origins: Vec<crate::hosts::CorsOrigin>,
 }
 
 /// How the watcher notices changes.
@@ -140,6 +146,8 @@ pub struct ConfigLayer {
     pub watch_rescan_secs: Option<u64>,
     pub audit_question: Option<crate::audit::QuestionMode>,
     pub audit_max_mb: Option<u64>,
+    pub allowed_hosts: Option<Vec<crate::hosts::AllowedHost>>,
+    pub cors_origins: Option<Vec<crate::hosts::CorsOrigin>>,
 }
 
 /// What reading the configuration or resolving a model path can fail with.
@@ -267,6 +275,8 @@ impl Config {
                 .unwrap_or(600),
             audit_question: o.audit_question.or(file.audit_question).unwrap_or_default(),
             audit_max_mb: o.audit_max_mb.or(file.audit_max_mb).unwrap_or(16).max(1),
+            allowed_hosts: o.allowed_hosts.or(file.allowed_hosts).unwrap_or_default(),
+            cors_origins: o.cors_origins.or(file.cors_origins).unwrap_or_default(),
         }
     }
 

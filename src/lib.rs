@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod eval;
 pub mod files;
+pub mod hosts;
 pub mod logging;
 pub mod pipeline;
 pub mod rag;

@@ -1197,3 +1197,132 @@ fn api_conforms_to_its_openapi_document() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The outbound connections in one `strace -e trace=execve,connect,sendto,sendmsg,bind` log
+/// that do not stay on this machine: every socket address that is not loopback (IPv4
+/// 127/8, IPv6 ::1 or ::ffff:127/104), a Unix socket, netlink or AF_UNSPEC (a UDP
+/// socket's disconnect).
+fn non_local_addresses(trace: &str) -> Vec<String> {
+    let quoted_after = |line: &str, marker: &str| -> Option<String> {
+        let rest = &line[line.find(marker)? + marker.len()..];
+        Some(rest.split('"').next()?.to_string())
+    };
+    trace
+        .lines()
+        .filter(|l| l.contains("sa_family="))
+        .filter(|line| {
+            let family = line
+                .split("sa_family=")
+                .nth(1)
+                .and_then(|r| r.split([',', '}']).next())
+                .unwrap_or_default();
+            match family {
+                "AF_UNIX" | "AF_NETLINK" | "AF_UNSPEC" => false,
+                "AF_INET" => {
+                    !quoted_after(line, "inet_addr(\"").is_some_and(|a| a.starts_with("127."))
+                }
+                "AF_INET6" => !quoted_after(line, "inet_pton(AF_INET6, \"")
+                    .is_some_and(|a| a == "::1" || a.starts_with("::ffff:127.")),
+                _ => true,
+            }
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// No egress with the default settings: ingest, serve (with an ask through the API) and
+/// `lore ask` run inside a network namespace with only loopback (`unshare -n`), each under
+/// `strace -f`; every connect/sendto/sendmsg of every thread and child must stay on the
+/// machine, and the answers must still come, from the documents.
+#[test]
+fn no_outbound_connections_with_default_settings() {
+    let check = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--net", "true"])
+        .output()
+        .expect("unshare (util-linux) is needed");
+    assert!(
+        check.status.success(),
+        "cannot make a network namespace (`unshare --map-root-user --net`): run as root or \
+         enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1): {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let corpus = TempCorpus::from_dev_corpus(&["chrony/FAQ", "sudo/TROUBLESHOOTING.md"]);
+    std::fs::write(corpus.path().join("zephyr-onboarding.md"), INVENTED_FACT).expect("write");
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let question = "Which product code activates a new Zephyr-9 VPN gateway?";
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--map-root-user", "--net"])
+        .arg(repo_root().join("tests/no-egress.sh"))
+        .arg(env!("CARGO_BIN_EXE_lore"))
+        .arg(corpus.path())
+        .arg(question)
+        .arg(out.path())
+        .current_dir(data.path());
+    // The default settings: no LORE_* variable but where the data and the models are.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LORE_") {
+            command.env_remove(key);
+        }
+    }
+    let run = command
+        .env("LORE_DATA_DIR", data.path())
+        .env("LORE_MODELS_DIR", models_dir())
+        .output()
+        .expect("bash");
+    let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "the run in the namespace failed:\n{}\n{}\nserve: {}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+        read("serve.err")
+    );
+    // Only loopback in the namespace, and no route out.
+    let links = read("links");
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains(" lo:"), "{links}");
+    assert!(!read("routes").contains("default"), "{}", read("routes"));
+
+    // The control: the tracing and its reading see an attempt to go out.
+    let control = non_local_addresses(&read("control.trace"));
+    assert!(
+        control.iter().any(|l| l.contains("192.0.2.1")),
+        "the control's connection attempt was not seen:\n{}",
+        read("control.trace")
+    );
+    // The server's listening socket is in its trace: strace followed the right process.
+    assert!(
+        read("serve.trace").contains("bind(")
+            && read("serve.trace").contains("inet_addr(\"127.0.0.1\")"),
+        "{}",
+        read("serve.trace")
+    );
+    for name in ["ingest", "serve", "ask"] {
+        let trace = read(&format!("{name}.trace"));
+        assert!(
+            trace.contains("execve(") && trace.contains("/lore\""),
+            "strace did not follow lore {name}:\n{trace}"
+        );
+        let outbound = non_local_addresses(&trace);
+        assert!(
+            outbound.is_empty(),
+            "lore {name} tried to reach beyond loopback:\n{}",
+            outbound.join("\n")
+        );
+    }
+    // And the work was done offline: both answers come from the documents.
+    assert_eq!(read("ask-http.status"), "200", "{}", read("ask-http.json"));
+    for name in ["ask-http.json", "ask-cli.json"] {
+        let answer: Value = serde_json::from_str(&read(name))
+            .unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {}", read(name)));
+        assert_eq!(answer["abstained"], false, "{name}: {answer:#}");
+        assert!(
+            answer["answer"]
+                .as_str()
+                .is_some_and(|a| a.contains("QX-4471-LM")),
+            "{name}: {answer:#}"
+        );
+    }
+}

@@ -21,6 +21,24 @@ pub struct Args {
         value_delimiter = ':'
     )]
     pub watch: Vec<PathBuf>,
+    /// Host name the server also answers to (repeatable): the name users reach it by when
+    /// it is not the bind address; `*.example.com` for a domain. Others get 421
+    #[arg(
+        long = "allowed-host",
+        env = "LORE_ALLOWED_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<crate::hosts::AllowedHost>,
+    /// Origin of a web application allowed to call the API from the browser (CORS;
+    /// repeatable), e.g. https://wiki.example.com. None by default
+    #[arg(
+        long = "cors-origin",
+        env = "LORE_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<crate::hosts::CorsOrigin>,
     #[command(flatten)]
     pub watch_flags: super::watch::WatchFlags,
 }
@@ -30,6 +48,8 @@ impl Args {
         layer.bind = self.bind.clone();
         layer.answer_queue = self.answer_queue;
         layer.watch = (!self.watch.is_empty()).then(|| self.watch.clone());
+        layer.allowed_hosts = (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone());
+        layer.cors_origins = (!self.cors_origins.is_empty()).then(|| self.cors_origins.clone());
         self.watch_flags.layer(layer);
     }
 }

@@ -14,6 +14,10 @@ pub enum ApiError {
     /// Malformed or invalid request: the message says what is wrong.
     BadRequest(String),
     NotFound(String),
+    /// Refused at the network edge: a cross-site request that would change something.
+    Forbidden(String),
+    /// The Host header names a host this server does not answer to (not in `allowed_hosts`).
+    MisdirectedRequest(String),
     /// The route exists, not with this method.
     MethodNotAllowed,
     PayloadTooLarge(String),
@@ -36,8 +40,9 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: bad_request, not_found, method_not_allowed, payload_too_large,
-    /// unsupported_media_type, busy, unavailable, internal.
+    /// Machine-readable: bad_request, not_found, forbidden, misdirected_request,
+    /// method_not_allowed, payload_too_large, unsupported_media_type, busy, unavailable,
+    /// internal.
     pub code: &'static str,
     pub message: String,
 }
@@ -52,6 +57,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            ApiError::MisdirectedRequest(m) => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                m.clone(),
+            ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

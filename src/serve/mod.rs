@@ -8,6 +8,7 @@ mod ask;
 mod audited;
 mod common;
 mod documents;
+mod edge;
 mod error;
 mod health;
 mod jobs;
@@ -155,7 +156,8 @@ pub fn app(state: SharedState) -> Router {
         .route("/metrics", get(metrics::exposition))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
-    api.merge(portal::routes())
+    let routes = api
+        .merge(portal::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -163,7 +165,8 @@ pub fn app(state: SharedState) -> Router {
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state.clone());
+    edge::protect(routes, &state.config)
 }
 
 /// `lore serve`: binds, serves until SIGINT/SIGTERM, then drains in-flight requests.
@@ -201,7 +204,10 @@ async fn serve(config: Config) -> Result<i32> {
     let ready = Arc::new(std::sync::OnceLock::<Router>::new());
     let draining = Arc::new(AtomicBool::new(false));
     let mut server = tokio::spawn({
-        let (draining, front) = (draining.clone(), front(ready.clone()));
+        // The edge (host allowlist, headers) stands before the front too, so the 503s of
+        // start-up carry the same headers and refuse the same hosts.
+        let front = edge::protect(front(ready.clone()), &config);
+        let draining = draining.clone();
         async move {
             // The client's address reaches the handlers (and the audit log) as ConnectInfo.
             axum::serve(
@@ -382,22 +388,8 @@ mod tests {
         uri: &str,
         body: &str,
     ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        let response = app.oneshot(request).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, headers, bytes)
+        let json = [("content-type", "application/json")];
+        send_with(app, method, uri, &json, body.as_bytes().to_vec()).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,6 +579,214 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("lore_audit_entries_total 4"), "{text}");
         assert!(text.contains("lore_audit_failures_total 0"), "{text}");
+    async fn send_with(
+        app: Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = app
+            .oneshot(request.body(Body::from(body)).expect("request"))
+            .await
+            .expect("response");
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, headers, bytes)
+    }
+
+    fn assert_security_headers(headers: &axum::http::HeaderMap, what: &str) {
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+        assert!(headers.contains_key("content-security-policy"), "{what}");
+        assert!(
+            !headers.contains_key("access-control-allow-origin"),
+            "{what}: no CORS unless configured"
+        );
+    }
+
+    fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    /// The network edge in front of every route: other hosts get 421 (DNS rebinding),
+    /// a cross-site upload gets 403 and writes nothing, the portal's own upload goes
+    /// through, and every response (JSON, error, portal, original) carries the security
+    /// headers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_edge_refuses_other_hosts_and_cross_site_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path(), 1);
+        let app = app(state.clone());
+        let own = [("host", "127.0.0.1:8080")];
+
+        for host in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+        ] {
+            let (status, headers, bytes) = send_with(
+                app.clone(),
+                "GET",
+                "/api/documents",
+                &[("host", host)],
+                vec![],
+            )
+            .await;
+            assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+            let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
+            assert_eq!(body["error"]["code"], "misdirected_request", "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("allowed_hosts")),
+                "{body}"
+            );
+            assert_security_headers(&headers, "421");
+        }
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "localhost",
+        ] {
+            let (status, headers, _) =
+                send_with(app.clone(), "GET", "/readyz", &[("host", host)], vec![]).await;
+            assert_eq!(status, StatusCode::OK, "{host}");
+            assert_security_headers(&headers, host);
+        }
+
+        // A cross-site page's multipart upload: refused before the body is read.
+        let boundary = "edge-test-boundary";
+        let upload = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"zephyr.md\"\r\nContent-Type: text/markdown\r\n\r\n\
+             # Zephyr\n\nThe Zephyr gateway rotates its keys every 17 days.\n\r\n--{boundary}--\r\n"
+        )
+        .into_bytes();
+        let multipart = format!("multipart/form-data; boundary={boundary}");
+        for attack in [
+            &[("origin", "http://evil.example")][..],
+            &[("origin", "null")][..],
+            &[("sec-fetch-site", "cross-site")][..],
+        ] {
+            let mut headers = vec![own[0], ("content-type", multipart.as_str())];
+            headers.extend_from_slice(attack);
+            let (status, response_headers, bytes) = send_with(
+                app.clone(),
+                "POST",
+                "/api/documents",
+                &headers,
+                upload.clone(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{attack:?}");
+            let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
+            assert_eq!(body["error"]["code"], "forbidden", "{body}");
+            assert_security_headers(&response_headers, "403");
+        }
+        assert_eq!(
+            files_under(&dir.path().join("library")),
+            Vec::<std::path::PathBuf>::new()
+        );
+        let (_, _, bytes) = send_with(app.clone(), "GET", "/api/documents", &own, vec![]).await;
+        let listed: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(listed["documents"], serde_json::json!([]), "{listed}");
+        // Deleting from another site is refused the same way (before the id is looked up).
+        let (status, _, _) = send_with(
+            app.clone(),
+            "DELETE",
+            "/api/documents/0123456789abcdef",
+            &[own[0], ("origin", "http://evil.example")],
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // The portal's own upload (same origin, as a browser sends it) goes through.
+        let (status, _, bytes) = send_with(
+            app.clone(),
+            "POST",
+            "/api/documents",
+            &[
+                own[0],
+                ("content-type", multipart.as_str()),
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            upload,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let accepted: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let job_url = accepted["status_url"]
+            .as_str()
+            .expect("status_url")
+            .to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, _, bytes) = send_with(app.clone(), "GET", &job_url, &own, vec![]).await;
+            let job: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+            if job["state"] != "running" {
+                assert_eq!(job["state"], "done", "{job}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "job stuck: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, headers, bytes) =
+            send_with(app.clone(), "GET", "/api/documents", &own, vec![]).await;
+        assert_eq!(headers["content-security-policy"], edge::API_CSP);
+        assert_security_headers(&headers, "JSON");
+        let listed: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let id = listed["documents"][0]["id"]
+            .as_str()
+            .expect("the upload is listed");
+
+        // The original keeps its sandbox; the portal forbids framing.
+        let (status, headers, bytes) = send_with(
+            app.clone(),
+            "GET",
+            &format!("/api/documents/{id}/raw"),
+            &own,
+            vec![],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&bytes).contains("17 days"));
+        assert_eq!(headers["content-security-policy"], "sandbox");
+        assert_security_headers(&headers, "raw");
+        for asset in ["/", "/app.js", "/style.css"] {
+            let (status, headers, _) = send_with(app.clone(), "GET", asset, &own, vec![]).await;
+            assert_eq!(status, StatusCode::OK, "{asset}");
+            let csp = headers["content-security-policy"].to_str().expect("CSP");
+            assert!(csp.contains("frame-ancestors 'none'"), "{asset}: {csp}");
+            assert!(csp.contains("default-src 'self'"), "{asset}: {csp}");
+            assert_security_headers(&headers, asset);
+        }
     }
 
     /// While the models load, the listener answers: alive, not ready, every other route

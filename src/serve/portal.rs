@@ -18,8 +18,10 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
+        // frame-ancestors 'none': no other page frames the portal (clickjacking).
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; frame-src 'self'; object-src 'none'",
+            "default-src 'self'; img-src 'self' data:; frame-src 'self'; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
     response
