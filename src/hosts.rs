@@ -162,4 +162,3 @@ pub(crate) fn parse_origin(s: &str) -> Option<String> {
         _ => format!("{scheme}://{host}"),
     })
 }
-

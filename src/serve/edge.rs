@@ -22,8 +22,8 @@
 //!   'none'`, since no API response is meant to run or be framed.
 
 use super::error::ApiError;
-use crate::hosts::{parse_origin, split_host_port, AllowedHost, CorsOrigin};
 use crate::config::Config;
+use crate::hosts::{parse_origin, split_host_port, AllowedHost, CorsOrigin};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::Next;

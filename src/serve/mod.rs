@@ -579,6 +579,8 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("lore_audit_entries_total 4"), "{text}");
         assert!(text.contains("lore_audit_failures_total 0"), "{text}");
+    }
+
     async fn send_with(
         app: Router,
         method: &str,
