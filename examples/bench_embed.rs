@@ -1,4 +1,4 @@
-//! Throughput benchmark for `lore::embed::Embedder`, driven by `scripts/bench-embed`.
+//! Throughput benchmark for `lore_embed::Embedder`, driven by `scripts/bench-embed`.
 //!
 //! Reads chunk texts (a JSON array of strings), embeds them in calls of `--batch` texts for
 //! `--windows` windows of `--seconds` each (after one warm-up pass), and prints one JSON line
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use lore::embed::Embedder;
+use lore_embed::Embedder;
 
 struct Args {
     model_dir: PathBuf,
@@ -74,7 +74,7 @@ fn main() -> Result<()> {
     // environment variable the `lore` binary reads (scripts/bench-embed sets it).
     let backend = match std::env::var("LORE_EMBED_BACKEND") {
         Ok(name) => name.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        Err(_) => lore::embed::Backend::default(),
+        Err(_) => lore_embed::Backend::default(),
     };
     let embedder = Embedder::load_with(&args.model_dir, backend)?;
 
