@@ -73,7 +73,7 @@ pub struct Config {
     pub audit_question: crate::audit::QuestionMode,
     /// The audit log's current file is rotated into a numbered segment past this size.
     pub audit_max_mb: u64,
-    /// Host names `lore serve` answers to besides localhost, 127.0.0.1, [::1] and the bind
+    /// Host names `lore serve` answers to besides localhost, 127.0.0.1, `[::1]` and the bind
     /// address (others get 421: the DNS-rebinding defence).
     pub allowed_hosts: Vec<crate::hosts::AllowedHost>,
     /// Origins of web applications allowed to call the API from a browser (CORS); none by

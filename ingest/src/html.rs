@@ -3,7 +3,7 @@
 //! DocBook/Publican "Prev | Up | Next" headers and footers, menus, tables of contents) are
 //! dropped so that only the body text of the page gets indexed.
 //!
-//! The work is bounded: nesting is capped before html5ever builds its tree ([`nesting`]),
+//! The work is bounded: nesting is capped before html5ever builds its tree (`html::nesting`),
 //! and the source is fed to it in slices with the deadline checked between them.
 
 mod nesting;
