@@ -973,7 +973,9 @@ fn serve_api_end_to_end() {
     use std::io::{Read, Write};
     write!(
         first,
-        "POST /api/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        // The real host: the edge answers any other Host with 421.
+        "POST /api/ask HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        server.url.trim_start_matches("http://"),
         request.len()
     )
     .expect("send");
