@@ -79,6 +79,16 @@ pub struct Config {
     /// Origins of web applications allowed to call the API from a browser (CORS); none by
     /// default.
     pub cors_origins: Vec<crate::hosts::CorsOrigin>,
+    /// Serve without accounts on a non-loopback address: the network is trusted.
+    pub insecure_no_auth: bool,
+    /// Header a trusted reverse proxy names the signed-in user in (single sign-on), e.g.
+    /// `X-Remote-User`; honoured only from `auth_proxy_addresses`.
+    pub auth_proxy_header: Option<String>,
+    /// Addresses of the reverse proxies whose user header (and `X-Forwarded-Proto`) is
+    /// believed.
+    pub auth_proxy_addresses: Vec<std::net::IpAddr>,
+    /// Hours a portal sign-in lasts.
+    pub session_hours: u64,
 }
 
 /// How the watcher notices changes.
@@ -148,6 +158,10 @@ pub struct ConfigLayer {
     pub audit_max_mb: Option<u64>,
     pub allowed_hosts: Option<Vec<crate::hosts::AllowedHost>>,
     pub cors_origins: Option<Vec<crate::hosts::CorsOrigin>>,
+    pub insecure_no_auth: Option<bool>,
+    pub auth_proxy_header: Option<String>,
+    pub auth_proxy_addresses: Option<Vec<std::net::IpAddr>>,
+    pub session_hours: Option<u64>,
 }
 
 /// What reading the configuration or resolving a model path can fail with.
@@ -277,6 +291,19 @@ impl Config {
             audit_max_mb: o.audit_max_mb.or(file.audit_max_mb).unwrap_or(16).max(1),
             allowed_hosts: o.allowed_hosts.or(file.allowed_hosts).unwrap_or_default(),
             cors_origins: o.cors_origins.or(file.cors_origins).unwrap_or_default(),
+            insecure_no_auth: o
+                .insecure_no_auth
+                .or(file.insecure_no_auth)
+                .unwrap_or(false),
+            auth_proxy_header: o
+                .auth_proxy_header
+                .or(file.auth_proxy_header)
+                .filter(|h| !h.trim().is_empty()),
+            auth_proxy_addresses: o
+                .auth_proxy_addresses
+                .or(file.auth_proxy_addresses)
+                .unwrap_or_default(),
+            session_hours: o.session_hours.or(file.session_hours).unwrap_or(12).max(1),
         }
     }
 
@@ -473,6 +500,23 @@ max_file_mb = 2
             Config::merge(file, flags).parse_limits().parse_timeout,
             None
         );
+    }
+
+    #[test]
+    fn access_settings_default_to_closed() {
+        let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
+        assert!(!c.insecure_no_auth && c.auth_proxy_header.is_none());
+        assert!(c.auth_proxy_addresses.is_empty());
+        assert_eq!(c.session_hours, 12);
+        let file: ConfigLayer = toml::from_str(
+            "auth_proxy_header = \"X-Remote-User\"\nauth_proxy_addresses = [\"10.0.0.2\", \"::1\"]\nsession_hours = 2\n",
+        )
+        .expect("valid toml");
+        let c = Config::merge(file, ConfigLayer::default());
+        assert_eq!(c.auth_proxy_header.as_deref(), Some("X-Remote-User"));
+        assert_eq!(c.auth_proxy_addresses.len(), 2);
+        assert_eq!(c.session_hours, 2);
+        assert!(toml::from_str::<ConfigLayer>("auth_proxy_addresses = [\"proxy\"]").is_err());
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub fn failed_to(action: &'static str, path: &Path) -> impl FnOnce(std::io::Erro
 /// old file or the new one, never a torn mix. The temporary file is hidden (`.name.part`),
 /// so folder walks and watches pass over it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_replacing(path, bytes, false)
+}
+
+/// [`write_atomically`] for secrets: the file is created readable and writable by its
+/// owner only (mode 0600 on Unix), never briefly wider.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_replacing(path, bytes, true)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], private: bool) -> Result<(), WriteError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -37,7 +47,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let temp = dir.join(format!(".{name}.part"));
-    let mut file = std::fs::File::create(&temp).map_err(failed_to("write", &temp))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if private {
+        // A leftover temporary could carry wider permissions: start from a fresh file.
+        let _ = std::fs::remove_file(&temp);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(&temp).map_err(failed_to("write", &temp))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(failed_to("write", &temp))?;

@@ -4,6 +4,7 @@
 //! on [`lore_llm`] (the quantized SLM) → answer with citations → CLI ([`cmd`]) / HTTP / portal.
 
 pub mod audit;
+pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod engine;

@@ -7,11 +7,15 @@ mod ask;
 mod audit;
 mod bench;
 mod eval;
+mod grant;
 mod ingest;
 mod remove;
+mod revoke;
 mod search;
 mod serve;
 mod status;
+mod token;
+mod user;
 mod watch;
 
 use crate::config::{Config, ConfigLayer};
@@ -33,6 +37,8 @@ use std::path::PathBuf;
 ///   lore serve --watch /srv/share                 # the same, behind the portal
 ///   lore eval questions.jsonl --out eval-out
 ///   lore bench generate --threads 2               # model speed: prompt, decode, first token
+///   lore user add admin --role admin              # accounts: then serve asks for a sign-in
+///   lore grant ann hr legal                       # what an account may see
 #[derive(Debug, Parser)]
 #[command(name = "lore", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
@@ -202,6 +208,14 @@ pub enum Command {
     ///   lore audit tail --follow --json
     #[command(verbatim_doc_comment)]
     Audit(audit::Args),
+    /// Manage accounts: add, list, remove, passwd.
+    User(user::Args),
+    /// Let an account see collections (`*` = all).
+    Grant(grant::Args),
+    /// Take collections away from an account.
+    Revoke(revoke::Args),
+    /// API tokens for programs: create (printed once), list, revoke.
+    Token(token::Args),
     /// Measure Lore's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -253,7 +267,11 @@ impl Cli {
             | Command::Remove(_)
             | Command::Status(_)
             | Command::Eval(_)
-            | Command::Audit(_) => {}
+            | Command::Audit(_)
+            | Command::User(_)
+            | Command::Grant(_)
+            | Command::Revoke(_)
+            | Command::Token(_) => {}
         }
         Ok(Config::load(g.config.as_deref(), layer)?)
     }
@@ -276,6 +294,10 @@ pub fn run() -> Result<i32> {
         Command::Bench(BenchCommand::Generate(args)) => bench::run(&config, &args),
         Command::Eval(args) => eval::run(&config, &args, quiet),
         Command::Audit(args) => audit::run(&config, &args),
+        Command::User(args) => user::run(&config, &args),
+        Command::Grant(args) => grant::run(&config, &args),
+        Command::Revoke(args) => revoke::run(&config, &args),
+        Command::Token(args) => token::run(&config, &args),
     }
 }
 

@@ -41,6 +41,25 @@ pub struct Args {
     pub cors_origins: Vec<crate::hosts::CorsOrigin>,
     #[command(flatten)]
     pub watch_flags: super::watch::WatchFlags,
+    /// Serve without accounts on a non-loopback address: only on a network you trust
+    /// completely (anyone reaching the port may read, upload and delete everything).
+    #[arg(long, env = "LORE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Hours a portal sign-in lasts [default: 12]
+    #[arg(long, env = "LORE_SESSION_HOURS", value_name = "N")]
+    pub session_hours: Option<u64>,
+    /// Header a trusted reverse proxy names the signed-in user in (single sign-on),
+    /// e.g. X-Remote-User; honoured only from --auth-proxy-address
+    #[arg(long, env = "LORE_AUTH_PROXY_HEADER", value_name = "HEADER")]
+    pub auth_proxy_header: Option<String>,
+    /// Address of a trusted reverse proxy (repeatable)
+    #[arg(
+        long = "auth-proxy-address",
+        env = "LORE_AUTH_PROXY_ADDRESSES",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub auth_proxy_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Args {
@@ -51,6 +70,11 @@ impl Args {
         layer.allowed_hosts = (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone());
         layer.cors_origins = (!self.cors_origins.is_empty()).then(|| self.cors_origins.clone());
         self.watch_flags.layer(layer);
+        layer.insecure_no_auth = self.insecure_no_auth.then_some(true);
+        layer.session_hours = self.session_hours;
+        layer.auth_proxy_header = self.auth_proxy_header.clone();
+        layer.auth_proxy_addresses =
+            (!self.auth_proxy_addresses.is_empty()).then(|| self.auth_proxy_addresses.clone());
     }
 }
 

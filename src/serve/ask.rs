@@ -6,16 +6,17 @@
 //! functions.
 
 use super::audited::Audited;
-use super::common::{check_k, check_max_tokens, filter, read_index, validate_question};
+use super::common::{check_k, check_max_tokens, read_index, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
+use crate::auth::Caller;
 use crate::rag::{self, Answer, AskOptions, RagError};
 use crate::retrieval::{self, Passage};
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use lore_llm::{ChatMessage, GenerationParams, LlmError};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -50,7 +51,7 @@ pub struct AskRequest {
     pub k: Option<usize>,
     #[schema(minimum = 1, maximum = 2048)]
     pub max_tokens: Option<usize>,
-    /// Only these collections (default: all).
+    /// Only these collections (default: all the caller may see; others are ignored).
     pub collections: Option<Vec<String>>,
     /// Server-Sent Events (default) or one JSON document.
     #[serde(default = "default_stream")]
@@ -145,13 +146,15 @@ fn validate_ask(request: &AskRequest) -> Result<(), ApiError> {
 pub async fn ask(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, ApiError> {
     let question = request.question.trim().to_string();
     let admitted = validate_ask(&request)
         .and_then(|()| check_k(request.k, AskOptions::default().k))
         .and_then(|k| {
-            let options = ask_options(&state, k, request.max_tokens, request.collections);
+            let filter = caller.scope.filter(request.collections);
+            let options = ask_options(&state, k, request.max_tokens, filter);
             start_answer(
                 &state,
                 question.clone(),
@@ -181,7 +184,7 @@ pub(super) fn ask_options(
     state: &SharedState,
     k: usize,
     max_tokens: Option<usize>,
-    collections: Option<Vec<String>>,
+    filter: lore_index::Filter,
 ) -> AskOptions {
     AskOptions {
         k,
@@ -189,7 +192,8 @@ pub(super) fn ask_options(
             max_tokens: max_tokens.unwrap_or(GenerationParams::default().max_tokens),
             ..GenerationParams::default()
         },
-        filter: filter(collections),
+        // The caller's scope: retrieval, evidence and citations see nothing outside it.
+        filter,
         ..state.config.ask_options()
     }
 }

@@ -1,10 +1,10 @@
 //! What the JSON API's handlers share: running blocking work off the async workers
-//! ([`blocking`]), the index's read lock, the collection filter, and the checks on `k`,
+//! ([`blocking`]), the index's read lock, and the checks on `k`,
 //! `max_tokens` and questions (which `/v1/chat/completions` applies too).
 
 use super::error::ApiError;
 use super::{SharedState, MAX_QUESTION_CHARS};
-use lore_index::{Filter, Index};
+use lore_index::Index;
 use lore_llm::ChatMessage;
 
 use crate::rag::MAX_ANSWER_TOKENS;
@@ -28,12 +28,6 @@ pub(super) fn read_index(
         .index
         .read()
         .map_err(|_| ApiError::internal("the index lock is poisoned"))
-}
-
-pub(super) fn filter(collections: Option<Vec<String>>) -> Filter {
-    Filter {
-        collections: collections.filter(|c| !c.is_empty()),
-    }
 }
 
 pub(super) fn check_k(k: Option<usize>, default: usize) -> Result<usize, ApiError> {

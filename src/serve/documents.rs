@@ -1,16 +1,18 @@
 //! The library: list documents (indexed and failed, with the reason), upload files (stored
 //! under the data directory and ingested by a background job), follow the job, delete a
-//! document, and serve the original file for citation links.
+//! document, and serve the original file for citation links. Each within the caller's
+//! scope: a document outside it answers 404 exactly as a missing one does.
 
 use super::audited::Audited;
 use super::common::{blocking, read_index};
 use super::error::{ApiError, ApiMultipart, ApiPath, ErrorBody};
 use super::SharedState;
+use crate::auth::{Caller, Scope};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use lore_index::{DocumentRecord, FailureRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -91,7 +93,7 @@ pub struct DocumentList {
     pub documents: Vec<DocumentView>,
 }
 
-/// Every document: indexed, and failed with the reason.
+/// Every document the caller may see: indexed, and failed with the reason.
 #[utoipa::path(get, path = "/api/documents", tag = "documents",
     responses(
         (status = 200, description = "The documents, by collection and path", body = DocumentList),
@@ -99,6 +101,7 @@ pub struct DocumentList {
     ))]
 pub async fn list_documents(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
 ) -> Result<Json<DocumentList>, ApiError> {
     blocking(move || {
         let index = read_index(&state)?;
@@ -121,18 +124,26 @@ pub async fn list_documents(
                 .into_values()
                 .filter_map(|f| DocumentView::new(None, Some(f))),
         );
+        views.retain(|v| caller.scope.allows(&v.collection));
         views.sort_by(|a, b| (&a.collection, &a.path).cmp(&(&b.collection, &b.path)));
         Ok(Json(DocumentList { documents: views }))
     })
     .await
 }
 
-fn find_document(state: &SharedState, id: &str) -> Result<DocumentRecord, ApiError> {
+/// The answer for an id that does not exist, and for one outside the caller's scope:
+/// the same, so ids cannot be probed.
+fn no_document(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no document with id {id:?}"))
+}
+
+fn find_document(state: &SharedState, id: &str, scope: &Scope) -> Result<DocumentRecord, ApiError> {
     let index = read_index(state)?;
     index
         .document(id)
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("no document with id {id:?}")))
+        .filter(|d| scope.allows(&d.collection))
+        .ok_or_else(|| no_document(id))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -155,9 +166,10 @@ pub struct Deleted {
 pub async fn delete_document(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let result = remove_document(state.clone(), id.clone()).await;
+    let result = remove_document(state.clone(), caller, id.clone()).await;
     match &result {
         Ok(deleted) => state.audit.record(crate::audit::AuditEntry {
             documents: vec![id],
@@ -170,7 +182,7 @@ pub async fn delete_document(
     result.map(Json)
 }
 
-async fn remove_document(state: SharedState, id: String) -> Result<Deleted, ApiError> {
+async fn remove_document(state: SharedState, caller: Caller, id: String) -> Result<Deleted, ApiError> {
     blocking(move || {
         let mut index = state
             .index
@@ -182,8 +194,11 @@ async fn remove_document(state: SharedState, id: String) -> Result<Deleted, ApiE
         let (path, collection, source, chunks) = match (document, failure) {
             (Some(d), _) => (d.path, d.collection, d.source, d.chunks),
             (None, Some(f)) => (f.path, f.collection, f.source, 0),
-            (None, None) => return Err(ApiError::NotFound(format!("no document with id {id:?}"))),
+            (None, None) => return Err(no_document(&id)),
         };
+        if !caller.scope.allows(&collection) {
+            return Err(no_document(&id));
+        }
         // Removing the id clears the document, its chunks and its failure record at once.
         index
             .commit(lore_index::Batch {
@@ -222,10 +237,11 @@ async fn remove_document(state: SharedState, id: String) -> Result<Deleted, ApiE
 pub async fn raw_document(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     // Reading an original is reading the document: it is recorded like an answer citing it.
-    let result = original(state.clone(), id.clone()).await;
+    let result = original(state.clone(), caller, id.clone()).await;
     match &result {
         Ok(_) => state.audit.record(crate::audit::AuditEntry {
             documents: vec![id],
@@ -237,10 +253,10 @@ pub async fn raw_document(
     result
 }
 
-async fn original(state: SharedState, id: String) -> Result<Response, ApiError> {
+async fn original(state: SharedState, caller: Caller, id: String) -> Result<Response, ApiError> {
     let doc = {
         let state = state.clone();
-        blocking(move || find_document(&state, &id)).await?
+        blocking(move || find_document(&state, &id, &caller.scope)).await?
     };
     let Some(source) = doc.source.clone() else {
         return Err(ApiError::NotFound(format!(
@@ -308,9 +324,10 @@ pub struct UploadForm {
 pub async fn upload_documents(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiMultipart(multipart): ApiMultipart,
 ) -> Result<(StatusCode, Json<UploadAccepted>), ApiError> {
-    let result = upload(state.clone(), multipart).await;
+    let result = upload(state.clone(), caller, multipart).await;
     match &result {
         Ok((accepted, collection)) => state.audit.record(crate::audit::AuditEntry {
             documents: accepted
@@ -334,6 +351,7 @@ pub async fn upload_documents(
 /// Stores and starts ingesting an upload; what was accepted and into which collection.
 async fn upload(
     state: SharedState,
+    caller: Caller,
     mut multipart: axum::extract::Multipart,
 ) -> Result<(UploadAccepted, String), ApiError> {
     let mut collection = state.config.collection.clone();
@@ -365,6 +383,11 @@ async fn upload(
             }
         }
     }
+    if !caller.scope.allows(&collection) {
+        return Err(ApiError::Forbidden(format!(
+            "you may not add documents to the collection {collection:?}"
+        )));
+    }
     if files.is_empty() {
         return Err(ApiError::BadRequest(
             "no file in the upload (send multipart/form-data with one or more file parts)".into(),
@@ -382,7 +405,7 @@ async fn upload(
             candidates.push(candidate);
         }
         let docs: Vec<String> = candidates.iter().map(|c| c.doc_path.clone()).collect();
-        let job_id = worker_state.jobs.start(docs.clone());
+        let job_id = worker_state.jobs.start(docs.clone(), caller.user.clone());
         Ok((job_id, docs, candidates))
     })
     .await?;
@@ -400,7 +423,8 @@ async fn upload(
     ))
 }
 
-/// Progress and outcome of an upload's ingestion.
+/// Progress and outcome of an upload's ingestion (the uploader's own jobs; every job for
+/// admins).
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "documents",
     params(("id" = String, Path, description = "Job id from the upload")),
     responses(
@@ -410,11 +434,13 @@ async fn upload(
     ))]
 pub async fn job_status(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<super::jobs::JobStatus>, ApiError> {
     state
         .jobs
         .get(&id)
+        .filter(|job| caller.is_admin() || job.owner == caller.user)
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job with id {id:?}")))
 }

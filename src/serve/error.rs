@@ -14,10 +14,19 @@ pub enum ApiError {
     /// Malformed or invalid request: the message says what is wrong.
     BadRequest(String),
     NotFound(String),
-    /// Refused at the network edge: a cross-site request that would change something.
+    /// Identified and not allowed to do this, or refused at the network edge (a cross-site
+    /// request that would change something): 403.
     Forbidden(String),
     /// The Host header names a host this server does not answer to (not in `allowed_hosts`).
     MisdirectedRequest(String),
+    /// No credential, or a wrong, expired or revoked one (401, `WWW-Authenticate: Bearer`).
+    Unauthorized(String),
+    /// The request clashes with what exists (409), e.g. a user name taken.
+    Conflict(String),
+    /// Too many failed sign-ins; retry after this many seconds.
+    TooManyAttempts {
+        retry_after_s: u64,
+    },
     /// The route exists, not with this method.
     MethodNotAllowed,
     PayloadTooLarge(String),
@@ -40,9 +49,9 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: bad_request, not_found, forbidden, misdirected_request,
-    /// method_not_allowed, payload_too_large, unsupported_media_type, busy, unavailable,
-    /// internal.
+    /// Machine-readable: bad_request, not_found, unauthorized, forbidden, conflict,
+    /// misdirected_request, too_many_attempts, method_not_allowed, payload_too_large,
+    /// unsupported_media_type, busy, unavailable, internal.
     pub code: &'static str,
     pub message: String,
 }
@@ -62,6 +71,13 @@ impl ApiError {
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected_request",
                 m.clone(),
+            ),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            ApiError::TooManyAttempts { retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many failed sign-ins; retry in {retry_after_s} s"),
             ),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -119,10 +135,19 @@ impl IntoResponse for ApiError {
         }
         let (status, _, _) = self.parts();
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let ApiError::Busy { retry_after_s } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
+        match self {
+            ApiError::Busy { retry_after_s } | ApiError::TooManyAttempts { retry_after_s } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
             }
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"lore\""),
+                );
+            }
+            _ => {}
         }
         response
     }

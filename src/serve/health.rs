@@ -5,8 +5,9 @@
 use super::common::{blocking, read_index};
 use super::error::{ApiError, ErrorBody};
 use super::SharedState;
+use crate::auth::Caller;
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -24,14 +25,28 @@ pub struct WatchReport {
     pub status: Option<crate::watch::journal::WatchStatus>,
 }
 
-/// `GET /api/watch`: watched folders, queue, progress and throughput.
+/// `GET /api/watch`: watched folders, queue, progress and throughput. Folder paths, file
+/// names and errors (which name files of any collection) are for admins; others see the
+/// counts.
 #[utoipa::path(get, path = "/api/watch", tag = "documents",
     responses((status = 200, description = "The watcher's status", body = WatchReport)))]
-pub async fn watch_status(State(state): State<SharedState>) -> Json<WatchReport> {
+pub async fn watch_status(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<WatchReport> {
     let status = state
         .watch
         .as_ref()
-        .map(crate::watch::WatchHandle::snapshot);
+        .map(crate::watch::WatchHandle::snapshot)
+        .map(|mut status| {
+            if !caller.is_admin() {
+                status.roots.clear();
+                status.unavailable.clear();
+                status.recent_failures.clear();
+                status.last_error = None;
+            }
+            status
+        });
     Json(WatchReport {
         watching: status.is_some(),
         status,

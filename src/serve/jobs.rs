@@ -35,6 +35,9 @@ pub struct JobStatus {
     pub summary: Option<Summary>,
     /// Why the job as a whole failed.
     pub error: Option<String>,
+    /// Who uploaded the files (`None`: anonymous); only they and admins see the job.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 pub struct Jobs {
@@ -80,7 +83,7 @@ impl Jobs {
     }
 
     /// Registers a running job for `files` and returns its id.
-    pub fn start(&self, files: Vec<String>) -> String {
+    pub fn start(&self, files: Vec<String>, owner: Option<String>) -> String {
         let id = format!("job-{}", self.next.fetch_add(1, Ordering::Relaxed));
         let status = JobStatus {
             id: id.clone(),
@@ -89,6 +92,7 @@ impl Jobs {
             progress: IngestProgress::default(),
             summary: None,
             error: None,
+            owner,
         };
         if let Ok(mut table) = self.table.lock() {
             if table.len() >= KEEP_FINISHED {

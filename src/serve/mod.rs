@@ -4,8 +4,10 @@
 //! never run on tokio workers: handlers hand them to blocking threads, and the model has
 //! its own thread behind a bounded queue.
 
+mod admin;
 mod ask;
 mod audited;
+pub mod auth;
 mod common;
 mod documents;
 mod edge;
@@ -22,7 +24,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use lore_embed::Embedder;
 use lore_index::Index;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Who asked what, what changed in the library (see [`crate::audit`]).
     pub audit: crate::audit::AuditLog,
+    /// Accounts, sessions and sign-in limits.
+    pub auth: crate::auth::Authenticator,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -92,6 +96,11 @@ pub enum ServeError {
     Panicked(#[from] tokio::task::JoinError),
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// A non-loopback bind without accounts (the message says how to add an admin).
+    #[error("{0}")]
+    NoAccounts(String),
 }
 
 impl From<crate::engine::EngineError> for ServeError {
@@ -114,7 +123,9 @@ impl AppState {
         // An audit log that cannot be written stops start-up: serving unaudited is not an
         // option the operator chose.
         let audit = crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options())?;
+        let auth = crate::auth::Authenticator::new(&config.data_dir, config.session_hours)?;
         Ok(AppState {
+            auth,
             config,
             embedder: Arc::new(embedder),
             index: Arc::new(RwLock::new(index)),
@@ -155,9 +166,32 @@ pub fn app(state: SharedState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::exposition))
         .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
+        .route(
+            "/api/admin/users",
+            get(admin::list_users).post(admin::add_user),
+        )
+        .route(
+            "/api/admin/users/{name}",
+            patch(admin::change_user).delete(admin::remove_user),
+        )
+        .route("/api/admin/users/{name}/grants", put(admin::set_grants))
+        .route(
+            "/api/admin/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/api/admin/tokens/{id}", delete(admin::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+    // Every route is behind authentication (inner layer: it sees the matched route),
+    // and metrics count what it refuses too.
     let routes = api
         .merge(portal::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -183,6 +217,14 @@ pub fn run_serve(config: &Config) -> Result<i32> {
 }
 
 async fn serve(config: Config) -> Result<i32> {
+    let accounts = crate::auth::AuthStore::load(&crate::auth::store_path(&config.data_dir))?;
+    auth::check_bind(&config, accounts.has_users()).map_err(ServeError::NoAccounts)?;
+    if !accounts.has_users() {
+        tracing::warn!(
+            "no accounts: anyone who can reach {} has full access (add one with `lore user add admin --role admin`)",
+            config.bind
+        );
+    }
     let bind = config.bind.clone();
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -209,7 +251,8 @@ async fn serve(config: Config) -> Result<i32> {
         let front = edge::protect(front(ready.clone()), &config);
         let draining = draining.clone();
         async move {
-            // The client's address reaches the handlers (and the audit log) as ConnectInfo.
+            // The client's address reaches the handlers as ConnectInfo: the audit log, the
+            // per-address sign-in limits and the trusted SSO proxy use it.
             axum::serve(
                 listener,
                 front.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -343,6 +386,9 @@ pub(crate) async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod auth_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::ConfigLayer;
@@ -354,7 +400,7 @@ mod tests {
     /// A state on an empty index with a stand-in embedding model and a remote generator
     /// that is never reached (an empty index abstains before asking it): routes, errors
     /// and metrics need neither real model, so this runs in the fast tier.
-    fn state(data: &std::path::Path, queue: usize) -> SharedState {
+    pub(super) fn state(data: &std::path::Path, queue: usize) -> SharedState {
         let model = data.join("stand-in-embedder");
         lore_embed::write_stand_in_model(&model).expect("stand-in model");
         let config = Config::load(

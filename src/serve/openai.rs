@@ -9,11 +9,12 @@ use super::audited::Audited;
 use super::common::{check_max_tokens, validate_question};
 use super::error::{ApiError, ApiJson, JsonBodyErrors, QueueFull};
 use super::SharedState;
+use crate::auth::Caller;
 use crate::rag::{Answer, AskOptions, Source};
 use axum::extract::State;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use lore_llm::ChatMessage;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -148,6 +149,7 @@ fn conversation(messages: Vec<ChatMessage>) -> Result<(Vec<ChatMessage>, String)
 pub async fn chat_completions(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let (history, question) = match conversation(request.messages) {
@@ -162,7 +164,8 @@ pub async fn chat_completions(
     let admitted = validate_question(&question, &history)
         .and_then(|()| check_max_tokens(max_tokens))
         .and_then(|()| {
-            let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, None);
+            let filter = caller.scope.filter(None);
+            let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, filter);
             ask::start_answer(&state, question.clone(), history, options, audit.clone())
         });
     let mut receiver = match admitted {

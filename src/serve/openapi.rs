@@ -1,7 +1,7 @@
 //! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
 //! annotations and the request and response types, served at `GET /api/openapi.json`.
 
-use super::{ask, documents, health, jobs, metrics, openai, search};
+use super::{admin, ask, auth, documents, health, jobs, metrics, openai, search};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -27,6 +27,17 @@ use utoipa::OpenApi;
         openai::chat_completions,
         openai::models,
         openapi_json,
+        auth::login,
+        auth::logout,
+        auth::me,
+        admin::list_users,
+        admin::add_user,
+        admin::change_user,
+        admin::remove_user,
+        admin::set_grants,
+        admin::list_tokens,
+        admin::create_token,
+        admin::revoke_token,
     ),
     components(schemas(jobs::JobState)),
     tags(
@@ -35,9 +46,33 @@ use utoipa::OpenApi;
         (name = "documents", description = "The library: upload, list, delete, originals"),
         (name = "openai", description = "OpenAI-compatible chat"),
         (name = "health", description = "Liveness, readiness, metrics"),
-    )
+        (name = "auth", description = "Signing in and out; who am I"),
+        (name = "admin", description = "Users, grants and API tokens (admins)"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Every route takes `Authorization: Bearer <token>` (or the portal's session cookie);
+/// `/healthz`, `/readyz` and `/api/login` need none.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from `lore token create NAME`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "health",

@@ -2,12 +2,13 @@
 //! search, without generating an answer.
 
 use super::audited::Audited;
-use super::common::{blocking, check_k, filter, read_index};
+use super::common::{blocking, check_k, read_index};
 use super::error::{ApiError, ApiJson, JsonBodyErrors};
 use super::{SharedState, MAX_QUESTION_CHARS};
+use crate::auth::Caller;
 use crate::retrieval::{self, Passage};
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use lore_index::SearchMode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,7 +29,7 @@ pub struct SearchRequest {
     /// Passages to return (default 10).
     #[schema(minimum = 1, maximum = 20)]
     pub k: Option<usize>,
-    /// Only these collections (default: all).
+    /// Only these collections (default: all the caller may see; others are ignored).
     pub collections: Option<Vec<String>>,
 }
 
@@ -50,10 +51,11 @@ pub struct SearchResponse {
 pub async fn search(
     State(state): State<SharedState>,
     audit: Audited,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let query = request.query.trim().to_string();
-    let result = run_search(state.clone(), query.clone(), request).await;
+    let result = run_search(state.clone(), &caller, query.clone(), request).await;
     match &result {
         // The documents returned (not cited: a search cites nothing), best first.
         Ok(found) => state.audit.record(crate::audit::AuditEntry {
@@ -74,6 +76,7 @@ pub async fn search(
 
 async fn run_search(
     state: SharedState,
+    caller: &Caller,
     query: String,
     request: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
@@ -92,7 +95,8 @@ async fn run_search(
             .map_err(|e: lore_index::Error| ApiError::BadRequest(e.to_string()))?,
     };
     let k = check_k(request.k, 10)?;
-    let filter = filter(request.collections);
+    // The caller's collections go into the index query itself: nothing else is ranked.
+    let filter = caller.scope.filter(request.collections);
     let results = blocking(move || {
         let index = read_index(&state)?;
         retrieval::search(&state.embedder, &index, &query, mode, k, &filter)
