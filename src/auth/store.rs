@@ -541,7 +541,7 @@ mod tests {
         // A failing change writes nothing.
         let before = std::fs::read(&path).expect("read");
         let err = AuthStore::update(&data, |s| {
-            s.set_role("root", Role::Reader)?;
+            s.grant("root", &["hr".into()])?;
             s.grant("nobody", &["hr".into()])
         });
         assert!(matches!(err, Err(AuthError::NoSuchUser(_))));
