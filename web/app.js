@@ -14,6 +14,59 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 
+// ------------------------------------------------------------------ sign-in
+// The session cookie is HttpOnly; the CSRF token bound to it comes from /api/me and goes
+// with every state-changing request (the server refuses them without it).
+let csrfToken = null;
+const pageFetch = window.fetch.bind(window);
+window.fetch = (url, options = {}) => {
+  const method = (options.method || "GET").toUpperCase();
+  if (csrfToken && method !== "GET" && method !== "HEAD") {
+    options.headers = new Headers(options.headers || {});
+    options.headers.set("X-CSRF-Token", csrfToken);
+  }
+  return pageFetch(url, options);
+};
+
+async function whoAmI() {
+  const r = await pageFetch("/api/me");
+  if (r.status === 401) {
+    csrfToken = null;
+    $("#login").hidden = false;
+    $("#who").textContent = "";
+    $("#logout").hidden = true;
+    $("#login-user").focus();
+    return;
+  }
+  if (!r.ok) return;
+  const me = await r.json();
+  csrfToken = me.csrf_token;
+  $("#login").hidden = true;
+  $("#who").textContent = me.user ? `${me.user} (${me.role})` : "";
+  $("#logout").hidden = me.credential !== "session";
+}
+
+$("#login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await pageFetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user: $("#login-user").value, password: $("#login-password").value }),
+  });
+  $("#login-password").value = "";
+  if (!r.ok) {
+    $("#login-error").textContent = await apiError(r);
+    return;
+  }
+  $("#login-error").textContent = "";
+  await whoAmI();
+});
+
+$("#logout").addEventListener("click", async () => {
+  await fetch("/api/logout", { method: "POST" });
+  await whoAmI();
+});
+
 // ------------------------------------------------------------------ tabs
 function show(view) {
   for (const name of ["ask", "library"]) {
@@ -310,6 +363,7 @@ function upload(files) {
   $("#uploads").prepend(item);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/documents");
+  if (csrfToken) xhr.setRequestHeader("X-CSRF-Token", csrfToken);
   xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
   xhr.onload = () => {
     let body = {};
@@ -377,3 +431,5 @@ $("#search-form").addEventListener("submit", async (e) => {
 
 refreshReady();
 $("#question").focus();
+
+whoAmI();

@@ -22,7 +22,17 @@ use std::time::Duration;
 
 /// What an account may do. Ordered: each role may do what the ones before it may.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -337,8 +347,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let auth = Authenticator::new(dir.path(), 12).expect("authenticator");
         assert!(!auth.current().expect("store").has_users());
-        AuthStore::update(dir.path(), |s| s.add_user("ann", Role::Reader, "pw-123456789"))
-            .expect("add");
+        AuthStore::update(dir.path(), |s| {
+            s.add_user("ann", Role::Reader, "pw-123456789")
+        })
+        .expect("add");
         assert!(auth.current().expect("store").user("ann").is_some());
         AuthStore::update(dir.path(), |s| s.remove_user("ann")).expect("remove");
         assert!(auth.current().expect("store").user("ann").is_none());

@@ -54,10 +54,7 @@ impl Sessions {
                 table.retain(|_, s| s.expires > now);
             }
             if table.len() >= self.max {
-                if let Some(soonest) = table
-                    .iter()
-                    .min_by_key(|(_, s)| s.expires)
-                    .map(|(k, _)| *k)
+                if let Some(soonest) = table.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
                 {
                     table.remove(&soonest);
                 }

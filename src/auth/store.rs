@@ -187,7 +187,10 @@ impl AuthStore {
     /// Reads the store of `data_dir`, applies `change` and writes it back atomically,
     /// holding `auth.lock` throughout so concurrent writers (CLI, admin API) lose nothing.
     /// Nothing is written when `change` fails.
-    pub fn update<T>(data_dir: &Path, change: impl FnOnce(&mut AuthStore) -> Result<T>) -> Result<T> {
+    pub fn update<T>(
+        data_dir: &Path,
+        change: impl FnOnce(&mut AuthStore) -> Result<T>,
+    ) -> Result<T> {
         let write_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AuthError::Write { path, source }
@@ -289,7 +292,8 @@ impl AuthStore {
     pub fn grant(&mut self, name: &str, collections: &[String]) -> Result<()> {
         collections.iter().try_for_each(|c| check_collection(c))?;
         let user = self.user_mut(name)?;
-        user.grants.extend(collections.iter().map(|c| c.trim().to_string()));
+        user.grants
+            .extend(collections.iter().map(|c| c.trim().to_string()));
         Ok(())
     }
 
@@ -466,22 +470,36 @@ mod tests {
         let hash = &store.user("ann").expect("ann").password_hash;
         assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
         assert!(!hash.contains("correct horse"));
-        assert!(store.verify_password("ann", "correct horse battery").is_some());
-        assert!(store.verify_password("ann", "correct horse batterY").is_none());
-        assert!(store.verify_password("bob", "correct horse battery").is_none());
+        assert!(store
+            .verify_password("ann", "correct horse battery")
+            .is_some());
+        assert!(store
+            .verify_password("ann", "correct horse batterY")
+            .is_none());
+        assert!(store
+            .verify_password("bob", "correct horse battery")
+            .is_none());
         // Too short, bad names, duplicates.
         assert!(store.add_user("bob", Role::Reader, "short").is_err());
-        assert!(store.add_user("-x", Role::Reader, "long enough pw").is_err());
-        assert!(store.add_user("a b", Role::Reader, "long enough pw").is_err());
+        assert!(store
+            .add_user("-x", Role::Reader, "long enough pw")
+            .is_err());
+        assert!(store
+            .add_user("a b", Role::Reader, "long enough pw")
+            .is_err());
         assert!(matches!(
             store.add_user("ann", Role::Reader, "long enough pw"),
             Err(AuthError::UserExists(_))
         ));
         // A new password changes the epoch (ending sessions) and the hash.
         let epoch = store.user("ann").expect("ann").epoch.clone();
-        store.set_password("ann", "another long one").expect("passwd");
+        store
+            .set_password("ann", "another long one")
+            .expect("passwd");
         assert_ne!(store.user("ann").expect("ann").epoch, epoch);
-        assert!(store.verify_password("ann", "correct horse battery").is_none());
+        assert!(store
+            .verify_password("ann", "correct horse battery")
+            .is_none());
         assert!(store.verify_password("ann", "another long one").is_some());
     }
 
@@ -567,7 +585,7 @@ mod tests {
             }
         });
         assert_eq!(AuthStore::load(&path).expect("load").tokens().len(), 4);
-        std::fs::write(&path, b"[]").expect("write");
+        std::fs::write(&path, br#"{"users": 3}"#).expect("write");
         assert!(matches!(
             AuthStore::load(&path),
             Err(AuthError::Corrupt { .. })
@@ -577,8 +595,12 @@ mod tests {
     #[test]
     fn the_last_admin_stays() {
         let mut store = AuthStore::default();
-        store.add_user("root", Role::Admin, "long enough pw").expect("add");
-        store.add_user("r", Role::Reader, "long enough pw").expect("add");
+        store
+            .add_user("root", Role::Admin, "long enough pw")
+            .expect("add");
+        store
+            .add_user("r", Role::Reader, "long enough pw")
+            .expect("add");
         assert!(store.remove_user("root").is_err());
         assert!(store.set_role("root", Role::Editor).is_err());
         store.set_role("r", Role::Admin).expect("promote");
@@ -601,7 +623,10 @@ mod tests {
             .grant("r", &["hr".into(), "legal".into()])
             .expect("grant");
         store.revoke("r", &["legal".into()]).expect("revoke");
-        assert_eq!(store.scope("r"), Scope::Collections(["hr".to_string()].into()));
+        assert_eq!(
+            store.scope("r"),
+            Scope::Collections(["hr".to_string()].into())
+        );
         store.grant("r", &["*".into()]).expect("grant");
         assert_eq!(store.scope("r"), Scope::All);
         assert!(store.grant("r", &[" ".into()]).is_err());

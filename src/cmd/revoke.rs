@@ -19,7 +19,10 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
         Ok(s.scope(&args.name))
     })?;
     match scope {
-        Scope::All => println!("{} is an admin or holds `*`: still every collection", args.name),
+        Scope::All => println!(
+            "{} is an admin or holds `*`: still every collection",
+            args.name
+        ),
         Scope::Collections(c) if c.is_empty() => println!("{} may see no collection", args.name),
         s => println!("{} may now see: {}", args.name, s.names().join(", ")),
     }

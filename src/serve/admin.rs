@@ -241,7 +241,11 @@ pub async fn create_token(
     ApiJson(request): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
     let (token, secret) = change(&state, move |store| {
-        store.create_token(&request.user, request.label.as_deref(), request.expires_days)
+        store.create_token(
+            &request.user,
+            request.label.as_deref(),
+            request.expires_days,
+        )
     })
     .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })).into_response())

@@ -51,15 +51,16 @@ pub fn access(method: &Method, route: &str) -> Option<Access> {
         ("POST", "/api/ask" | "/api/search" | "/v1/chat/completions") => Needs(Role::Reader),
         (
             "GET",
-            "/api/documents" | "/api/documents/{id}/raw" | "/api/watch" | "/v1/models"
-            | "/metrics" | "/api/openapi.json",
+            "/api/documents"
+            | "/api/documents/{id}/raw"
+            | "/api/watch"
+            | "/v1/models"
+            | "/metrics"
+            | "/api/openapi.json",
         ) => Needs(Role::Reader),
         ("POST", "/api/documents") | ("DELETE", "/api/documents/{id}") => Needs(Role::Editor),
         ("GET", "/api/jobs/{id}") => Needs(Role::Editor),
-        (
-            "GET" | "POST",
-            "/api/admin/users" | "/api/admin/tokens",
-        )
+        ("GET" | "POST", "/api/admin/users" | "/api/admin/tokens")
         | ("PATCH" | "DELETE", "/api/admin/users/{name}")
         | ("PUT", "/api/admin/users/{name}/grants")
         | ("DELETE", "/api/admin/tokens/{id}") => Needs(Role::Admin),
@@ -332,7 +333,8 @@ pub async fn login(
     Extension(https): Extension<OverHttps>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    if request.user.len() > 64 || request.password.len() > 4 * crate::auth::store::MAX_PASSWORD_CHARS
+    if request.user.len() > 64
+        || request.password.len() > 4 * crate::auth::store::MAX_PASSWORD_CHARS
     {
         return Err(ApiError::BadRequest(
             "user name or password too long".into(),
@@ -366,12 +368,7 @@ pub async fn login(
         .map_err(ApiError::internal)?;
     let store = state.auth.current().map_err(ApiError::internal)?;
     let caller = store
-        .caller(
-            &user,
-            Credential::Session {
-                csrf: session.csrf,
-            },
-        )
+        .caller(&user, Credential::Session { csrf: session.csrf })
         .ok_or_else(|| unauthorized("wrong user name or password"))?;
     let cookie = format!(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -452,7 +449,10 @@ mod tests {
             let checked = check_bind(&config, false);
             assert_eq!(checked.is_ok(), loopback, "{bind}");
             if let Err(message) = checked {
-                assert!(message.contains("lore user add admin --role admin"), "{message}");
+                assert!(
+                    message.contains("lore user add admin --role admin"),
+                    "{message}"
+                );
             }
             assert!(check_bind(&config, true).is_ok());
         }

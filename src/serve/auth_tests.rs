@@ -4,7 +4,6 @@
 //! ids outside the scope, and the bind rule. Runs on the stand-in embedder (fast tier).
 
 use super::tests::state;
-use utoipa::OpenApi;
 use super::*;
 use crate::auth::{AuthStore, Role};
 use axum::body::Body;
@@ -12,6 +11,7 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use utoipa::OpenApi;
 
 const ALPHA_TEXT: &str =
     "# Alpha handbook\n\nThe alpha vault code is kiwi. Backups of alpha run nightly.\n";
@@ -47,10 +47,13 @@ async fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
+    let mut request = Request::builder().method(method).uri(uri);
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -85,7 +88,9 @@ async fn ingest(state: &SharedState, collection: &str, name: &str, text: &str) -
             .store(&collection, &name, text.as_bytes())
             .expect("store");
         let id = state.jobs.start(vec![candidate.doc_path.clone()], None);
-        state.jobs.run(&id, &state, std::slice::from_ref(&candidate));
+        state
+            .jobs
+            .run(&id, &state, std::slice::from_ref(&candidate));
         assert_eq!(
             state.jobs.get(&id).expect("job").state,
             jobs::JobState::Done
@@ -208,7 +213,10 @@ async fn authorization_matrix_over_every_documented_route() {
             None,
             vec![(
                 "authorization",
-                bearer(&format!("{}0", &f.tokens["admin"][..f.tokens["admin"].len() - 1])),
+                bearer(&format!(
+                    "{}0",
+                    &f.tokens["admin"][..f.tokens["admin"].len() - 1]
+                )),
             )],
         ),
         (
@@ -242,7 +250,14 @@ async fn authorization_matrix_over_every_documented_route() {
         // Ids that exist where that matters; names and token ids that do not (the matrix
         // must not remove the accounts it runs with).
         let uri = route
-            .replace("{id}", if route.contains("tokens") { "nothing" } else { &f.alpha_id })
+            .replace(
+                "{id}",
+                if route.contains("tokens") {
+                    "nothing"
+                } else {
+                    &f.alpha_id
+                },
+            )
             .replace("{name}", "nobody");
         let uri = if route == "/api/jobs/{id}" {
             "/api/jobs/job-1".to_string()
@@ -258,7 +273,8 @@ async fn authorization_matrix_over_every_documented_route() {
                 (auth::Access::Role(needed), Some(role)) if role < &needed => Expect::Forbidden,
                 _ => Expect::Allowed,
             };
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             let reply = send(&f.state, method.as_str(), &uri, &headers, "{}").await;
             cells += 1;
             let ok = match expect {
@@ -313,7 +329,14 @@ async fn cookies_need_the_csrf_token_and_logout_ends_the_session() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     // Bearer tokens are not sent by browsers on their own: no CSRF token needed.
     let token = bearer(&f.tokens["reader"]);
-    let reply = send(&f.state, "POST", "/api/search", &[("authorization", &token)], search).await;
+    let reply = send(
+        &f.state,
+        "POST",
+        "/api/search",
+        &[("authorization", &token)],
+        search,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK);
     // Logging out is state-changing too; afterwards the cookie is worthless.
     let refused = send(&f.state, "POST", "/api/logout", &with_cookie, "").await;
@@ -346,18 +369,29 @@ async fn failed_sign_ins_are_limited() {
     for _ in 0..5 {
         let reply = send(&f.state, "POST", "/api/login", &[], wrong).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
-        assert_eq!(reply.json()["error"]["message"], "wrong user name or password");
+        assert_eq!(
+            reply.json()["error"]["message"],
+            "wrong user name or password"
+        );
     }
     // Locked now, even with the right password; an unknown user reads the same as a
     // wrong password.
     let right = r#"{"user": "reader", "password": "a long password"}"#;
     let reply = send(&f.state, "POST", "/api/login", &[], right).await;
-    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.body
+    );
     assert!(reply.headers.contains_key(header::RETRY_AFTER));
     let unknown = r#"{"user": "nobody", "password": "a long password"}"#;
     let reply = send(&f.state, "POST", "/api/login", &[], unknown).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply.json()["error"]["message"], "wrong user name or password");
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "wrong user name or password"
+    );
     sign_in(&f.state, "editor").await;
 }
 
@@ -384,7 +418,9 @@ async fn a_reader_of_alpha_never_sees_beta() {
         for body in [
             format!(r#"{{"query": "beta vault code mango", "mode": "{mode}"}}"#),
             format!(r#"{{"query": "vault code", "mode": "{mode}", "collections": ["beta"]}}"#),
-            format!(r#"{{"query": "vault code", "mode": "{mode}", "collections": ["alpha", "beta"]}}"#),
+            format!(
+                r#"{{"query": "vault code", "mode": "{mode}", "collections": ["alpha", "beta"]}}"#
+            ),
         ] {
             let reply = send(&f.state, "POST", "/api/search", &as_reader, &body).await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -404,9 +440,13 @@ async fn a_reader_of_alpha_never_sees_beta() {
     let reply = send(&f.state, "POST", "/api/ask", &as_reader, ask).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(leaks(&reply.body), Vec::<String>::new(), "{}", reply.body);
-    let chat = r#"{"messages": [{"role": "user", "content": "What is the beta vault code (mango?)"}]}"#;
+    let chat =
+        r#"{"messages": [{"role": "user", "content": "What is the beta vault code (mango?)"}]}"#;
     let reply = send(&f.state, "POST", "/v1/chat/completions", &as_reader, chat).await;
-    assert_eq!(leaks(&reply.body.replace("mango?", "")), Vec::<String>::new());
+    assert_eq!(
+        leaks(&reply.body.replace("mango?", "")),
+        Vec::<String>::new()
+    );
     // Listing.
     let list = send(&f.state, "GET", "/api/documents", &as_reader, "").await;
     assert_eq!(leaks(&list.body), Vec::<String>::new(), "{}", list.body);
@@ -444,22 +484,53 @@ async fn a_reader_of_alpha_never_sees_beta() {
         ("authorization", editor.as_str()),
         ("content-type", "multipart/form-data; boundary=B"),
     ];
-    let reply = send(&f.state, "POST", "/api/documents", &multipart, &upload("beta")).await;
+    let reply = send(
+        &f.state,
+        "POST",
+        "/api/documents",
+        &multipart,
+        &upload("beta"),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
-    let reply = send(&f.state, "POST", "/api/documents", &multipart, &upload("alpha")).await;
+    let reply = send(
+        &f.state,
+        "POST",
+        "/api/documents",
+        &multipart,
+        &upload("alpha"),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
-    let job = reply.json()["status_url"].as_str().expect("url").to_string();
+    let job = reply.json()["status_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
     let admin_view = send(&f.state, "GET", &job, &as_admin, "").await;
     assert_eq!(admin_view.status, StatusCode::OK);
     let own = send(&f.state, "GET", &job, &as_editor, "").await;
     assert_eq!(own.status, StatusCode::OK);
     // A reader has no upload rights at all.
-    let reply = send(&f.state, "DELETE", &format!("/api/documents/{}", f.alpha_id), &as_reader, "").await;
+    let reply = send(
+        &f.state,
+        "DELETE",
+        &format!("/api/documents/{}", f.alpha_id),
+        &as_reader,
+        "",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     // Metrics carry no document names.
     let metrics = send(&f.state, "GET", "/metrics", &as_reader, "").await;
     assert_eq!(metrics.status, StatusCode::OK);
-    for needle in ["handbook", "secrets", "kiwi", "mango", &f.beta_id, &f.alpha_id] {
+    for needle in [
+        "handbook",
+        "secrets",
+        "kiwi",
+        "mango",
+        &f.beta_id,
+        &f.alpha_id,
+    ] {
         assert!(!metrics.body.contains(needle), "{needle} in /metrics");
     }
     let me = send(&f.state, "GET", "/api/me", &as_reader, "").await;
@@ -480,12 +551,18 @@ async fn without_accounts_loopback_is_open_and_the_first_account_closes_it() {
     assert_eq!(me.json()["role"], "admin");
     let data = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        AuthStore::update(&data, |s| s.add_user("root", Role::Admin, "a long password"))
+        AuthStore::update(&data, |s| {
+            s.add_user("root", Role::Admin, "a long password")
+        })
     })
     .await
     .expect("worker")
     .expect("add");
-    for (method, uri) in [("GET", "/api/documents"), ("GET", "/metrics"), ("GET", "/api/openapi.json")] {
+    for (method, uri) in [
+        ("GET", "/api/documents"),
+        ("GET", "/metrics"),
+        ("GET", "/api/openapi.json"),
+    ] {
         let reply = send(&state, method, uri, &[], "").await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri}");
     }
@@ -511,7 +588,10 @@ fn a_network_bind_without_accounts_is_refused() {
     .expect("config");
     let err = run_serve(&config).expect_err("refused");
     assert!(matches!(err, ServeError::NoAccounts(_)), "{err}");
-    assert!(err.to_string().contains("lore user add admin --role admin"), "{err}");
+    assert!(
+        err.to_string().contains("lore user add admin --role admin"),
+        "{err}"
+    );
 }
 
 /// p50 latency of a search request: no accounts (anonymous on loopback), a bearer token,
