@@ -2,6 +2,7 @@
 //! embedding model. Shared helpers live in `tests/common/mod.rs`.
 
 mod common;
+mod access;
 mod watch;
 
 use common::*;

@@ -44,6 +44,9 @@ async function whoAmI() {
   $("#login").hidden = true;
   $("#who").textContent = me.user ? `${me.user} (${me.role})` : "";
   $("#logout").hidden = me.credential !== "session";
+  // Admins manage accounts here; with no accounts at all (anonymous loopback) there is
+  // no one to manage and the first admin comes from `lore user add`.
+  $("#tab-admin").hidden = !(me.user && me.role === "admin");
 }
 
 $("#login-form").addEventListener("submit", async (e) => {
@@ -69,16 +72,18 @@ $("#logout").addEventListener("click", async () => {
 
 // ------------------------------------------------------------------ tabs
 function show(view) {
-  for (const name of ["ask", "library"]) {
+  for (const name of ["ask", "library", "admin"]) {
     const on = name === view;
     $(`#view-${name}`).hidden = !on;
     $(`#tab-${name}`).setAttribute("aria-selected", String(on));
   }
   if (view === "library") loadDocuments();
+  else if (view === "admin") loadAdmin();
   else $("#question").focus();
 }
 $("#tab-ask").addEventListener("click", () => show("ask"));
 $("#tab-library").addEventListener("click", () => show("library"));
+$("#tab-admin").addEventListener("click", () => show("admin"));
 
 async function apiError(response) {
   try {
@@ -433,3 +438,131 @@ refreshReady();
 $("#question").focus();
 
 whoAmI();
+
+// ------------------------------------------------------------------ admin
+// Users, grants and API tokens through /api/admin (admins only; the server checks).
+const grantList = (text) => text.split(",").map((g) => g.trim()).filter((g) => g);
+const when = (seconds) => (seconds == null ? "never" : new Date(seconds * 1000).toLocaleDateString());
+
+async function adminCall(url, method, body) {
+  const options = { method };
+  if (body !== undefined) {
+    options.headers = { "Content-Type": "application/json" };
+    options.body = JSON.stringify(body);
+  }
+  const r = await fetch(url, options);
+  if (!r.ok) throw new Error(await apiError(r));
+  return r.status === 204 ? null : r.json();
+}
+
+// 20 characters from the browser's CSPRNG (about 119 bits); the user's sessions end.
+function newPassword() {
+  const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+  const unbiased = 256 - (256 % alphabet.length); // bytes at or above this are redrawn
+  let out = "";
+  while (out.length < 20) {
+    for (const b of crypto.getRandomValues(new Uint8Array(32))) {
+      if (b < unbiased && out.length < 20) out += alphabet[b % alphabet.length];
+    }
+  }
+  return out;
+}
+
+// A secret (generated password or token) is shown once, here, and never again.
+function showSecret(what, secret) {
+  const box = $("#admin-secret");
+  box.replaceChildren(`${what} (shown once, copy it now): `, el("code", {}, secret));
+  box.hidden = false;
+}
+
+async function adminAction(action) {
+  $("#admin-error").textContent = "";
+  try {
+    await action();
+  } catch (e) {
+    $("#admin-error").textContent = e.message;
+  }
+  await loadAdmin();
+}
+
+function userRow(u) {
+  const name = encodeURIComponent(u.name);
+  const role = el("select", { "aria-label": `Role of ${u.name}` });
+  for (const r of ["reader", "editor", "admin"]) {
+    const option = el("option", {}, r);
+    option.selected = r === u.role;
+    role.append(option);
+  }
+  role.addEventListener("change", () =>
+    adminAction(() => adminCall(`/api/admin/users/${name}`, "PATCH", { role: role.value })));
+  const grants = el("input", { "aria-label": `Collections of ${u.name}` });
+  grants.value = u.grants.join(", ");
+  const save = el("button", { type: "button", class: "secondary",
+    onclick: () => adminAction(() =>
+      adminCall(`/api/admin/users/${name}/grants`, "PUT", { collections: grantList(grants.value) })) }, "Save");
+  const remove = el("button", { type: "button", class: "secondary",
+    onclick: () => {
+      if (confirm(`Remove ${u.name} and their tokens?`)) {
+        adminAction(() => adminCall(`/api/admin/users/${name}`, "DELETE"));
+      }
+    } }, "Remove");
+  const reset = el("button", { type: "button", class: "secondary",
+    onclick: () => adminAction(async () => {
+      const password = newPassword();
+      await adminCall(`/api/admin/users/${name}`, "PATCH", { password });
+      showSecret(`New password for ${u.name}`, password);
+    }) }, "New password");
+  return el("tr", {}, el("td", {}, u.name), el("td", {}, role),
+    el("td", {}, el("div", { class: "row" }, grants, save)), el("td", {}, el("div", { class: "row" }, reset, remove)));
+}
+
+function tokenRow(t) {
+  const revoke = el("button", { type: "button", class: "secondary",
+    onclick: () => adminAction(() => adminCall(`/api/admin/tokens/${encodeURIComponent(t.id)}`, "DELETE")) },
+    "Revoke");
+  return el("tr", {}, el("td", {}, el("code", {}, t.id)), el("td", {}, t.user), el("td", {}, t.label || ""),
+    el("td", {}, t.state), el("td", {}, when(t.expires_at)), el("td", {}, t.state === "active" ? revoke : ""));
+}
+
+async function loadAdmin() {
+  try {
+    const [users, tokens] = await Promise.all([
+      adminCall("/api/admin/users", "GET"),
+      adminCall("/api/admin/tokens", "GET"),
+    ]);
+    $("#users tbody").replaceChildren(...users.users.map(userRow));
+    $("#tokens tbody").replaceChildren(...tokens.tokens.map(tokenRow));
+    const owner = $("#token-user");
+    const chosen = owner.value;
+    owner.replaceChildren(...users.users.map((u) => el("option", {}, u.name)));
+    if (chosen) owner.value = chosen;
+  } catch (e) {
+    $("#admin-error").textContent = e.message;
+  }
+}
+
+$("#user-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = $("#new-user").value.trim();
+  adminAction(async () => {
+    const created = await adminCall("/api/admin/users", "POST",
+      { name, role: $("#new-role").value, grants: grantList($("#new-grants").value) });
+    $("#new-user").value = "";
+    $("#new-grants").value = "";
+    if (created.password) showSecret(`Password for ${name}`, created.password);
+  });
+});
+
+$("#token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const days = $("#token-days").value;
+  adminAction(async () => {
+    const created = await adminCall("/api/admin/tokens", "POST", {
+      user: $("#token-user").value,
+      label: $("#token-label").value.trim() || null,
+      expires_days: days ? Number(days) : null,
+    });
+    $("#token-label").value = "";
+    showSecret(`Token for ${created.token.user}`, created.secret);
+  });
+});

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{chunk, clustered_vectors, document, Rng};
+use common::{chunk, clustered_vectors, document, Rng, ZipfWords};
 use lore_index::{Batch, Error, FailureRecord, Filter, Hit, Index, IndexConfig, SearchMode};
 
 const DIM: usize = 16;
@@ -659,5 +659,81 @@ fn many_small_commits_reopen_consistently() -> TestResult {
     assert_eq!(stats.chunks, stats.documents * 5);
     let hits = index.search_vector(&vectors[0], 1000, &Filter::default())?;
     assert_eq!(hits.len() as u64, stats.chunks);
+    Ok(())
+}
+
+/// Recall of a reader's filtered search against an index holding only what they may see:
+/// 8,000 chunks in 10 collections, a reader of one (10% of the corpus). The filter is
+/// applied inside each search (the BM25 query and the vector scan), so a reader gets the
+/// same results an index of their collection alone would give, not a cut global top-k.
+#[test]
+fn a_ten_percent_filter_recalls_what_an_index_of_that_ten_percent_finds() -> TestResult {
+    const DOCS: usize = 800;
+    const PER_DOC: usize = 10;
+    const K: usize = 10;
+    let mut rng = Rng::new(11);
+    let words = ZipfWords::new(3000, &mut rng);
+    let vectors = clustered_vectors(DOCS * PER_DOC, DIM, 40, 0.6, 12);
+    let texts: Vec<String> = (0..DOCS * PER_DOC)
+        .map(|_| words.text(40, &mut rng))
+        .collect();
+    let collection = |d: usize| format!("c{}", d % 10);
+    let batch_of = |keep: &dyn Fn(usize) -> bool| {
+        let mut batch = Batch::default();
+        for d in (0..DOCS).filter(|d| keep(*d)) {
+            let doc = document(&format!("d{d}"), &collection(d), PER_DOC as u32);
+            let chunks = (0..PER_DOC)
+                .map(|c| {
+                    let i = d * PER_DOC + c;
+                    chunk(&doc, c as u32, &texts[i], vectors[i].clone())
+                })
+                .collect();
+            batch.upserts.push((doc, chunks));
+        }
+        batch
+    };
+    let (full_dir, part_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mut full = Index::open(full_dir.path(), config())?;
+    full.commit(batch_of(&|_| true))?;
+    let mut part = Index::open(part_dir.path(), config())?;
+    part.commit(batch_of(&|d| d % 10 == 3))?;
+    let filter = Filter::collections(["c3"]);
+
+    let modes = [SearchMode::Bm25, SearchMode::Vector, SearchMode::Hybrid];
+    let mut recall = [0.0f64; 3];
+    let queries = 60;
+    for q in 0..queries {
+        // A query near a chunk of c3 (its words, its direction) or anywhere else.
+        let d = rng.below(DOCS);
+        let i = d * PER_DOC + rng.below(PER_DOC);
+        let text: Vec<&str> = texts[i].split(' ').skip(q % 7).step_by(6).take(4).collect();
+        let text = text.join(" ");
+        let mut vector = vectors[i].clone();
+        for x in &mut vector {
+            *x += 0.3 * rng.gauss();
+        }
+        common::normalize(&mut vector);
+        for (m, mode) in modes.iter().enumerate() {
+            let got = full.search(*mode, &text, Some(&vector), K, &filter)?;
+            let alone = part.search(*mode, &text, Some(&vector), K, &Filter::default())?;
+            assert_eq!(got.len(), alone.len(), "{mode:?}: a full page when one exists");
+            assert!(got.iter().all(|h| h.chunk.collection == "c3"));
+            let ids = |hits: &[Hit]| -> std::collections::HashSet<(String, u32)> {
+                hits.iter()
+                    .map(|h| (h.chunk.doc_id.clone(), h.chunk.ordinal))
+                    .collect()
+            };
+            let (a, b) = (ids(&got), ids(&alone));
+            recall[m] += a.intersection(&b).count() as f64 / b.len().max(1) as f64;
+        }
+    }
+    for (m, mode) in modes.iter().enumerate() {
+        let r = recall[m] / f64::from(queries);
+        println!("{mode:?}: recall@{K} of the filtered search vs an index of the 10% alone = {r:.3}");
+        // Vectors: the same exact scan. BM25 (and so hybrid) scores with the corpus-wide
+        // term statistics, so a near-tie may order differently; nothing else may differ.
+        let floor = if *mode == SearchMode::Vector { 1.0 } else { 0.9 };
+        assert!(r >= floor, "{mode:?}: recall {r:.3} < {floor}");
+    }
     Ok(())
 }

@@ -40,18 +40,8 @@ pub enum TokenCommand {
 }
 
 fn date(unix: i64) -> String {
-    // Days since the epoch as a calendar date (UTC), without a date crate.
-    let days = unix.div_euclid(86_400);
-    let (z, era_days) = (days + 719_468, 146_097);
-    let era = z.div_euclid(era_days);
-    let doe = z - era * era_days;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map_or_else(|| unix.to_string(), |d| d.format("%Y-%m-%d").to_string())
 }
 
 pub fn run(config: &Config, args: &Args) -> Result<i32> {

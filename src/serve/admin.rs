@@ -1,8 +1,10 @@
 //! `/api/admin/...`: users, grants and API tokens over HTTP (what `lore user`, `lore
 //! grant` and `lore token` do on the command line), for admins. Every change goes through
 //! [`AuthStore::update`] (locked, atomic, 0600) off the async workers (argon2 is slow on
-//! purpose).
+//! purpose). Each change, refused ones included, goes to the audit log (never a password
+//! or a token's secret).
 
+use super::audited::Audited;
 use super::common::blocking;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody, JsonBodyErrors};
 use super::SharedState;
@@ -93,14 +95,22 @@ pub struct CreatedUser {
     ))]
 pub async fn add_user(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiJson(request): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
+    let what = serde_json::json!({"add_user": &request.name, "role": request.role, "grants": &request.grants});
+    let result = add(&state, request).await;
+    audit.record_outcome(&state, None, Some(what), &result);
+    result
+}
+
+async fn add(state: &SharedState, request: NewUser) -> Result<Response, ApiError> {
     let (password, generated) = match request.password {
         Some(p) => (p, false),
         None => (generate_password()?, true),
     };
     let shown = generated.then(|| password.clone());
-    let user = change(&state, move |store| {
+    let user = change(state, move |store| {
         store.add_user(&request.name, request.role, &password)?;
         store.grant(&request.name, &request.grants)?;
         user_info(store, &request.name)
@@ -135,10 +145,13 @@ pub struct UserChange {
     ))]
 pub async fn change_user(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<UserChange>,
 ) -> Result<Json<UserInfo>, ApiError> {
-    let user = change(&state, move |store| {
+    // The new password itself is never written down, only that there was one.
+    let what = serde_json::json!({"change_user": &name, "role": request.role, "password": request.password.is_some()});
+    let result = change(&state, move |store| {
         if let Some(role) = request.role {
             store.set_role(&name, role)?;
         }
@@ -147,8 +160,9 @@ pub async fn change_user(
         }
         user_info(store, &name)
     })
-    .await?;
-    Ok(Json(user))
+    .await;
+    audit.record_outcome(&state, None, Some(what), &result);
+    result.map(Json)
 }
 
 /// Removes an account and its tokens (its sessions end).
@@ -161,10 +175,13 @@ pub async fn change_user(
     ))]
 pub async fn remove_user(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    change(&state, move |store| store.remove_user(&name)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let what = serde_json::json!({ "remove_user": &name });
+    let result = change(&state, move |store| store.remove_user(&name)).await;
+    audit.record_outcome(&state, None, Some(what), &result);
+    result.map(|()| StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -185,15 +202,18 @@ pub struct Grants {
     ))]
 pub async fn set_grants(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<Grants>,
 ) -> Result<Json<UserInfo>, ApiError> {
-    let user = change(&state, move |store| {
+    let what = serde_json::json!({"set_grants": &name, "collections": &request.collections});
+    let result = change(&state, move |store| {
         store.set_grants(&name, &request.collections)?;
         user_info(store, &name)
     })
-    .await?;
-    Ok(Json(user))
+    .await;
+    audit.record_outcome(&state, None, Some(what), &result);
+    result.map(Json)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -238,16 +258,25 @@ pub struct CreatedToken {
     ))]
 pub async fn create_token(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiJson(request): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
-    let (token, secret) = change(&state, move |store| {
+    let user = request.user.clone();
+    let result = change(&state, move |store| {
         store.create_token(
             &request.user,
             request.label.as_deref(),
             request.expires_days,
         )
     })
-    .await?;
+    .await;
+    // The token's id, never its secret.
+    let what = serde_json::json!({
+        "create_token": result.as_ref().ok().map(|(t, _)| t.id.clone()),
+        "for": user,
+    });
+    audit.record_outcome(&state, None, Some(what), &result);
+    let (token, secret) = result?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })).into_response())
 }
 
@@ -260,9 +289,11 @@ pub async fn create_token(
     ))]
 pub async fn revoke_token(
     State(state): State<SharedState>,
+    audit: Audited,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
-    Ok(Json(
-        change(&state, move |store| store.revoke_token(&id)).await?,
-    ))
+    let what = serde_json::json!({ "revoke_token": &id });
+    let result = change(&state, move |store| store.revoke_token(&id)).await;
+    audit.record_outcome(&state, None, Some(what), &result);
+    result.map(Json)
 }

@@ -62,6 +62,28 @@ impl Audited {
         }
     }
 
+    /// Records the outcome of a request that names no question or document: `ok`, or the
+    /// error; `user` overrides the caller's name (a sign-in names the account it tried),
+    /// `extra` says what was changed.
+    pub fn record_outcome<T>(
+        &self,
+        state: &SharedState,
+        user: Option<String>,
+        extra: Option<serde_json::Value>,
+        result: &Result<T, ApiError>,
+    ) {
+        let entry = self.entry();
+        state.audit.record(AuditEntry {
+            user: user.or(entry.user.clone()),
+            outcome: match result {
+                Ok(_) => "ok".into(),
+                Err(e) => error_outcome(e),
+            },
+            extra,
+            ..entry
+        });
+    }
+
     /// Records a refused or failed request.
     pub fn record_error(
         &self,

@@ -329,9 +329,24 @@ impl Me {
     ))]
 pub async fn login(
     State(state): State<SharedState>,
+    audit: super::audited::Audited,
     Extension(address): Extension<ClientAddress>,
     Extension(https): Extension<OverHttps>,
     ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    // Every sign-in, failed ones included, is in the audit log under the name it tried
+    // (cut to the 64 characters a name may have).
+    let tried: String = request.user.chars().take(64).collect();
+    let result = sign_in(&state, address, https, request).await;
+    audit.record_outcome(&state, Some(tried), None, &result);
+    result
+}
+
+async fn sign_in(
+    state: &SharedState,
+    address: ClientAddress,
+    https: OverHttps,
+    request: LoginRequest,
 ) -> Result<Response, ApiError> {
     if request.user.len() > 64
         || request.password.len() > 4 * crate::auth::store::MAX_PASSWORD_CHARS

@@ -217,13 +217,18 @@ pub struct Server {
 impl Lore {
     /// Starts `lore serve --bind 127.0.0.1:0 <extra>` and waits until it listens.
     pub fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_with_log(extra, Stdio::inherit())
+    }
+
+    /// [`Lore::serve`] with the server's log (stderr) going to `log`.
+    pub fn serve_with_log(&self, extra: &[&str], log: impl Into<Stdio>) -> Server {
         use std::io::BufRead;
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = self
             .command(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn lore serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -267,6 +272,17 @@ impl Drop for Server {
 /// A minimal HTTP/1.1 client for the tests: one request per connection, the whole
 /// response read (status, headers, body). Good enough for JSON, SSE and multipart.
 pub fn http(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
+    http_with(method, url, content_type, body, &[])
+}
+
+/// [`http`] with extra request headers (`Authorization`, `Cookie`, …).
+pub fn http_with(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
@@ -282,6 +298,9 @@ pub fn http(method: &str, url: &str, content_type: Option<&str>, body: &[u8]) ->
     );
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("send head");
