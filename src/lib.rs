@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod engine;
+pub mod escalate;
 pub mod eval;
 pub mod files;
 pub mod hosts;

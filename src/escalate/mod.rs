@@ -1,0 +1,2 @@
+//! Escalation (WIP).
+pub mod mask;
