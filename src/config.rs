@@ -89,6 +89,17 @@ pub struct Config {
     pub auth_proxy_addresses: Vec<std::net::IpAddr>,
     /// Hours a portal sign-in lasts.
     pub session_hours: u64,
+    /// Base URL of the larger OpenAI-compatible model answers may be escalated to, on a
+    /// user's request and anonymised (see `crate::escalate`). Unset (the default): never.
+    pub escalate_url: Option<String>,
+    /// Model name sent to that server.
+    pub escalate_model: Option<String>,
+    /// Bearer token for that server, if it wants one.
+    pub escalate_api_key: Option<String>,
+    /// Collections whose passages may be sent there (`*`: all). Empty: none.
+    pub escalate_collections: Vec<String>,
+    /// Names masked (case-insensitively, whole words) before anything is escalated.
+    pub mask_names: Vec<String>,
 }
 
 /// How the watcher notices changes.
@@ -162,6 +173,11 @@ pub struct ConfigLayer {
     pub auth_proxy_header: Option<String>,
     pub auth_proxy_addresses: Option<Vec<std::net::IpAddr>>,
     pub session_hours: Option<u64>,
+    pub escalate_url: Option<String>,
+    pub escalate_model: Option<String>,
+    pub escalate_api_key: Option<String>,
+    pub escalate_collections: Option<Vec<String>>,
+    pub mask_names: Option<Vec<String>>,
 }
 
 /// What reading the configuration or resolving a model path can fail with.
@@ -304,6 +320,17 @@ impl Config {
                 .or(file.auth_proxy_addresses)
                 .unwrap_or_default(),
             session_hours: o.session_hours.or(file.session_hours).unwrap_or(12).max(1),
+            escalate_url: o
+                .escalate_url
+                .or(file.escalate_url)
+                .filter(|u| !u.trim().is_empty()),
+            escalate_model: o.escalate_model.or(file.escalate_model),
+            escalate_api_key: o.escalate_api_key.or(file.escalate_api_key),
+            escalate_collections: o
+                .escalate_collections
+                .or(file.escalate_collections)
+                .unwrap_or_default(),
+            mask_names: o.mask_names.or(file.mask_names).unwrap_or_default(),
         }
     }
 
@@ -517,6 +544,22 @@ max_file_mb = 2
         assert_eq!(c.auth_proxy_addresses.len(), 2);
         assert_eq!(c.session_hours, 2);
         assert!(toml::from_str::<ConfigLayer>("auth_proxy_addresses = [\"proxy\"]").is_err());
+    }
+
+    #[test]
+    fn escalation_is_off_unless_configured() {
+        let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
+        assert_eq!(c.escalate_url, None);
+        assert!(c.escalate_collections.is_empty() && c.mask_names.is_empty());
+        let file: ConfigLayer = toml::from_str(
+            "escalate_url = \"http://10.0.0.9:8000/v1\"\nescalate_collections = [\"it\"]\n\
+             mask_names = [\"Jane Doe\"]\n",
+        )
+        .expect("valid toml");
+        let c = Config::merge(file, ConfigLayer::default());
+        assert_eq!(c.escalate_url.as_deref(), Some("http://10.0.0.9:8000/v1"));
+        assert_eq!(c.escalate_collections, ["it"]);
+        assert_eq!(c.mask_names, ["Jane Doe"]);
     }
 
     #[test]

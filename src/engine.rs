@@ -120,6 +120,7 @@ pub fn load_generator(config: &Config, queue_capacity: usize) -> Result<Generato
                     .unwrap_or_else(|| "default".into()),
                 api_key: config.openai_api_key.clone(),
                 timeout: std::time::Duration::from_secs(600),
+                sent_bodies: None,
             };
             return Ok(Generator::remote(
                 remote,

@@ -596,6 +596,215 @@ fn ask_through_a_remote_openai_compatible_server() {
     );
 }
 
+/// A TCP relay on a free loopback port in front of `upstream_port`, keeping every byte
+/// clients sent through it and every byte the server answered: what a test needs to see
+/// exactly what reached the server.
+struct RecordingProxy {
+    url: String,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    answered: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingProxy {
+    fn start(upstream_port: u16) -> RecordingProxy {
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let sent: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let answered: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let (to_server, to_client) = (Arc::clone(&sent), Arc::clone(&answered));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server =
+                    std::net::TcpStream::connect(("127.0.0.1", upstream_port)).expect("upstream");
+                let (client_r, server_r) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let log = Arc::clone(&to_server);
+                std::thread::spawn(move || pump(client_r, server, &log));
+                let log = Arc::clone(&to_client);
+                std::thread::spawn(move || pump(server_r, client, &log));
+            }
+        });
+        RecordingProxy {
+            url: format!("http://127.0.0.1:{port}/v1"),
+            sent,
+            answered,
+        }
+    }
+
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().expect("lock")).into_owned()
+    }
+
+    /// The text the model streamed back (the `delta.content` of every SSE chunk), read
+    /// from the HTTP responses relayed (chunked transfer encoding undone).
+    fn model_output(&self) -> String {
+        let raw = self.answered.lock().expect("lock").clone();
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let mut text = String::new();
+        for response in raw.split("HTTP/1.1 ").filter(|r| !r.is_empty()) {
+            let Some((head, mut body)) = response.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let mut dechunked = String::new();
+            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+                while let Some((size, rest)) = body.split_once("\r\n") {
+                    let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+                        break;
+                    };
+                    if size == 0 || rest.len() < size {
+                        break;
+                    }
+                    dechunked.push_str(&rest[..size]);
+                    body = rest[size..].trim_start_matches("\r\n");
+                }
+            } else {
+                dechunked.push_str(body);
+            }
+            for line in dechunked.lines() {
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                    continue;
+                };
+                if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                    if let Some(t) = chunk["choices"][0]["delta"]["content"].as_str() {
+                        text.push_str(t);
+                    }
+                }
+            }
+        }
+        text
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    log: &std::sync::Mutex<Vec<u8>>,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                log.lock().expect("lock").extend_from_slice(&buf[..n]);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Personal values of every kind the masker knows, in one invented document.
+const CONTACTS: &str = "# VPN helpdesk contacts\n\n\
+The VPN helpdesk of the Oslo office is run by Ngozi Okonkwo. For a new VPN token, write to \
+ngozi.okonkwo@zephyr-corp.example or call +47 22 33 44 55.\n\n\
+Refunds of the VPN licence go to the account NO93 8601 1117 947; the licence is paid with \
+the company card 4111 1111 1111 1111. The VPN concentrator answers on 10.20.30.40.\n";
+
+/// The original values of [`CONTACTS`] and their placeholders (each kind holds one value
+/// and the question none, so each is number 1), with other spellings that must not leak.
+const CONTACT_VALUES: &[(&str, &str, &[&str])] = &[
+    ("EMAIL_1", "ngozi.okonkwo@zephyr-corp.example", &["zephyr-corp.example"]),
+    ("PHONE_1", "+47 22 33 44 55", &["22 33 44 55", "4722334455"]),
+    ("IBAN_1", "NO93 8601 1117 947", &["NO9386011117947", "8601 1117"]),
+    ("CARD_1", "4111 1111 1111 1111", &["4111111111111111"]),
+    ("IP_1", "10.20.30.40", &[]),
+    ("NAME_1", "Ngozi Okonkwo", &["Ngozi", "Okonkwo"]),
+];
+
+#[test]
+fn escalation_sends_only_masked_text_and_maps_the_values_back() {
+    let gguf =
+        models_dir().join("qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    assert!(gguf.is_file(), "run scripts/fetch-models all");
+    let server = LlamaServer::start(&gguf);
+    let upstream_port: u16 = server
+        .url
+        .trim_end_matches("/v1")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("server port");
+    let proxy = RecordingProxy::start(upstream_port);
+    let corpus = tempfile::tempdir().expect("tempdir");
+    std::fs::write(corpus.path().join("vpn-contacts.md"), CONTACTS).expect("write");
+    std::fs::write(corpus.path().join("zephyr-onboarding.md"), INVENTED_FACT).expect("write");
+    let question = "How do I get a new VPN token from the Oslo helpdesk?";
+
+    // Off by default: nothing configured, nothing sent.
+    let lore = Lore::new();
+    lore.ingest_json(&[corpus.path()]);
+    let err = lore.fails(&["ask", question, "--escalate"]);
+    assert!(err.contains("not configured"), "{err}");
+
+    // A URL alone allows no collection.
+    let lore = lore
+        .env("LORE_ESCALATE_URL", &proxy.url)
+        .env("LORE_ESCALATE_MODEL", "qwen")
+        .env("LORE_MASK_NAMES", "Ngozi Okonkwo");
+    let err = lore.fails(&["ask", question, "--escalate"]);
+    assert!(
+        err.contains("cannot be escalated") && err.contains("\"default\""),
+        "{err}"
+    );
+    assert!(proxy.sent().is_empty(), "refused, yet sent: {}", proxy.sent());
+
+    let lore = lore.env("LORE_ESCALATE_COLLECTIONS", "default");
+    let out = lore.ok(&["ask", question, "--escalate", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+
+    let sent = proxy.sent();
+    assert!(sent.contains("POST /v1/chat/completions"), "{sent}");
+    let lower = sent.to_lowercase();
+    for (placeholder, original, others) in CONTACT_VALUES {
+        for value in std::iter::once(original).chain(others.iter()) {
+            assert!(
+                !lower.contains(&value.to_lowercase()),
+                "{value:?} reached the server: {sent}"
+            );
+        }
+        assert!(
+            sent.contains(&format!("<{placeholder}>")),
+            "<{placeholder}> missing from what was sent: {sent}"
+        );
+    }
+
+    assert_eq!(v["escalated"]["model"], "qwen", "{v:#}");
+    assert_eq!(v["escalated"]["masked"]["email"], 1, "{v:#}");
+    let answer = v["answer"].as_str().expect("answer");
+    let output = proxy.model_output();
+    eprintln!("model output: {output:?}\nshown answer: {answer:?}");
+    assert!(!output.is_empty(), "the model's reply was not seen");
+    let echoed: Vec<_> = CONTACT_VALUES
+        .iter()
+        .filter(|(placeholder, _, _)| output.contains(placeholder))
+        .collect();
+    assert!(
+        !echoed.is_empty(),
+        "the model echoed no placeholder, so mapping back is untested: {output:?}"
+    );
+    assert_eq!(v["abstained"], false, "{v:#}");
+    for (placeholder, original, _) in echoed {
+        assert!(
+            answer.contains(original) && !answer.contains(placeholder),
+            "{placeholder} not mapped back to {original:?}: {answer:?}"
+        );
+    }
+    // The sources shown are the original passages.
+    let sources = v["sources"].as_array().expect("sources");
+    assert!(
+        sources.iter().any(|s| s["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("ngozi.okonkwo@zephyr-corp.example"))),
+        "{v:#}"
+    );
+}
+
 /// `lore eval` and the reference scorer (../shared/eval-dev/score.py) must agree on the
 /// same outputs. The dev questions whose documents are small text, Markdown and HTML files
 /// (plus the unanswerable ones) keep the run short; the tiny model answers.

@@ -200,6 +200,82 @@ async function* sseEvents(response) {
   }
 }
 
+// A finished answer in `answer` (its element) and what goes under it in `turn`.
+function showAnswer(turn, answer, data) {
+  answer.removeAttribute("aria-busy");
+  if (data.abstained) answer.classList.add("notfound");
+  renderAnswer(answer, data.answer, data.sources);
+  if (data.abstention === "ungrounded") {
+    // The draft streamed before the check: say why it was withdrawn.
+    const why = data.unsupported
+      ? `no retrieved passage holds ${data.unsupported.join(", ")}`
+      : "it only restated the question";
+    turn.append(el("p", { class: "muted" }, `A drafted answer was withdrawn: ${why}.`));
+  }
+  const quoteSource = data.quote && data.sources.find((s) => s.n === data.quote.n);
+  if (quoteSource) {
+    // The sentence the answer rests on, verbatim; it opens highlighted in its passage.
+    turn.append(el("figure", { class: "quote" },
+      el("blockquote", {}, data.quote.text),
+      el("figcaption", { class: "muted" },
+        el("button", { class: "cite", type: "button", "aria-label": `Open the quoted passage: ${quoteSource.doc}`,
+          onclick: () => openPassage(quoteSource, "", data.quote.text) }, `[${data.quote.n}]`),
+        ` ${[quoteSource.doc, pageLabel(quoteSource)].filter(Boolean).join(", ")}`)));
+  }
+  if (data.citations.length) {
+    turn.append(el("ol", { class: "sources", "aria-label": "Sources" },
+      ...data.citations.map((s) => sourceItem(s, ""))));
+  }
+  if (data.sources.length) {
+    turn.append(el("details", { class: "passages" },
+      el("summary", {}, `Retrieved passages (${data.sources.length})`),
+      el("ol", {}, ...data.sources.map((s) => sourceItem(s, data.answer)))));
+  }
+}
+
+// The "Ask the larger model" action under a local answer, offered only when the server
+// says this answer may be escalated. Nothing is sent before the user confirms, for this
+// question only; the answer comes back whole, with the masked values mapped back.
+function offerEscalation(turn, question, pastTurns, offer) {
+  if (!offer.available) {
+    turn.append(el("p", { class: "muted escalation" }, `Larger model not available for this answer: ${offer.reason}`));
+    return;
+  }
+  const status = el("span", { class: "muted", role: "status" });
+  const button = el("button", { type: "button", class: "escalate" }, "Ask the larger model (anonymised)");
+  const box = el("div", { class: "escalation" }, button, status);
+  button.addEventListener("click", async () => {
+    const confirmed = window.confirm(
+      "Send this question and its retrieved passages to the larger model?\n\n" +
+      "E-mail addresses, phone numbers, IBANs, card numbers, IP addresses and the names your " +
+      "administrator listed are replaced by placeholders first; the rest of the text is sent " +
+      "as it is. The request is recorded in the audit log.");
+    if (!confirmed) return;
+    button.disabled = true;
+    status.textContent = " Asking the larger model…";
+    try {
+      const r = await fetch("/api/ask", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ question, history: pastTurns, escalate: true, stream: false }),
+      });
+      if (!r.ok) throw new Error(await apiError(r));
+      const data = await r.json();
+      const masked = Object.entries(data.escalated ? data.escalated.masked : {})
+        .map(([kind, n]) => `${n} ${kind}`).join(", ");
+      const answer = el("div", { class: "a escalated" });
+      box.replaceWith(el("p", { class: "muted" },
+        `Answered by the larger model${data.escalated ? ` (${data.escalated.model})` : ""}; ` +
+        (masked ? `masked before sending: ${masked}.` : "nothing needed masking.")), answer);
+      showAnswer(turn, answer, data);
+    } catch (e) {
+      status.textContent = ` Error: ${e.message}`;
+      button.disabled = false;
+    }
+  });
+  turn.append(box);
+}
+
 async function ask(question) {
   const turn = el("div", { class: "turn" }, el("div", { class: "q" }, question));
   const answer = el("div", { class: "a", "aria-busy": "true" }, el("span", { class: "muted" }, "Searching…"));
@@ -210,11 +286,13 @@ async function ask(question) {
   $("#stop-button").hidden = false;
   $("#ask-button").disabled = true;
   let text = "";
+  // The turns this question was asked with: an escalation of it sends the same ones.
+  const pastTurns = history.slice();
   try {
     const response = await fetch("/api/ask", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, history }),
+      body: JSON.stringify({ question, history: pastTurns }),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await apiError(response));
@@ -226,35 +304,8 @@ async function ask(question) {
         text += data.text;
         answer.textContent = text;
       } else if (event === "answer") {
-        answer.removeAttribute("aria-busy");
-        if (data.abstained) answer.classList.add("notfound");
-        renderAnswer(answer, data.answer, data.sources);
-        if (data.abstention === "ungrounded") {
-          // The draft streamed before the check: say why it was withdrawn.
-          const why = data.unsupported
-            ? `no retrieved passage holds ${data.unsupported.join(", ")}`
-            : "it only restated the question";
-          turn.append(el("p", { class: "muted" }, `A drafted answer was withdrawn: ${why}.`));
-        }
-        const quoteSource = data.quote && data.sources.find((s) => s.n === data.quote.n);
-        if (quoteSource) {
-          // The sentence the answer rests on, verbatim; it opens highlighted in its passage.
-          turn.append(el("figure", { class: "quote" },
-            el("blockquote", {}, data.quote.text),
-            el("figcaption", { class: "muted" },
-              el("button", { class: "cite", type: "button", "aria-label": `Open the quoted passage: ${quoteSource.doc}`,
-                onclick: () => openPassage(quoteSource, "", data.quote.text) }, `[${data.quote.n}]`),
-              ` ${[quoteSource.doc, pageLabel(quoteSource)].filter(Boolean).join(", ")}`)));
-        }
-        if (data.citations.length) {
-          turn.append(el("ol", { class: "sources", "aria-label": "Sources" },
-            ...data.citations.map((s) => sourceItem(s, ""))));
-        }
-        if (data.sources.length) {
-          turn.append(el("details", { class: "passages" },
-            el("summary", {}, `Retrieved passages (${data.sources.length})`),
-            el("ol", {}, ...data.sources.map((s) => sourceItem(s, data.answer)))));
-        }
+        showAnswer(turn, answer, data);
+        if (data.escalation) offerEscalation(turn, question, pastTurns, data.escalation);
         history.push({ role: "user", content: question }, { role: "assistant", content: data.answer });
         history = history.slice(-8);
       } else if (event === "error") {

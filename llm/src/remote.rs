@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -24,6 +24,9 @@ pub struct RemoteConfig {
     pub api_key: Option<String>,
     /// Whole-request limit (connect + generation).
     pub timeout: Duration,
+    /// When set, a copy of every request body sent is pushed here before it is sent, for
+    /// callers that must record exactly what left the machine (escalation's audit record).
+    pub sent_bodies: Option<Arc<Mutex<Vec<serde_json::Value>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +71,28 @@ pub fn validate(config: &RemoteConfig) -> Result<(), LlmError> {
     Ok(())
 }
 
+/// The chat-completions request body for `messages`: exactly what [`stream_chat`] sends.
+pub fn request_body(
+    config: &RemoteConfig,
+    messages: &[ChatMessage],
+    params: &GenerationParams,
+) -> serde_json::Value {
+    let mut body = json!({
+        "model": config.model,
+        "messages": messages,
+        "stream": true,
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+    });
+    if let Some(p) = params.top_p {
+        body["top_p"] = json!(p);
+    }
+    if !params.stop.is_empty() {
+        body["stop"] = json!(params.stop);
+    }
+    body
+}
+
 /// Streams one chat completion, sending text deltas and then `Done` (or `Failed`) to
 /// `events`. Runs on its own thread; returns early when `cancel` is set or the receiver
 /// is gone (the connection is dropped, which stops the server's generation).
@@ -83,18 +108,11 @@ pub fn stream_chat(
         "{}/chat/completions",
         config.base_url.trim().trim_end_matches('/')
     );
-    let mut body = json!({
-        "model": config.model,
-        "messages": messages,
-        "stream": true,
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
-    });
-    if let Some(p) = params.top_p {
-        body["top_p"] = json!(p);
-    }
-    if !params.stop.is_empty() {
-        body["stop"] = json!(params.stop);
+    let body = request_body(config, messages, params);
+    if let Some(sent) = &config.sent_bodies {
+        if let Ok(mut sent) = sent.lock() {
+            sent.push(body.clone());
+        }
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(config.timeout))

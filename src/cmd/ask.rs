@@ -46,6 +46,13 @@ pub struct Args {
     /// Print one JSON object (answer, abstained, cited, sources).
     #[arg(long)]
     pub json: bool,
+    /// Ask the larger model (escalate_url) instead of the local one, with e-mail
+    /// addresses, phone numbers, IBANs, card numbers, IP addresses and the names an admin
+    /// listed masked in everything sent. Only where an admin allowed it for the collections
+    /// the passages come from (escalate_collections); giving this flag is your consent for
+    /// this question.
+    #[arg(long)]
+    pub escalate: bool,
 }
 
 impl Args {
@@ -70,6 +77,8 @@ struct AskJson<'a> {
     quote: Option<&'a rag::Quote>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<&'a lore_llm::GenerationStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    escalated: Option<&'a crate::escalate::Escalated>,
 }
 
 fn options(config: &Config, args: &Args) -> AskOptions {
@@ -99,8 +108,11 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     }
     let engine = Engine::open_read_only(config)?;
     super::require_documents(&engine, config)?;
-    let generator = load_generator(config, config.answer_queue)?;
     let options = options(config, args);
+    if args.escalate {
+        return escalate(config, args, &engine, &options);
+    }
+    let generator = load_generator(config, config.answer_queue)?;
     let mut out = std::io::stdout().lock();
     let stream = !args.json;
     let started = std::time::Instant::now();
@@ -142,6 +154,64 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
         writeln!(out)?;
         return Ok(0);
     }
+    print_sources(&mut out, &answer)?;
+    if let Some(stats) = &answer.generation {
+        tracing::info!(
+            ttft_s = stats.time_to_first_token_s,
+            decode_tok_s = stats.decode_tok_s,
+            prompt_tokens = stats.prompt_tokens,
+            "generated"
+        );
+    }
+    Ok(0)
+}
+
+/// `lore ask --escalate`: retrieval here, the answer from the larger model, anonymised.
+/// The local model is not loaded. The answer is printed whole once it is unmasked (a
+/// placeholder split across streamed pieces could not be mapped back).
+fn escalate(config: &Config, args: &Args, engine: &Engine, options: &AskOptions) -> Result<i32> {
+    let escalator = crate::escalate::Escalator::from_config(config)?
+        .ok_or(crate::escalate::EscalateError::Off)?;
+    let question = args.question.trim();
+    let retrieved = crate::retrieval::search(
+        &engine.embedder,
+        &engine.index,
+        question,
+        options.mode,
+        options.k.max(1),
+        &options.filter,
+    )?;
+    let evidence =
+        rag::select_evidence(&engine.embedder, &engine.index, question, &retrieved, options)?;
+    let escalation =
+        escalator.escalate(&engine.embedder, question, &[], retrieved, &evidence, options)?;
+    // Audit (20B): record AuditEntry { route: "cli ask --escalate", extra: Some(json!({"escalation_request": escalation.sent})), .. } here.
+    let answer = escalation.answer;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &ask_json(&answer))?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    writeln!(out, "{}", answer.answer)?;
+    if let Some(marker) = &answer.escalated {
+        let hidden: Vec<String> = marker
+            .masked
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        let hidden = if hidden.is_empty() {
+            "nothing needed masking".to_string()
+        } else {
+            format!("masked: {}", hidden.join(", "))
+        };
+        writeln!(out, "\n(answered by the larger model {}; {hidden})", marker.model)?;
+    }
+    print_sources(&mut out, &answer)?;
+    Ok(0)
+}
+
+fn print_sources(out: &mut impl Write, answer: &Answer) -> Result<()> {
     if let Some(quote) = &answer.quote {
         let text = crate::retrieval::snippet(&quote.text, 400);
         writeln!(out, "\n> \"{text}\" [{}]", quote.n)?;
@@ -152,15 +222,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
             writeln!(out, "  [{}] {}", s.n, s.passage.location())?;
         }
     }
-    if let Some(stats) = &answer.generation {
-        tracing::info!(
-            ttft_s = stats.time_to_first_token_s,
-            decode_tok_s = stats.decode_tok_s,
-            prompt_tokens = stats.prompt_tokens,
-            "generated"
-        );
-    }
-    Ok(0)
+    Ok(())
 }
 
 /// Writes the question to the audit log, as the server does for `/api/ask`: the command
@@ -210,5 +272,6 @@ fn ask_json(answer: &Answer) -> AskJson<'_> {
         unsupported: &answer.unsupported,
         quote: answer.quote.as_ref(),
         generation: answer.generation.as_ref(),
+        escalated: answer.escalated.as_ref(),
     }
 }

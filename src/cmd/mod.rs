@@ -248,6 +248,12 @@ impl Cli {
             openai_url: g.openai_url.clone(),
             openai_model: g.openai_model.clone(),
             openai_api_key: std::env::var("LORE_OPENAI_API_KEY").ok(),
+            // Escalation is an admin's setting: lore.toml or the environment, no flags.
+            escalate_url: std::env::var("LORE_ESCALATE_URL").ok(),
+            escalate_model: std::env::var("LORE_ESCALATE_MODEL").ok(),
+            escalate_api_key: std::env::var("LORE_ESCALATE_API_KEY").ok(),
+            escalate_collections: env_list("LORE_ESCALATE_COLLECTIONS"),
+            mask_names: env_list("LORE_MASK_NAMES"),
             llm_threads: g.llm_threads,
             quant_isa: g.quant_isa,
             embed_backend: g.embed_backend,
@@ -275,6 +281,19 @@ impl Cli {
         }
         Ok(Config::load(g.config.as_deref(), layer)?)
     }
+}
+
+/// A comma-separated list from the environment (`None` when unset).
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    )
 }
 
 /// Parses arguments and runs the command; the exit code on success.

@@ -421,7 +421,7 @@ pub fn select(
 }
 
 /// The first `n` passages, whole, in retrieval order.
-fn whole_passages(passages: &[Passage], n: usize) -> Vec<Excerpt> {
+pub(crate) fn whole_passages(passages: &[Passage], n: usize) -> Vec<Excerpt> {
     passages
         .iter()
         .take(n)

@@ -144,6 +144,14 @@ pub struct Answer {
     /// The evidence sentence that supports the answer (none when Lore abstains). Shown
     /// beside the answer, never part of it.
     pub quote: Option<Quote>,
+    /// Set when the larger model wrote this answer from anonymised passages
+    /// ([`crate::escalate`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<crate::escalate::Escalated>,
+    /// Whether this answer may be asked again of the larger model, and if not why; absent
+    /// when escalation is not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<crate::escalate::EscalationOffer>,
 }
 
 /// Retrieves, selects evidence, decides, generates and checks. `on_text` receives the
@@ -247,6 +255,8 @@ pub fn answer_from(
         retrieval_s: 0.0,
         unsupported: Vec::new(),
         quote: None,
+        escalated: None,
+        escalation: None,
     };
     if retrieved.is_empty() || best_similarity < options.min_similarity {
         tracing::info!(best_similarity, "weak evidence: abstaining");

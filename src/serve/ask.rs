@@ -56,6 +56,14 @@ pub struct AskRequest {
     /// Server-Sent Events (default) or one JSON document.
     #[serde(default = "default_stream")]
     pub stream: bool,
+    /// Answer with the larger model (`escalate_url`) from anonymised passages instead of
+    /// the local one: only when the user confirmed it for this question, and only where
+    /// an admin allowed it (400 when escalation is off, 403 when the passages come from a
+    /// collection not allowed; as an `error` event when streaming). No `token` events: the
+    /// answer arrives whole, with the values mapped back. A local answer's `escalation`
+    /// field says whether this is possible.
+    #[serde(default)]
+    pub escalate: bool,
 }
 
 /// What `/api/ask` streams: `retrieved` once, `token`s, then `answer` (or `error`).
@@ -151,6 +159,10 @@ pub async fn ask(
 ) -> Result<Response, ApiError> {
     let question = request.question.trim().to_string();
     let admitted = validate_ask(&request)
+        .and_then(|()| match state.escalator {
+            None if request.escalate => Err(escalate_error(crate::escalate::EscalateError::Off)),
+            _ => Ok(()),
+        })
         .and_then(|()| check_k(request.k, AskOptions::default().k))
         .and_then(|k| {
             let filter = caller.scope.filter(request.collections);
@@ -160,6 +172,7 @@ pub async fn ask(
                 question.clone(),
                 request.history,
                 options,
+                request.escalate,
                 audit.clone(),
             )
         });
@@ -222,6 +235,7 @@ pub(super) fn start_answer(
     question: String,
     history: Vec<ChatMessage>,
     options: AskOptions,
+    escalate: bool,
     audit: Audited,
 ) -> Result<mpsc::Receiver<AskEvent>, ApiError> {
     let permit = state
@@ -234,8 +248,8 @@ pub(super) fn start_answer(
     let (sender, receiver) = mpsc::channel::<AskEvent>(64);
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let last = match answer(&state, &history, &question, &options, &sender) {
-            Ok(answer) => {
+        let last = match answer(&state, &history, &question, &options, escalate, &sender) {
+            Ok((answer, escalation_sent)) => {
                 state.audit.record(crate::audit::AuditEntry {
                     question: Some(question),
                     documents: crate::audit::cited_documents(&answer.citations),
@@ -245,6 +259,9 @@ pub(super) fn start_answer(
                         "answered"
                     }
                     .into(),
+                    // What went to the larger model, masked, exactly as sent.
+                    extra: escalation_sent
+                        .map(|sent| serde_json::json!({ "escalation_request": sent })),
                     ..audit.entry()
                 });
                 AskEvent::Answer(Box::new(answer))
@@ -286,8 +303,9 @@ fn answer(
     history: &[ChatMessage],
     question: &str,
     options: &AskOptions,
+    escalate: bool,
     sender: &mpsc::Sender<AskEvent>,
-) -> Result<Answer, ApiError> {
+) -> Result<(Answer, Option<Vec<serde_json::Value>>), ApiError> {
     let query = standalone_query(history, question);
     let started = std::time::Instant::now();
     let (retrieved, evidence) = {
@@ -313,6 +331,25 @@ fn answer(
     {
         return Err(ApiError::BadRequest("the client went away".into()));
     }
+    if escalate {
+        let escalator = state
+            .escalator
+            .as_ref()
+            .ok_or_else(|| escalate_error(crate::escalate::EscalateError::Off))?;
+        let escalation = escalator
+            .escalate(
+                &state.embedder,
+                question,
+                history,
+                retrieved,
+                &evidence,
+                options,
+            )
+            .map_err(escalate_error)?;
+        let mut answer = escalation.answer;
+        answer.retrieval_s = retrieval_s;
+        return Ok((answer, Some(escalation.sent)));
+    }
     let result = rag::answer_from(
         &state.embedder,
         &state.generator,
@@ -334,20 +371,40 @@ fn answer(
             let generated = answer.generation.as_ref().map_or(0, |g| g.generated_tokens);
             state.metrics.answered(generated, first_token);
             answer.retrieval_s = retrieval_s;
-            Ok(answer)
+            answer.escalation = state.escalator.as_ref().map(|e| e.offer(&answer));
+            Ok((answer, None))
         }
-        Err(e) => Err(match e {
-            RagError::EmptyQuestion | RagError::QuestionTooLong { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
-            RagError::Model(LlmError::Busy { .. }) => ApiError::Busy {
-                retry_after_s: RETRY_AFTER_S,
-            },
-            RagError::Model(LlmError::ContextOverflow { .. }) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            RagError::Model(_) | RagError::Search(_) => ApiError::internal(e),
-        }),
+        Err(e) => Err(rag_error(e)),
+    }
+}
+
+fn rag_error(e: RagError) -> ApiError {
+    match e {
+        RagError::EmptyQuestion | RagError::QuestionTooLong { .. } => {
+            ApiError::BadRequest(e.to_string())
+        }
+        RagError::Model(LlmError::Busy { .. }) => ApiError::Busy {
+            retry_after_s: RETRY_AFTER_S,
+        },
+        RagError::Model(LlmError::ContextOverflow { .. }) => ApiError::BadRequest(e.to_string()),
+        RagError::Model(_) | RagError::Search(_) => ApiError::internal(e),
+    }
+}
+
+fn escalate_error(e: crate::escalate::EscalateError) -> ApiError {
+    use crate::escalate::EscalateError;
+    match e {
+        EscalateError::Off => ApiError::BadRequest(e.to_string()),
+        EscalateError::NotAllowed(_) => ApiError::Forbidden(e.to_string()),
+        EscalateError::Mask(_) => ApiError::BadRequest(e.to_string()),
+        // The larger model's failure: its detail (which may name internal hosts) goes to
+        // the log, the client hears that it did not answer.
+        EscalateError::Answer(RagError::Model(LlmError::Remote(detail))) => {
+            tracing::warn!(%detail, "the larger model failed");
+            ApiError::Unavailable("the larger model did not answer; try again later".into())
+        }
+        EscalateError::Answer(e) => rag_error(e),
+        EscalateError::Config(_) => ApiError::internal(e),
     }
 }
 

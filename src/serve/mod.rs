@@ -65,6 +65,8 @@ pub struct AppState {
     pub audit: crate::audit::AuditLog,
     /// Accounts, sessions and sign-in limits.
     pub auth: crate::auth::Authenticator,
+    /// The larger model answers may be escalated to, when an admin configured one.
+    pub escalator: Option<Arc<crate::escalate::Escalator>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -92,6 +94,7 @@ pub enum ServeError {
     Watch(#[from] crate::watch::WatchError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    Escalate(#[from] crate::escalate::EscalateError),
     #[error("start-up panicked: {0}")]
     Panicked(#[from] tokio::task::JoinError),
     #[error("the server failed: {0}")]
@@ -124,6 +127,7 @@ impl AppState {
         // option the operator chose.
         let audit = crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options())?;
         let auth = crate::auth::Authenticator::new(&config.data_dir, config.session_hours)?;
+        let escalator = crate::escalate::Escalator::from_config(&config)?.map(Arc::new);
         Ok(AppState {
             auth,
             config,
@@ -137,6 +141,7 @@ impl AppState {
             watch: None,
             draining: Arc::default(),
             audit,
+            escalator,
         })
     }
 }
