@@ -649,7 +649,10 @@ impl RecordingProxy {
                 continue;
             };
             let mut dechunked = String::new();
-            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
                 while let Some((size, rest)) = body.split_once("\r\n") {
                     let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
                         break;
@@ -709,9 +712,17 @@ the company card 4111 1111 1111 1111. The VPN concentrator answers on 10.20.30.4
 /// The original values of [`CONTACTS`] and their placeholders (each kind holds one value
 /// and the question none, so each is number 1), with other spellings that must not leak.
 const CONTACT_VALUES: &[(&str, &str, &[&str])] = &[
-    ("EMAIL_1", "ngozi.okonkwo@zephyr-corp.example", &["zephyr-corp.example"]),
+    (
+        "EMAIL_1",
+        "ngozi.okonkwo@zephyr-corp.example",
+        &["zephyr-corp.example"],
+    ),
     ("PHONE_1", "+47 22 33 44 55", &["22 33 44 55", "4722334455"]),
-    ("IBAN_1", "NO93 8601 1117 947", &["NO9386011117947", "8601 1117"]),
+    (
+        "IBAN_1",
+        "NO93 8601 1117 947",
+        &["NO9386011117947", "8601 1117"],
+    ),
     ("CARD_1", "4111 1111 1111 1111", &["4111111111111111"]),
     ("IP_1", "10.20.30.40", &[]),
     ("NAME_1", "Ngozi Okonkwo", &["Ngozi", "Okonkwo"]),
@@ -752,7 +763,11 @@ fn escalation_sends_only_masked_text_and_maps_the_values_back() {
         err.contains("cannot be escalated") && err.contains("\"default\""),
         "{err}"
     );
-    assert!(proxy.sent().is_empty(), "refused, yet sent: {}", proxy.sent());
+    assert!(
+        proxy.sent().is_empty(),
+        "refused, yet sent: {}",
+        proxy.sent()
+    );
 
     let lore = lore.env("LORE_ESCALATE_COLLECTIONS", "default");
     let out = lore.ok(&["ask", question, "--escalate", "--json"]);

@@ -181,11 +181,22 @@ fn escalate(config: &Config, args: &Args, engine: &Engine, options: &AskOptions)
         options.k.max(1),
         &options.filter,
     )?;
-    let evidence =
-        rag::select_evidence(&engine.embedder, &engine.index, question, &retrieved, options)?;
-    let escalation =
-        escalator.escalate(&engine.embedder, question, &[], retrieved, &evidence, options)?;
-    // Audit (20B): record AuditEntry { route: "cli ask --escalate", extra: Some(json!({"escalation_request": escalation.sent})), .. } here.
+    let evidence = rag::select_evidence(
+        &engine.embedder,
+        &engine.index,
+        question,
+        &retrieved,
+        options,
+    )?;
+    let escalation = escalator.escalate(
+        &engine.embedder,
+        question,
+        &[],
+        retrieved,
+        &evidence,
+        options,
+    )?;
+    // Audit (20B): record this with `extra: Some(json!({"escalation_request": escalation.sent}))`.
     let answer = escalation.answer;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -205,7 +216,11 @@ fn escalate(config: &Config, args: &Args, engine: &Engine, options: &AskOptions)
         } else {
             format!("masked: {}", hidden.join(", "))
         };
-        writeln!(out, "\n(answered by the larger model {}; {hidden})", marker.model)?;
+        writeln!(
+            out,
+            "\n(answered by the larger model {}; {hidden})",
+            marker.model
+        )?;
     }
     print_sources(&mut out, &answer)?;
     Ok(0)

@@ -302,7 +302,9 @@ impl Masker {
         );
         add(
             Kind::Iban,
-            scan(text, &IBAN, |s, e| longest_valid(text, s, e, 15, |s, e| iban_key(&text[s..e]))),
+            scan(text, &IBAN, |s, e| {
+                longest_valid(text, s, e, 15, |s, e| iban_key(&text[s..e]))
+            }),
         );
         add(
             Kind::Card,
@@ -370,7 +372,10 @@ impl Masker {
             let name = |s: usize, e: usize| {
                 // Whole words, judged on Unicode letters ("Zoë" next to "ß" too), which the
                 // pattern's own boundaries would not see without leaving the fast engine.
-                let touching = text[..s].chars().next_back().is_some_and(char::is_alphanumeric)
+                let touching = text[..s]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphanumeric)
                     || text[e..].chars().next().is_some_and(char::is_alphanumeric);
                 if touching {
                     return None;
@@ -411,11 +416,7 @@ fn scan(
                 at = end;
             }
             _ => {
-                at = m.start()
-                    + text[m.start()..]
-                        .chars()
-                        .next()
-                        .map_or(1, char::len_utf8);
+                at = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
             }
         }
     }
@@ -596,7 +597,12 @@ mod tests {
     #[track_caller]
     fn untouched(text: &str) {
         let (out, mapping) = mask(text);
-        assert_eq!(out, text, "masked: {:?}", mapping.entries().collect::<Vec<_>>());
+        assert_eq!(
+            out,
+            text,
+            "masked: {:?}",
+            mapping.entries().collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -604,7 +610,10 @@ mod tests {
         let (out, _) = mask("Write to jane.doe+vpn@corp.example.com or IT-Help@Corp.Example.");
         assert_eq!(out, "Write to <EMAIL_1> or <EMAIL_2>.");
         let (out, m) = mask("a@b.co and A@B.CO are one address; x@y.org is another");
-        assert_eq!(out, "<EMAIL_1> and <EMAIL_1> are one address; <EMAIL_2> is another");
+        assert_eq!(
+            out,
+            "<EMAIL_1> and <EMAIL_1> are one address; <EMAIL_2> is another"
+        );
         assert_eq!(m.counts().get("email"), Some(&2));
         untouched("user@localhost, @handle, a@b, version 1.2@3");
     }
@@ -697,7 +706,8 @@ mod tests {
 
     #[test]
     fn listed_names_case_insensitive_whole_words() {
-        let (out, m) = mask("JANE DOE met jane  doe and Mr Okonkwo; Okonkwos and Janet Doe did not.");
+        let (out, m) =
+            mask("JANE DOE met jane  doe and Mr Okonkwo; Okonkwos and Janet Doe did not.");
         assert_eq!(
             out,
             "<NAME_1> met <NAME_1> and Mr <NAME_2>; Okonkwos and Janet Doe did not."
@@ -718,13 +728,19 @@ mod tests {
         let masker = masker();
         let mut mapping = Mapping::default();
         let q = masker
-            .mask("What is Jane Doe's address, jane@corp.example?", &mut mapping)
+            .mask(
+                "What is Jane Doe's address, jane@corp.example?",
+                &mut mapping,
+            )
             .expect("mask");
         let p1 = masker
             .mask("Contact: jane@corp.example, +49 30 1234567.", &mut mapping)
             .expect("mask");
         let p2 = masker
-            .mask("jane doe (JANE@corp.example) phones +49 30 1234567 or bob@corp.example", &mut mapping)
+            .mask(
+                "jane doe (JANE@corp.example) phones +49 30 1234567 or bob@corp.example",
+                &mut mapping,
+            )
             .expect("mask");
         assert_eq!(q, "What is <NAME_1>'s address, <EMAIL_1>?");
         assert_eq!(p1, "Contact: <EMAIL_1>, <PHONE_1>.");
@@ -745,7 +761,10 @@ mod tests {
     fn unmask_restores_values_with_or_without_brackets() {
         let (masked, m) = mask("Mail jane@corp.example or call +49 30 1234567; Jane Doe.");
         assert_eq!(masked, "Mail <EMAIL_1> or call <PHONE_1>; <NAME_1>.");
-        assert_eq!(m.unmask(&masked), "Mail jane@corp.example or call +49 30 1234567; Jane Doe.");
+        assert_eq!(
+            m.unmask(&masked),
+            "Mail jane@corp.example or call +49 30 1234567; Jane Doe."
+        );
         assert_eq!(
             m.unmask("EMAIL_1, <PHONE_1 and NAME_1> [1]"),
             "jane@corp.example, +49 30 1234567 and Jane Doe [1]"

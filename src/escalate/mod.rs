@@ -276,7 +276,11 @@ fn unmasked(
     };
     answer.question = question.to_string();
     answer.answer = mapping.unmask(&answer.answer);
-    answer.unsupported = answer.unsupported.iter().map(|u| mapping.unmask(u)).collect();
+    answer.unsupported = answer
+        .unsupported
+        .iter()
+        .map(|u| mapping.unmask(u))
+        .collect();
     answer.sources = restore(std::mem::take(&mut answer.sources));
     answer.citations = restore(std::mem::take(&mut answer.citations));
     answer.quote = answer.quote.take().and_then(|q| {

@@ -444,6 +444,56 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn escalation_is_refused_when_off_and_offered_only_when_possible() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(state(dir.path(), 1));
+        let ask = "{\"question\": \"who runs the VPN helpdesk?\", \"stream\": false";
+        let (status, _, body) = call(
+            app.clone(),
+            "POST",
+            "/api/ask",
+            &format!("{ask}, \"escalate\": true}}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("escalate_url")),
+            "{body}"
+        );
+        // Off: a local answer says nothing about escalation.
+        let (status, _, body) = call(app, "POST", "/api/ask", &format!("{ask}}}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("escalation").is_none(), "{body}");
+
+        // Configured: an answer with no passages is not offered for escalation, and an
+        // escalation of it abstains without contacting the larger model (port 9: nothing).
+        let mut config = state(dir.path(), 1).config.clone();
+        config.escalate_url = Some("http://127.0.0.1:9/v1".into());
+        config.escalate_collections = vec!["*".into()];
+        let app = app_for(config);
+        let (status, _, body) = call(app.clone(), "POST", "/api/ask", &format!("{ask}}}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["escalation"]["available"], false, "{body}");
+        assert!(body["escalation"]["reason"].is_string(), "{body}");
+        let (status, _, body) = call(
+            app,
+            "POST",
+            "/api/ask",
+            &format!("{ask}, \"escalate\": true}}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["abstained"], true, "{body}");
+        assert!(body["escalated"]["masked"].is_object(), "{body}");
+    }
+
+    fn app_for(config: Config) -> Router {
+        app(Arc::new(AppState::load(config, 1).expect("state")))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn errors_are_json_with_a_fitting_status() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path(), 1);
