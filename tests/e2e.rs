@@ -1,8 +1,8 @@
 //! End-to-end tests: drive the real `lore` binary on real documents with the real
 //! embedding model. Shared helpers live in `tests/common/mod.rs`.
 
-mod common;
 mod access;
+mod common;
 mod watch;
 
 use common::*;
@@ -818,6 +818,20 @@ fn escalation_sends_only_masked_text_and_maps_the_values_back() {
             .is_some_and(|t| t.contains("ngozi.okonkwo@zephyr-corp.example"))),
         "{v:#}"
     );
+    // The audit log keeps exactly what was sent: the masked request, no original value.
+    let audit = lore.ok(&["audit", "tail", "-n", "10", "--json"]);
+    let entry = audit
+        .lines()
+        .rev()
+        .find(|l| l.contains("escalation_request"))
+        .unwrap_or_else(|| panic!("no escalation in the audit log: {audit}"));
+    assert!(entry.contains("<EMAIL_1>"), "{entry}");
+    for (_, original, _) in CONTACT_VALUES {
+        assert!(
+            !entry.contains(original),
+            "{original:?} in the audit log: {entry}"
+        );
+    }
 }
 
 /// `lore eval` and the reference scorer (../shared/eval-dev/score.py) must agree on the

@@ -716,7 +716,11 @@ fn a_ten_percent_filter_recalls_what_an_index_of_that_ten_percent_finds() -> Tes
         for (m, mode) in modes.iter().enumerate() {
             let got = full.search(*mode, &text, Some(&vector), K, &filter)?;
             let alone = part.search(*mode, &text, Some(&vector), K, &Filter::default())?;
-            assert_eq!(got.len(), alone.len(), "{mode:?}: a full page when one exists");
+            assert_eq!(
+                got.len(),
+                alone.len(),
+                "{mode:?}: a full page when one exists"
+            );
             assert!(got.iter().all(|h| h.chunk.collection == "c3"));
             let ids = |hits: &[Hit]| -> std::collections::HashSet<(String, u32)> {
                 hits.iter()
@@ -728,11 +732,17 @@ fn a_ten_percent_filter_recalls_what_an_index_of_that_ten_percent_finds() -> Tes
         }
     }
     for (m, mode) in modes.iter().enumerate() {
-        let r = recall[m] / f64::from(queries);
-        println!("{mode:?}: recall@{K} of the filtered search vs an index of the 10% alone = {r:.3}");
+        let r = recall[m] / queries as f64;
+        println!(
+            "{mode:?}: recall@{K} of the filtered search vs an index of the 10% alone = {r:.3}"
+        );
         // Vectors: the same exact scan. BM25 (and so hybrid) scores with the corpus-wide
         // term statistics, so a near-tie may order differently; nothing else may differ.
-        let floor = if *mode == SearchMode::Vector { 1.0 } else { 0.9 };
+        let floor = if *mode == SearchMode::Vector {
+            1.0
+        } else {
+            0.9
+        };
         assert!(r >= floor, "{mode:?}: recall {r:.3} < {floor}");
     }
     Ok(())

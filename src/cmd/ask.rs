@@ -132,7 +132,13 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
             ControlFlow::Continue(())
         },
     );
-    record(config, &args.question, &answer, started);
+    record(
+        config,
+        &args.question,
+        answer.as_ref().map_err(|e| e as &dyn std::fmt::Display),
+        None,
+        started,
+    );
     let answer = answer?;
     if stream {
         writeln!(out)?;
@@ -170,6 +176,7 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
 /// The local model is not loaded. The answer is printed whole once it is unmasked (a
 /// placeholder split across streamed pieces could not be mapped back).
 fn escalate(config: &Config, args: &Args, engine: &Engine, options: &AskOptions) -> Result<i32> {
+    let started = std::time::Instant::now();
     let escalator = crate::escalate::Escalator::from_config(config)?
         .ok_or(crate::escalate::EscalateError::Off)?;
     let question = args.question.trim();
@@ -195,9 +202,19 @@ fn escalate(config: &Config, args: &Args, engine: &Engine, options: &AskOptions)
         retrieved,
         &evidence,
         options,
-    )?;
-    // Audit (20B): record this with `extra: Some(json!({"escalation_request": escalation.sent}))`.
-    let answer = escalation.answer;
+    );
+    match &escalation {
+        // What went to the larger model, masked, exactly as sent.
+        Ok(e) => record(
+            config,
+            question,
+            Ok(&e.answer),
+            Some(serde_json::json!({ "escalation_request": e.sent })),
+            started,
+        ),
+        Err(e) => record(config, question, Err(e), None, started),
+    }
+    let answer = escalation?.answer;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &ask_json(&answer))?;
@@ -247,7 +264,8 @@ fn print_sources(out: &mut impl Write, answer: &Answer) -> Result<()> {
 fn record(
     config: &Config,
     question: &str,
-    answer: &Result<Answer, rag::RagError>,
+    answer: Result<&Answer, &dyn std::fmt::Display>,
+    extra: Option<serde_json::Value>,
     started: std::time::Instant,
 ) {
     let log = match crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options()) {
@@ -270,6 +288,7 @@ fn record(
         documents,
         outcome,
         latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        extra,
         ..crate::audit::AuditEntry::new("lore ask")
     });
     // Dropping the log writes the entry before the command exits.

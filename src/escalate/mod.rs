@@ -24,9 +24,9 @@ use lore_llm::{ChatMessage, Generator, RemoteConfig};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::embed::Embedder;
 use crate::rag::{self, Abstention, Answer, AskOptions, Evidence, Quote, RagError, Source};
 use crate::retrieval::Passage;
+use lore_embed::Embedder;
 use mask::{Mapping, MaskError, Masker};
 
 /// What escalating can fail with.

@@ -182,7 +182,11 @@ pub async fn delete_document(
     result.map(Json)
 }
 
-async fn remove_document(state: SharedState, caller: Caller, id: String) -> Result<Deleted, ApiError> {
+async fn remove_document(
+    state: SharedState,
+    caller: Caller,
+    id: String,
+) -> Result<Deleted, ApiError> {
     blocking(move || {
         let mut index = state
             .index

@@ -94,6 +94,7 @@ pub enum ServeError {
     Watch(#[from] crate::watch::WatchError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
     Escalate(#[from] crate::escalate::EscalateError),
     #[error("start-up panicked: {0}")]
     Panicked(#[from] tokio::task::JoinError),
@@ -598,8 +599,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = state(dir.path(), 1);
         let client: std::net::SocketAddr = "192.0.2.7:50000".parse().expect("address");
+        // alice signs every request with her API token.
+        let (_, token) = crate::auth::AuthStore::update(&state.config.data_dir, |store| {
+            store.add_user("alice", crate::auth::Role::Admin, "correct horse battery")?;
+            store.create_token("alice", None, None)
+        })
+        .expect("an account");
+        let bearer = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).expect("ascii");
         let app = app(state.clone())
-            .layer(axum::Extension(AuditUser(Some("alice".into()))))
+            .layer(axum::middleware::map_request(
+                move |mut request: axum::extract::Request| {
+                    let bearer = bearer.clone();
+                    async move {
+                        request
+                            .headers_mut()
+                            .insert(axum::http::header::AUTHORIZATION, bearer);
+                        request
+                    }
+                },
+            ))
             .layer(axum::extract::connect_info::MockConnectInfo(client));
         let (status, _, _) = call(
             app.clone(),
@@ -634,7 +652,7 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         drop(held);
-        let (status, _, _) = call(app, "DELETE", "/api/documents/abc123", "").await;
+        let (status, _, _) = call(app.clone(), "DELETE", "/api/documents/abc123", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         state.audit.flush();
@@ -676,7 +694,7 @@ mod tests {
             crate::audit::verify(&audit_dir).expect("verifies").entries,
             4
         );
-        let (_, _, bytes) = send(super::app(state), "GET", "/metrics", "").await;
+        let (_, _, bytes) = send(app, "GET", "/metrics", "").await;
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("lore_audit_entries_total 4"), "{text}");
         assert!(text.contains("lore_audit_failures_total 0"), "{text}");

@@ -166,7 +166,14 @@ pub async fn chat_completions(
         .and_then(|()| {
             let filter = caller.scope.filter(None);
             let options = ask::ask_options(&state, AskOptions::default().k, max_tokens, filter);
-            ask::start_answer(&state, question.clone(), history, options, false, audit.clone())
+            ask::start_answer(
+                &state,
+                question.clone(),
+                history,
+                options,
+                false,
+                audit.clone(),
+            )
         });
     let mut receiver = match admitted {
         Ok(receiver) => receiver,

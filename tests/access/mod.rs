@@ -21,8 +21,18 @@ fn lore_with_two_collections() -> (Lore, TempCorpus, tempfile::TempDir, String) 
     let vault = tempfile::tempdir().expect("tempdir");
     std::fs::write(vault.path().join(SECRET_NAME), SECRET_DOC).expect("write");
     let lore = Lore::new().env("LORE_LLM_MODEL", "tiny");
-    lore.ok(&["ingest", "--collection", "public", &public.path().to_string_lossy()]);
-    lore.ok(&["ingest", "--collection", "vault", &vault.path().to_string_lossy()]);
+    lore.ok(&[
+        "ingest",
+        "--collection",
+        "public",
+        &public.path().to_string_lossy(),
+    ]);
+    lore.ok(&[
+        "ingest",
+        "--collection",
+        "vault",
+        &vault.path().to_string_lossy(),
+    ]);
     // Local command-line access is the machine owner's: it sees every collection.
     let out = lore.ok(&["search", "Nightjar escrow passphrase", "--k", "1", "--json"]);
     let found: Value = serde_json::from_str(&out).expect("search JSON");
@@ -87,14 +97,19 @@ fn a_reader_never_sees_another_collection() {
     );
     assert_eq!(found.status, 200, "{}", found.text());
     assert_eq!(
-        found.json()["results"][0]["doc_id"], secret_id,
+        found.json()["results"][0]["doc_id"],
+        secret_id,
         "the admin finds the secret: {}",
         found.text()
     );
     drop(admin_password);
 
     // Anonymous and wrong credentials get nothing at all.
-    for auth in [None, Some("Bearer lore_nope_nope"), Some("Basic cm9vdDpyb290")] {
+    for auth in [
+        None,
+        Some("Bearer lore_nope_nope"),
+        Some("Basic cm9vdDpyb290"),
+    ] {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
         let r = http_with(
             "POST",
@@ -115,7 +130,11 @@ fn a_reader_never_sees_another_collection() {
     ];
     let mut responses: Vec<(String, String)> = Vec::new();
     for q in questions {
-        for collections in ["", r#", "collections": ["vault"]"#, r#", "collections": ["public", "vault"]"#] {
+        for collections in [
+            "",
+            r#", "collections": ["vault"]"#,
+            r#", "collections": ["public", "vault"]"#,
+        ] {
             for stream in [true, false] {
                 let body = format!(
                     r#"{{"question": {}, "max_tokens": 48, "stream": {stream}{collections}}}"#,
@@ -130,7 +149,13 @@ fn a_reader_never_sees_another_collection() {
                     r#"{{"query": {}, "mode": "{mode}", "k": 20{collections}}}"#,
                     serde_json::to_string(q).expect("json")
                 );
-                let r = http_with("POST", &url("/api/search"), json, body.as_bytes(), &ann_auth);
+                let r = http_with(
+                    "POST",
+                    &url("/api/search"),
+                    json,
+                    body.as_bytes(),
+                    &ann_auth,
+                );
                 assert_eq!(r.status, 200, "{}", r.text());
                 let results = r.json()["results"].as_array().cloned().unwrap_or_default();
                 if collections.is_empty() {
@@ -163,7 +188,13 @@ fn a_reader_never_sees_another_collection() {
         ("DELETE", format!("/api/documents/{secret_id}")),
     ] {
         let r = http_with(method, &url(&path), None, b"", &ann_auth);
-        let control = http_with(method, &url(&path.replace(&secret_id, missing)), None, b"", &ann_auth);
+        let control = http_with(
+            method,
+            &url(&path.replace(&secret_id, missing)),
+            None,
+            b"",
+            &ann_auth,
+        );
         assert_eq!(r.status, control.status, "{method} {path}: {}", r.text());
         assert!(
             r.status == 404 || r.status == 403,
@@ -188,7 +219,11 @@ fn a_reader_never_sees_another_collection() {
     }
     // The listing shows the reader's documents, and only those.
     let listed = http_with("GET", &url("/api/documents"), None, b"", &ann_auth).json();
-    assert_eq!(listed["documents"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(
+        listed["documents"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
     // Uploading into a collection not granted is refused (readers upload nowhere).
     let (ct, body) = crate::common::multipart(&[("note.md", b"# note\n\nhello\n")]);
     let r = http_with("POST", &url("/api/documents"), Some(&ct), &body, &ann_auth);
@@ -199,23 +234,38 @@ fn a_reader_never_sees_another_collection() {
         assert!(found.is_empty(), "{what} leaked {found:?}:\n{text}");
     }
     // The admin still sees the vault document in the listing (the filter is per caller).
-    let listed = http_with("GET", &url("/api/documents"), None, b"", &[("Authorization", &admin)]);
+    let listed = http_with(
+        "GET",
+        &url("/api/documents"),
+        None,
+        b"",
+        &[("Authorization", &admin)],
+    );
     assert!(listed.text().contains(SECRET_NAME), "{}", listed.text());
 
     assert_eq!(server.terminate(), Some(0));
     let log = std::fs::read_to_string(&log_path).expect("log");
     assert!(log.contains("DEBUG"), "debug logging was on: {log}");
     // The admin's own search above is the only request that may name the vault.
-    for line in log.lines().filter(|l| !l.contains("Nightjar escrow passphrase")) {
+    for line in log
+        .lines()
+        .filter(|l| !l.contains("Nightjar escrow passphrase"))
+    {
         let found = leaks(line, &secret_id);
         assert!(found.is_empty(), "log line leaked {found:?}: {line}");
     }
     // The audit log names what each caller was shown; for ann, never the vault.
     let audit = lore.ok(&["audit", "tail", "-n", "1000", "--json"]);
-    let ann_entries: Vec<&str> = audit.lines().filter(|l| l.contains(r#""user":"ann""#)).collect();
+    let ann_entries: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(r#""user":"ann""#))
+        .collect();
     assert!(ann_entries.len() >= questions.len() * 9, "{audit}");
     for line in ann_entries {
-        assert!(!line.contains(&secret_id), "audit entry cites the vault: {line}");
+        assert!(
+            !line.contains(&secret_id),
+            "audit entry cites the vault: {line}"
+        );
     }
 }
 
@@ -234,7 +284,10 @@ fn portal_sign_in_admin_page_and_reader_scope() {
         .arg(&server.url)
         .arg(&shots)
         .env("LORE_TEST_ADMIN_PASSWORD", &admin_password)
-        .env("LORE_TEST_SECRET_MARKERS", SECRET_MARKERS.join(",") + "," + &secret_id)
+        .env(
+            "LORE_TEST_SECRET_MARKERS",
+            SECRET_MARKERS.join(",") + "," + &secret_id,
+        )
         .output()
         .expect("python with playwright: run scripts/install-test-deps");
     assert!(
