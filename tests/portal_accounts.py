@@ -33,8 +33,13 @@ def sign_in(page, user, password):
     page.click("#login button[type=submit]")
 
 
+QUESTION = "What is the passphrase of the Nightjar escrow?"
+
+
 def no_secret(page, where):
-    text = page.locator("body").inner_text().lower()
+    # What ann typed comes back as her question: only the rest of the page counts.
+    text = page.locator("body").inner_text().lower().replace(QUESTION.lower(), " ")
+    text = text.replace("nightjar escrow passphrase", " ")
     found = [m for m in MARKERS if m in text]
     if found:
         raise SystemExit(f"{where}: the page shows {found}")
@@ -111,7 +116,7 @@ with sync_playwright() as p:
     page.wait_for_timeout(1500)
     no_secret(page, "search")
     page.click("#tab-ask")
-    page.fill("#question", "What is the passphrase of the Nightjar escrow?")
+    page.fill("#question", QUESTION)
     page.keyboard.press("Enter")
     answer = page.locator(".turn .a").last
     expect(answer).not_to_have_attribute("aria-busy", "true", timeout=TIMEOUT_MS)
