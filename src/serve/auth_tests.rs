@@ -191,7 +191,9 @@ async fn authorization_matrix_over_every_documented_route() {
         .open("reader", &epoch, Duration::ZERO)
         .expect("session");
     let expired_cookie = format!("lore_session={expired_id}");
-    let identities: Vec<(&str, Option<Role>, Vec<(&str, String)>)> = vec![
+    // (who, the role they act with, the headers that say so)
+    type Identity<'a> = (&'a str, Option<Role>, Vec<(&'a str, String)>);
+    let identities: Vec<Identity> = vec![
         ("anonymous", None, vec![]),
         (
             "reader",

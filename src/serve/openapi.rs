@@ -2,6 +2,7 @@
 //! annotations and the request and response types, served at `GET /api/openapi.json`.
 
 use super::{admin, ask, auth, documents, health, jobs, metrics, openai, search};
+use axum::http::Method;
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -71,7 +72,50 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+        // Each operation says what the authentication middleware may answer for it (from
+        // the same table it enforces): public ones need no credential, the others may be
+        // refused with 401 (no or a bad credential) or 403 (role, CSRF, scope).
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [
+                (Method::GET, item.get.as_mut()),
+                (Method::POST, item.post.as_mut()),
+                (Method::PUT, item.put.as_mut()),
+                (Method::PATCH, item.patch.as_mut()),
+                (Method::DELETE, item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                if super::auth::access(&method, path) == Some(super::auth::Access::Public) {
+                    operation.security = Some(Vec::new());
+                    continue;
+                }
+                for (status, description) in [
+                    ("401", "No credential, or a wrong, expired or revoked one"),
+                    ("403", "Not allowed: role, collection or CSRF token"),
+                ] {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description));
+                }
+            }
+        }
     }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// This document.
