@@ -544,7 +544,8 @@ fn card_key(candidate: &str) -> Option<String> {
             }
         })
         .sum();
-    (sum % 10 == 0).then(|| digits.iter().map(|d| char::from(b'0' + *d as u8)).collect())
+    sum.is_multiple_of(10)
+        .then(|| digits.iter().map(|d| char::from(b'0' + *d as u8)).collect())
 }
 
 /// An IPv6 address candidate checked by parsing: at least one digit (so `dead::beef` in
