@@ -50,6 +50,19 @@ pub struct Config {
     pub bind: String,
     /// Answers `lore serve` admits at once (running + waiting); more get 429.
     pub answer_queue: usize,
+    /// Files one upload request may carry; more get 413.
+    pub max_upload_files: usize,
+    /// Upload jobs waiting for the one ingestion worker (uploads in progress count too);
+    /// more get 503 with Retry-After.
+    pub ingest_queue: usize,
+    /// Seconds a request may take until its response starts (uploads excepted: their
+    /// bodies are bounded by `body_timeout_secs` and the size limits); then 503.
+    pub request_timeout_secs: u64,
+    /// Seconds a request body may pause between bytes before the request fails (408).
+    pub body_timeout_secs: u64,
+    /// Seconds a response may wait on a client that does not read it: an answer's worker
+    /// then stops and frees its answer slot, and the connection is closed.
+    pub stream_idle_secs: u64,
     /// Threads the language model computes with (default: one per core).
     pub llm_threads: usize,
     /// Instruction set of the language model's kernels: `None` takes the best the CPU has;
@@ -157,6 +170,11 @@ pub struct ConfigLayer {
     pub openai_api_key: Option<String>,
     pub bind: Option<String>,
     pub answer_queue: Option<usize>,
+    pub max_upload_files: Option<usize>,
+    pub ingest_queue: Option<usize>,
+    pub request_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub stream_idle_secs: Option<u64>,
     pub llm_threads: Option<usize>,
     pub quant_isa: Option<lore_llm::Isa>,
     pub embed_backend: Option<lore_embed::Backend>,
@@ -288,6 +306,27 @@ impl Config {
                 .or(file.bind)
                 .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             answer_queue: o.answer_queue.or(file.answer_queue).unwrap_or(4).max(1),
+            max_upload_files: o
+                .max_upload_files
+                .or(file.max_upload_files)
+                .unwrap_or(100)
+                .max(1),
+            ingest_queue: o.ingest_queue.or(file.ingest_queue).unwrap_or(32).max(1),
+            request_timeout_secs: o
+                .request_timeout_secs
+                .or(file.request_timeout_secs)
+                .unwrap_or(300)
+                .max(1),
+            body_timeout_secs: o
+                .body_timeout_secs
+                .or(file.body_timeout_secs)
+                .unwrap_or(30)
+                .max(1),
+            stream_idle_secs: o
+                .stream_idle_secs
+                .or(file.stream_idle_secs)
+                .unwrap_or(30)
+                .max(1),
             llm_threads: o
                 .llm_threads
                 .or(file.llm_threads)
@@ -560,6 +599,36 @@ max_file_mb = 2
         assert_eq!(c.escalate_url.as_deref(), Some("http://10.0.0.9:8000/v1"));
         assert_eq!(c.escalate_collections, ["it"]);
         assert_eq!(c.mask_names, ["Jane Doe"]);
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_are_settings() {
+        let c = Config::merge(ConfigLayer::default(), ConfigLayer::default());
+        assert_eq!(
+            (c.max_upload_files, c.ingest_queue),
+            (100, 32),
+            "upload defaults"
+        );
+        assert_eq!(
+            (
+                c.request_timeout_secs,
+                c.body_timeout_secs,
+                c.stream_idle_secs
+            ),
+            (300, 30, 30)
+        );
+        let file: ConfigLayer = toml::from_str(
+            "max_upload_files = 5\ningest_queue = 2\nstream_idle_secs = 0\nbody_timeout_secs = 7\n",
+        )
+        .expect("valid toml");
+        let flags = ConfigLayer {
+            ingest_queue: Some(3),
+            ..Default::default()
+        };
+        let c = Config::merge(file, flags);
+        assert_eq!((c.max_upload_files, c.ingest_queue), (5, 3));
+        // Zero would mean "give up at once": the smallest is one second.
+        assert_eq!((c.stream_idle_secs, c.body_timeout_secs), (1, 7));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod access;
 mod common;
+mod jobs;
 mod watch;
 
 use common::*;

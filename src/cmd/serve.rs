@@ -13,6 +13,22 @@ pub struct Args {
     /// [default: 4]
     #[arg(long, env = "LORE_ANSWER_QUEUE", value_name = "N")]
     pub answer_queue: Option<usize>,
+    /// Files one upload may carry; more get 413 [default: 100]
+    #[arg(long, env = "LORE_MAX_UPLOAD_FILES", value_name = "N")]
+    pub max_upload_files: Option<usize>,
+    /// Upload jobs waiting for the ingestion worker; more get 503 Retry-After [default: 32]
+    #[arg(long, env = "LORE_INGEST_QUEUE", value_name = "N")]
+    pub ingest_queue: Option<usize>,
+    /// Seconds until a response must start (uploads excepted); then 503 [default: 300]
+    #[arg(long, env = "LORE_REQUEST_TIMEOUT_SECS", value_name = "S")]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds a request body may pause; then 408 [default: 30]
+    #[arg(long, env = "LORE_BODY_TIMEOUT_SECS", value_name = "S")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a response may wait on a client that does not read it before the answer
+    /// stops, its slot is freed and the connection closed [default: 30]
+    #[arg(long, env = "LORE_STREAM_IDLE_SECS", value_name = "S")]
+    pub stream_idle_secs: Option<u64>,
     /// Folder to keep the index in step with (repeatable; see `lore watch --help`)
     #[arg(
         long = "watch",
@@ -66,6 +82,11 @@ impl Args {
     pub(super) fn layer(&self, layer: &mut ConfigLayer) {
         layer.bind = self.bind.clone();
         layer.answer_queue = self.answer_queue;
+        layer.max_upload_files = self.max_upload_files;
+        layer.ingest_queue = self.ingest_queue;
+        layer.request_timeout_secs = self.request_timeout_secs;
+        layer.body_timeout_secs = self.body_timeout_secs;
+        layer.stream_idle_secs = self.stream_idle_secs;
         layer.watch = (!self.watch.is_empty()).then(|| self.watch.clone());
         layer.allowed_hosts = (!self.allowed_hosts.is_empty()).then(|| self.allowed_hosts.clone());
         layer.cors_origins = (!self.cors_origins.is_empty()).then(|| self.cors_origins.clone());

@@ -8,7 +8,7 @@ use super::FileIssue;
 use std::path::{Component, Path, PathBuf};
 
 /// A file found on disk and the identity it gets in the index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub fs_path: PathBuf,
     /// The path as ingested: relative to the folder given, or as given for a file.

@@ -75,7 +75,7 @@ impl IndexAccess for SharedIndex<'_> {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Summary {
     pub ingested: Vec<String>,
     /// Of `ingested`: files whose content was already indexed under another path (renamed,
@@ -91,7 +91,7 @@ pub struct Summary {
 }
 
 /// Where a running ingestion stands, for observers (the server's job status).
-#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IngestProgress {
     pub files_done: usize,
     pub files_total: usize,

@@ -245,10 +245,16 @@ pub(super) fn start_answer(
         .map_err(|_| ApiError::Busy {
             retry_after_s: RETRY_AFTER_S,
         })?;
-    let (sender, receiver) = mpsc::channel::<AskEvent>(64);
+    let (sender, receiver) = mpsc::channel::<AskEvent>(EVENT_BUFFER);
+    let sink = EventSink {
+        sender,
+        runtime: tokio::runtime::Handle::current(),
+        stall: Duration::from_secs(state.config.stream_idle_secs),
+        given_up: Default::default(),
+    };
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let last = match answer(&state, &history, &question, &options, escalate, &sender) {
+        let last = match answer(&state, &history, &question, &options, escalate, &sink) {
             Ok((answer, escalation_sent)) => {
                 state.audit.record(crate::audit::AuditEntry {
                     question: Some(question),
@@ -275,9 +281,49 @@ pub(super) fn start_answer(
         // that reads /metrics right after its answer sees the queue it left, not its own
         // answer still in it.
         drop(permit);
-        let _ = sender.blocking_send(last);
+        sink.send(last);
     });
     Ok(receiver)
+}
+
+/// Events an answer may have written ahead of its reader.
+const EVENT_BUFFER: usize = 64;
+
+/// Where an answer's worker sends its events. A client that stops reading fills the
+/// buffer; the worker waits at most `stall` (`stream_idle_secs`) for room, then gives up,
+/// so the answer stops and its slot is freed instead of being held for ever.
+pub(super) struct EventSink {
+    sender: mpsc::Sender<AskEvent>,
+    runtime: tokio::runtime::Handle,
+    stall: Duration,
+    /// Set once a send timed out: the client is not waited for again.
+    given_up: std::sync::atomic::AtomicBool,
+}
+
+impl EventSink {
+    /// Whether the event was taken: `false` when the client went away or stalled.
+    fn send(&self, event: AskEvent) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.given_up.load(Ordering::Relaxed) {
+            return false;
+        }
+        // The worker runs on a blocking thread, where waiting on the runtime is allowed.
+        match self
+            .runtime
+            .block_on(self.sender.send_timeout(event, self.stall))
+        {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                self.given_up.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    stall_s = self.stall.as_secs(),
+                    "an answer's client stopped reading; the answer is cancelled"
+                );
+                false
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+        }
+    }
 }
 
 /// Waits for the end of an answer started by [`start_answer`].
@@ -297,14 +343,14 @@ pub(super) async fn final_answer(
 }
 
 /// Retrieval (under the index's read lock, released before generation) then answering;
-/// events go to `sender`, and a closed receiver (client gone) cancels generation.
+/// events go to `sink`, and a client gone or not reading cancels generation.
 fn answer(
     state: &SharedState,
     history: &[ChatMessage],
     question: &str,
     options: &AskOptions,
     escalate: bool,
-    sender: &mpsc::Sender<AskEvent>,
+    sink: &EventSink,
 ) -> Result<(Answer, Option<Vec<serde_json::Value>>), ApiError> {
     let query = standalone_query(history, question);
     let started = std::time::Instant::now();
@@ -325,11 +371,10 @@ fn answer(
     };
     let retrieval_s = started.elapsed().as_secs_f64();
     let mut first_token: Option<f64> = None;
-    if sender
-        .blocking_send(AskEvent::Retrieved(retrieved.clone()))
-        .is_err()
-    {
-        return Err(ApiError::BadRequest("the client went away".into()));
+    if !sink.send(AskEvent::Retrieved(retrieved.clone())) {
+        return Err(ApiError::BadRequest(
+            "the client went away or stopped reading".into(),
+        ));
     }
     if escalate {
         let escalator = state
@@ -360,9 +405,10 @@ fn answer(
         options,
         |text| {
             first_token.get_or_insert_with(|| started.elapsed().as_secs_f64());
-            match sender.blocking_send(AskEvent::Token(text.to_string())) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(_) => ControlFlow::Break(()),
+            if sink.send(AskEvent::Token(text.to_string())) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
         },
     );
@@ -411,6 +457,41 @@ fn escalate_error(e: crate::escalate::EscalateError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that stops reading costs the worker the stall time once, then the answer
+    /// is given up (and with it its slot).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_reading_is_given_up_after_the_stall_time() {
+        let (sender, receiver) = mpsc::channel::<AskEvent>(2);
+        let sink = EventSink {
+            sender,
+            runtime: tokio::runtime::Handle::current(),
+            stall: Duration::from_millis(300),
+            given_up: Default::default(),
+        };
+        let worker = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let mut taken = 0;
+            while sink.send(AskEvent::Token("word".into())) {
+                taken += 1;
+                assert!(taken <= 2, "the buffer holds two events, nobody reads");
+            }
+            let stalled = started.elapsed();
+            // Given up: the final event is not waited for again.
+            let started = std::time::Instant::now();
+            assert!(!sink.send(AskEvent::Token("last".into())));
+            let again = started.elapsed();
+            drop(receiver);
+            (taken, stalled, again)
+        });
+        let (taken, stalled, gone) = worker.await.expect("worker");
+        assert_eq!(taken, 2);
+        assert!(
+            stalled >= Duration::from_millis(300) && stalled < Duration::from_secs(5),
+            "{stalled:?}"
+        );
+        assert!(gone < Duration::from_millis(100), "{gone:?}");
+    }
 
     #[test]
     fn follow_ups_fold_in_the_previous_question() {

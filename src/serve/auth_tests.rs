@@ -83,19 +83,28 @@ async fn ingest(state: &SharedState, collection: &str, name: &str, text: &str) -
     let state = state.clone();
     let (collection, name, text) = (collection.to_string(), name.to_string(), text.to_string());
     tokio::task::spawn_blocking(move || {
-        let candidate = state
+        jobs::Jobs::start_worker(&state).expect("the ingestion worker");
+        let slot = state.jobs.reserve().expect("a queue slot");
+        let staging = state.jobs.staging().expect("staging");
+        let staged = staging.path().join("0");
+        std::fs::write(&staged, text.as_bytes()).expect("staged");
+        let id = state
             .jobs
-            .store(&collection, &name, text.as_bytes())
-            .expect("store");
-        let id = state.jobs.start(vec![candidate.doc_path.clone()], None);
-        state
-            .jobs
-            .run(&id, &state, std::slice::from_ref(&candidate));
+            .enqueue(slot, &collection, &[(name.clone(), staged)], None)
+            .expect("queued");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !matches!(
+            state.jobs.get(&id).expect("job").state,
+            jobs::JobState::Done | jobs::JobState::Failed
+        ) {
+            assert!(std::time::Instant::now() < deadline, "job stuck");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(
             state.jobs.get(&id).expect("job").state,
             jobs::JobState::Done
         );
-        crate::pipeline::doc_id(&collection, &candidate.doc_path)
+        crate::pipeline::doc_id(&collection, &jobs::clean_name(&name))
     })
     .await
     .expect("ingest")

@@ -315,15 +315,18 @@ pub struct UploadForm {
     file: Vec<Vec<u8>>,
 }
 
-/// Stores the files under the data directory and ingests them in the background.
+/// Stores the files under the data directory and ingests them in the background (one
+/// job queue, one worker; jobs survive restarts).
 #[utoipa::path(post, path = "/api/documents", tag = "documents",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, description = "Stored; ingestion runs as a job", body = UploadAccepted),
         (status = 400, description = "Malformed upload, no file, or an empty file", body = ErrorBody),
-        (status = 413, description = "Upload too large", body = ErrorBody),
+        (status = 408, description = "The body paused longer than body_timeout_secs", body = ErrorBody),
+        (status = 413, description = "A file over max_file_mb, or more than max_upload_files files", body = ErrorBody),
         (status = 415, description = "A file of an unsupported type", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
+        (status = 503, description = "The ingestion queue is full (see Retry-After)", body = ErrorBody),
     ))]
 pub async fn upload_documents(
     State(state): State<SharedState>,
@@ -352,22 +355,42 @@ pub async fn upload_documents(
     result.map(|(accepted, _)| (StatusCode::ACCEPTED, Json(accepted)))
 }
 
-/// Stores and starts ingesting an upload; what was accepted and into which collection.
+/// Seconds a client is told to wait when the ingestion queue is full.
+const INGEST_RETRY_AFTER_S: u64 = 30;
+/// Bytes of a file's start kept to recognise its type (the rest streams to disk).
+const SNIFF_BYTES: usize = 64 * 1024;
+/// Longest `collection` field accepted.
+const MAX_COLLECTION_BYTES: usize = 1024;
+
+/// Stores and queues an upload; what was accepted and into which collection. A place in
+/// the ingestion queue is taken before the body is read (503 when there is none), and
+/// each file streams to a staging folder, never whole in memory.
 async fn upload(
     state: SharedState,
     caller: Caller,
     mut multipart: axum::extract::Multipart,
 ) -> Result<(UploadAccepted, String), ApiError> {
+    let slot = state.jobs.reserve().ok_or(ApiError::IngestBusy {
+        retry_after_s: INGEST_RETRY_AFTER_S,
+    })?;
+    let staging = {
+        let state = state.clone();
+        blocking(move || state.jobs.staging().map_err(ApiError::internal)).await?
+    };
+    let max_files = state.config.max_upload_files;
+    let max_bytes = state.config.max_file_mb.saturating_mul(1 << 20);
     let mut collection = state.config.collection.clone();
-    let mut files: Vec<(String, axum::body::Bytes)> = Vec::new();
-    while let Some(field) = multipart.next_field().await? {
+    let mut staged: Vec<(String, std::path::PathBuf)> = Vec::new();
+    while let Some(mut field) = multipart.next_field().await? {
         match field.name() {
             Some("collection") => {
-                let text = field.text().await?;
+                let text = read_small_field(&mut field, MAX_COLLECTION_BYTES).await?;
                 let text = text.trim();
                 if !text.is_empty() {
                     collection = super::jobs::clean_name(text);
                 }
+                // Refused before any more of the body is read.
+                check_scope(&caller, &collection)?;
             }
             _ => {
                 let Some(name) = field.file_name().map(str::to_string) else {
@@ -375,48 +398,42 @@ async fn upload(
                         "every file part needs a file name (multipart filename=)".into(),
                     ));
                 };
-                let bytes = field.bytes().await?;
-                if bytes.is_empty() {
-                    return Err(ApiError::BadRequest(format!("{name} is empty")));
+                if staged.len() >= max_files {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "more than {max_files} files in one upload (max_upload_files); \
+                         send them in several uploads"
+                    )));
                 }
-                let probe = std::path::Path::new(&name);
-                if let Err(e) = lore_ingest::DocumentFormat::detect(probe, &bytes) {
-                    return Err(ApiError::UnsupportedMediaType(format!("{name}: {e}")));
-                }
-                files.push((name, bytes));
+                let path = staging.path().join(staged.len().to_string());
+                stream_file(&mut field, &name, &path, max_bytes).await?;
+                staged.push((name, path));
             }
         }
     }
-    if !caller.scope.allows(&collection) {
-        return Err(ApiError::Forbidden(format!(
-            "you may not add documents to the collection {collection:?}"
-        )));
-    }
-    if files.is_empty() {
+    check_scope(&caller, &collection)?;
+    if staged.is_empty() {
         return Err(ApiError::BadRequest(
             "no file in the upload (send multipart/form-data with one or more file parts)".into(),
         ));
     }
     let worker_state = state.clone();
     let stored_collection = collection.clone();
+    let owner = caller.user.clone();
     let accepted = blocking(move || {
-        let mut candidates = Vec::new();
-        for (name, bytes) in &files {
-            let candidate = worker_state
-                .jobs
-                .store(&collection, name, bytes)
-                .map_err(ApiError::internal)?;
-            candidates.push(candidate);
-        }
-        let docs: Vec<String> = candidates.iter().map(|c| c.doc_path.clone()).collect();
-        let job_id = worker_state.jobs.start(docs.clone(), caller.user.clone());
-        Ok((job_id, docs, candidates))
+        let job_id = worker_state
+            .jobs
+            .enqueue(slot, &collection, &staged, owner)
+            .map_err(ApiError::internal)?;
+        // The staging folder goes once its files have moved.
+        drop(staging);
+        let docs: Vec<String> = staged
+            .iter()
+            .map(|(name, _)| super::jobs::clean_name(name))
+            .collect();
+        Ok((job_id, docs))
     })
     .await?;
-    let (job_id, docs, candidates) = accepted;
-    let job_state = state.clone();
-    let id = job_id.clone();
-    tokio::task::spawn_blocking(move || job_state.jobs.run(&id, &job_state, &candidates));
+    let (job_id, docs) = accepted;
     Ok((
         UploadAccepted {
             status_url: format!("/api/jobs/{job_id}"),
@@ -425,6 +442,91 @@ async fn upload(
         },
         stored_collection,
     ))
+}
+
+fn check_scope(caller: &Caller, collection: &str) -> Result<(), ApiError> {
+    if caller.scope.allows(collection) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "you may not add documents to the collection {collection:?}"
+        )))
+    }
+}
+
+/// A text field of at most `max` bytes (read piece by piece: a huge one is refused, not
+/// buffered).
+async fn read_small_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::BadRequest(format!(
+                "the {} field is longer than {max} bytes",
+                field.name().unwrap_or("form")
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest("a form field is not valid UTF-8".into()))
+}
+
+/// Streams one file part to `path` (synced to disk), refusing an empty file, one over
+/// `max_bytes` (413) and one whose type is not supported (415, judged on its name and
+/// first bytes, as soon as they have arrived).
+async fn stream_file(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+    path: &std::path::Path,
+    max_bytes: u64,
+) -> Result<(), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut head: Vec<u8> = Vec::new();
+    let mut sniffed = false;
+    let mut size: u64 = 0;
+    while let Some(chunk) = field.chunk().await? {
+        size += chunk.len() as u64;
+        if size > max_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{name} is larger than {} MiB (max_file_mb)",
+                max_bytes >> 20
+            )));
+        }
+        if !sniffed {
+            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+            if head.len() >= SNIFF_BYTES {
+                check_format(name, &head)?;
+                sniffed = true;
+            }
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    if size == 0 {
+        return Err(ApiError::BadRequest(format!("{name} is empty")));
+    }
+    if !sniffed {
+        check_format(name, &head)?;
+    }
+    file.flush().await.map_err(ApiError::internal)?;
+    file.into_inner()
+        .sync_all()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+fn check_format(name: &str, head: &[u8]) -> Result<(), ApiError> {
+    lore_ingest::DocumentFormat::detect(std::path::Path::new(name), head)
+        .map(drop)
+        .map_err(|e| ApiError::UnsupportedMediaType(format!("{name}: {e}")))
 }
 
 /// Progress and outcome of an upload's ingestion (the uploader's own jobs; every job for

@@ -35,6 +35,14 @@ pub enum ApiError {
     Busy {
         retry_after_s: u64,
     },
+    /// The ingestion queue is full; retry after this many seconds (503).
+    IngestBusy {
+        retry_after_s: u64,
+    },
+    /// The request body paused longer than `body_timeout_secs` (408).
+    BodyTimeout,
+    /// The response did not start within `request_timeout_secs` (503).
+    Timeout,
     /// Not ready yet (models loading) or shutting down.
     Unavailable(String),
     /// Anything else: logged in full, reported as "internal error".
@@ -51,7 +59,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Machine-readable: bad_request, not_found, unauthorized, forbidden, conflict,
     /// misdirected_request, too_many_attempts, method_not_allowed, payload_too_large,
-    /// unsupported_media_type, busy, unavailable, internal.
+    /// unsupported_media_type, busy, request_timeout, timeout, unavailable, internal.
     pub code: &'static str,
     pub message: String,
 }
@@ -99,6 +107,22 @@ impl ApiError {
                 "busy",
                 format!("the answer queue is full; retry in {retry_after_s} s"),
             ),
+            ApiError::IngestBusy { retry_after_s } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("the ingestion queue is full (ingest_queue); retry in {retry_after_s} s"),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body paused too long (body_timeout_secs)".to_string(),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "no response within the time allowed (request_timeout_secs); try again later"
+                    .to_string(),
+            ),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone()),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,7 +160,9 @@ impl IntoResponse for ApiError {
         let (status, _, _) = self.parts();
         let mut response = (status, axum::Json(self.body())).into_response();
         match self {
-            ApiError::Busy { retry_after_s } | ApiError::TooManyAttempts { retry_after_s } => {
+            ApiError::Busy { retry_after_s }
+            | ApiError::TooManyAttempts { retry_after_s }
+            | ApiError::IngestBusy { retry_after_s } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -153,8 +179,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether `error` or one of its causes is the request body's idle timeout
+/// (`tower_http`'s, as the body-timeout layer raises it).
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if is_body_timeout(&rejection) {
+            return ApiError::BodyTimeout;
+        }
         match rejection {
             JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                 "send JSON with the header Content-Type: application/json".into(),
@@ -175,7 +217,9 @@ impl From<PathRejection> for ApiError {
 
 impl From<MultipartError> for ApiError {
     fn from(e: MultipartError) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if is_body_timeout(&e) {
+            ApiError::BodyTimeout
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(e.body_text())
         } else {
             ApiError::BadRequest(e.body_text())

@@ -45,6 +45,7 @@ pub struct Metrics {
     answers: Counter,
     ingestion_failures: Counter,
     queue_depth: Gauge,
+    ingest_queue: Gauge,
     documents: Gauge,
     chunks: Gauge,
     watch: WatchGauges,
@@ -112,6 +113,7 @@ impl Default for Metrics {
         let answers = Counter::default();
         let ingestion_failures = Counter::default();
         let queue_depth = Gauge::default();
+        let ingest_queue = Gauge::default();
         let documents = Gauge::default();
         let chunks = Gauge::default();
         registry.register(
@@ -139,6 +141,11 @@ impl Default for Metrics {
             "answer_queue_depth",
             "Answers running or waiting for the model",
             queue_depth.clone(),
+        );
+        registry.register(
+            "ingest_queue_jobs",
+            "Upload jobs waiting for the ingestion worker (uploads in progress included)",
+            ingest_queue.clone(),
         );
         registry.register("documents", "Documents indexed", documents.clone());
         registry.register("chunks", "Passages indexed", chunks.clone());
@@ -173,6 +180,7 @@ impl Default for Metrics {
             answers,
             ingestion_failures,
             queue_depth,
+            ingest_queue,
             documents,
             chunks,
         }
@@ -242,6 +250,9 @@ fn encode(state: &SharedState) -> Response {
     metrics
         .queue_depth
         .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    metrics
+        .ingest_queue
+        .set(i64::try_from(state.jobs.waiting()).unwrap_or(i64::MAX));
     // A commit may hold the index briefly; the gauges then keep their last values.
     if let Ok(index) = state.index.try_read() {
         if let Ok(stats) = index.stats() {

@@ -9,6 +9,7 @@ mod ask;
 mod audited;
 pub mod auth;
 mod common;
+mod conn;
 mod documents;
 mod edge;
 mod error;
@@ -91,6 +92,8 @@ pub enum ServeError {
     #[error(transparent)]
     Library(#[from] crate::files::WriteError),
     #[error(transparent)]
+    Jobs(#[from] jobs::JournalError),
+    #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -123,7 +126,8 @@ impl AppState {
         // The model's queue holds every answer admitted (`answer_queue`, from the config),
         // so an admitted answer is never refused as busy.
         let generator = crate::engine::load_generator(&config, answer_queue.max(1))?;
-        let jobs = jobs::Jobs::new(&config.data_dir)?;
+        // Interrupted jobs and unindexed uploads are queued again before anything new.
+        let jobs = jobs::Jobs::open(&config.data_dir, &index, config.ingest_queue)?;
         // An audit log that cannot be written stops start-up: serving unaudited is not an
         // option the operator chose.
         let audit = crate::audit::AuditLog::open(&config.audit_dir(), config.audit_options())?;
@@ -147,12 +151,22 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface: API, portal, health.
+/// The whole HTTP surface: API, portal, health. Starts the ingestion worker (once).
 pub fn app(state: SharedState) -> Router {
-    // One upload request may carry several files of up to `max_file_mb` each.
-    let upload_limit = usize::try_from(state.config.max_file_mb.saturating_mul(4 << 20))
-        .unwrap_or(usize::MAX)
-        .saturating_add(64 * 1024);
+    if let Err(e) = jobs::Jobs::start_worker(&state) {
+        tracing::error!("cannot start the ingestion worker: uploads will wait: {e}");
+    }
+    // A backstop: the upload streams to disk and is held to `max_upload_files` files of
+    // `max_file_mb` each as it arrives; this bounds the body as a whole.
+    let upload_limit = usize::try_from(
+        state
+            .config
+            .max_file_mb
+            .saturating_mul(1 << 20)
+            .saturating_mul(state.config.max_upload_files as u64),
+    )
+    .unwrap_or(usize::MAX)
+    .saturating_add(1 << 20);
     let api = Router::new()
         .route("/api/ask", post(ask::ask))
         .route("/api/search", post(search::search))
@@ -189,7 +203,11 @@ pub fn app(state: SharedState) -> Router {
             get(admin::list_tokens).post(admin::create_token),
         )
         .route("/api/admin/tokens/{id}", delete(admin::revoke_token))
-        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            response_deadline,
+        ));
     // Every route is behind authentication (inner layer: it sees the matched route),
     // and metrics count what it refuses too.
     let routes = api
@@ -204,9 +222,68 @@ pub fn app(state: SharedState) -> Router {
         ))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
+        // A body that pauses longer than this fails its request (408).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(state.config.body_timeout_secs),
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state.clone());
     edge::protect(routes, &state.config)
+}
+
+/// A response must start within `request_timeout_secs` (else 503 `timeout`). Uploads are
+/// exempt: reading their bodies takes as long as the client's link, and they are bounded
+/// by `body_timeout_secs` and the size limits instead. Streams are bounded once started
+/// by `stream_idle_secs` (see [`conn`]).
+async fn response_deadline(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let is_upload =
+        request.method() == axum::http::Method::POST && request.uri().path() == "/api/documents";
+    if is_upload {
+        return next.run(request).await;
+    }
+    let limit = Duration::from_secs(state.config.request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// The per-connection service: the app with the client's address as `ConnectInfo`
+/// (what `into_make_service_with_connect_info` does for a plain `TcpListener`).
+#[derive(Clone)]
+struct WithClientAddress(Router);
+
+type AddressedRouter =
+    axum::middleware::AddExtension<Router, axum::extract::ConnectInfo<std::net::SocketAddr>>;
+
+impl<'a> tower::Service<axum::serve::IncomingStream<'a, conn::GuardedListener>>
+    for WithClientAddress
+{
+    type Response = AddressedRouter;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<AddressedRouter, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        incoming: axum::serve::IncomingStream<'a, conn::GuardedListener>,
+    ) -> Self::Future {
+        let address = axum::extract::ConnectInfo(*incoming.remote_addr());
+        std::future::ready(Ok(tower::Layer::layer(
+            &axum::Extension(address),
+            self.0.clone(),
+        )))
+    }
 }
 
 /// `lore serve`: binds, serves until SIGINT/SIGTERM, then drains in-flight requests.
@@ -243,6 +320,8 @@ async fn serve(config: Config) -> Result<i32> {
         source,
     })?;
     let queue = config.answer_queue;
+    let listener =
+        conn::GuardedListener::new(listener, Duration::from_secs(config.stream_idle_secs));
     // A folder that cannot be watched stops start-up, before the models load.
     crate::watch::check_roots(&config.watch)?;
     // Listening from the start: while the models load, /healthz answers and everything
@@ -259,15 +338,12 @@ async fn serve(config: Config) -> Result<i32> {
         async move {
             // The client's address reaches the handlers as ConnectInfo: the audit log, the
             // per-address sign-in limits and the trusted SSO proxy use it.
-            axum::serve(
-                listener,
-                front.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                draining.store(true, Ordering::Relaxed);
-            })
-            .await
+            axum::serve(listener, WithClientAddress(front))
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    draining.store(true, Ordering::Relaxed);
+                })
+                .await
         }
     });
     tracing::info!(%address, "listening; loading the models");
@@ -407,6 +483,11 @@ mod tests {
     /// that is never reached (an empty index abstains before asking it): routes, errors
     /// and metrics need neither real model, so this runs in the fast tier.
     pub(super) fn state(data: &std::path::Path, queue: usize) -> SharedState {
+        state_with(data, queue, ConfigLayer::default())
+    }
+
+    /// [`state`] with some settings given.
+    fn state_with(data: &std::path::Path, queue: usize, settings: ConfigLayer) -> SharedState {
         let model = data.join("stand-in-embedder");
         lore_embed::write_stand_in_model(&model).expect("stand-in model");
         let config = Config::load(
@@ -416,11 +497,264 @@ mod tests {
                 embed_model: Some(model.display().to_string()),
                 generator: Some("openai".into()),
                 openai_url: Some("http://127.0.0.1:9/v1".into()),
-                ..ConfigLayer::default()
+                ..settings
             },
         )
         .expect("config");
         Arc::new(AppState::load(config, queue).expect("state"))
+    }
+
+    /// A multipart body with one file part per `(name, bytes)`: (content type, body).
+    fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+        let boundary = "jobs-test-boundary";
+        let mut body = Vec::new();
+        for (name, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"{name}\"\r\nContent-Type: text/markdown\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+
+    /// Polls a job until it is finished; its status.
+    async fn finished_job(app: &Router, id: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, _, job) = call(app.clone(), "GET", &format!("/api/jobs/{id}"), "").await;
+            assert_eq!(status, StatusCode::OK, "{id}: {job}");
+            if job["state"] == "done" || job["state"] == "failed" {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "job stuck: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An accepted upload survives a stop before its job ran: the job is journaled
+    /// (private files), resumed at the next start under the same id and done; a file left
+    /// in the library without a job is queued too; ids go on from where they were.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn accepted_uploads_are_ingested_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = ["alpha.md", "beta.md", "gamma.md"];
+        {
+            // The first server accepts an upload and stops before its worker ever ran
+            // (no `app()`: the worker is not started), as a crash would leave it.
+            let before = state(dir.path(), 1);
+            let slot = before.jobs.reserve().expect("a queue slot");
+            let staging = before.jobs.staging().expect("staging");
+            let staged: Vec<(String, std::path::PathBuf)> = files
+                .iter()
+                .map(|name| {
+                    let path = staging.path().join(name);
+                    let text = format!("# {name}\n\nThe {name} runbook rotates keys weekly.\n");
+                    std::fs::write(&path, text).expect("staged file");
+                    (name.to_string(), path)
+                })
+                .collect();
+            let id = before
+                .jobs
+                .enqueue(slot, "default", &staged, None)
+                .expect("queued");
+            assert_eq!(id, "job-1");
+            assert_eq!(
+                before.jobs.get(&id).expect("job").state,
+                jobs::JobState::Queued
+            );
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = |p: &std::path::Path| {
+                    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+                };
+                assert_eq!(mode(&dir.path().join("jobs")), 0o700);
+                assert_eq!(mode(&dir.path().join("jobs/job-1.json")), 0o600);
+                assert_eq!(mode(&dir.path().join("jobs/next-id")), 0o600);
+            }
+        }
+        // A file dropped into the library with no job (an upload from before the journal).
+        std::fs::write(
+            dir.path().join("library/default/delta.md"),
+            "# Delta\n\nDelta backups run at 02:00.\n",
+        )
+        .expect("orphan");
+
+        let after = state(dir.path(), 1);
+        let app = app(after.clone());
+        let job = finished_job(&app, "job-1").await;
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(job["resumed"], true, "{job}");
+        assert_eq!(
+            job["summary"]["ingested"].as_array().map(Vec::len),
+            Some(3),
+            "{job}"
+        );
+        let recovery = finished_job(&app, "job-2").await;
+        assert_eq!(
+            recovery["files"],
+            serde_json::json!(["delta.md"]),
+            "{recovery}"
+        );
+        assert_eq!(recovery["state"], "done", "{recovery}");
+        let (_, _, listed) = call(app.clone(), "GET", "/api/documents", "").await;
+        let mut paths: Vec<&str> = listed["documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .filter(|d| d["status"] == "indexed")
+            .filter_map(|d| d["path"].as_str())
+            .collect();
+        paths.sort_unstable();
+        assert_eq!(paths, ["alpha.md", "beta.md", "delta.md", "gamma.md"]);
+
+        // The next upload gets a new id, and a third start finds nothing left to do.
+        let (content_type, body) = multipart(&[("epsilon.md", b"# Epsilon\n\nEpsilon is new.\n")]);
+        let (status, _, bytes) = send_with(
+            app.clone(),
+            "POST",
+            "/api/documents",
+            &[("content-type", content_type.as_str())],
+            body,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let accepted: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(accepted["job_id"], "job-3", "{accepted}");
+        assert_eq!(finished_job(&app, "job-3").await["state"], "done");
+        drop(app);
+        drop(after);
+        let again = state(dir.path(), 1);
+        let app = super::app(again);
+        let old = finished_job(&app, "job-1").await;
+        assert_eq!(
+            old["resumed"], true,
+            "finished jobs answer after a restart: {old}"
+        );
+        let (status, _, _) = call(app, "GET", "/api/jobs/job-4", "").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "no recovery job when all is indexed"
+        );
+    }
+
+    /// What one client may take: files per upload (413), the size of a file (413), a
+    /// place in the ingestion queue (503 with Retry-After) and a body that pauses (408).
+    /// Nothing of a refused upload stays on disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_are_bounded_per_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state_with(
+            dir.path(),
+            1,
+            ConfigLayer {
+                max_upload_files: Some(2),
+                ingest_queue: Some(1),
+                max_file_mb: Some(1),
+                body_timeout_secs: Some(1),
+                ..ConfigLayer::default()
+            },
+        );
+        let app = app(state.clone());
+        let upload = |files: &[(&str, &[u8])]| {
+            let (content_type, body) = multipart(files);
+            let app = app.clone();
+            async move {
+                send_with(
+                    app,
+                    "POST",
+                    "/api/documents",
+                    &[("content-type", content_type.as_str())],
+                    body,
+                )
+                .await
+            }
+        };
+        let small: &[u8] = b"# Note\n\nA short note.\n";
+        let (status, _, bytes) = upload(&[("a.md", small), ("b.md", small), ("c.md", small)]).await;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max_upload_files")),
+            "{body}"
+        );
+        let big = vec![b'a'; (1 << 20) + 1];
+        let (status, _, bytes) = upload(&[("big.txt", &big)]).await;
+        assert_eq!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+
+        // The one place in the queue is taken: refused before the body is read.
+        let held = state.jobs.reserve().expect("the one slot");
+        let (status, headers, bytes) = upload(&[("a.md", small)]).await;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON error");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "busy", "{body}");
+        assert_eq!(headers["retry-after"], "30");
+        let (_, _, bytes) = send(app.clone(), "GET", "/metrics", "").await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("lore_ingest_queue_jobs 1"), "{text}");
+        drop(held);
+
+        // A body that stops half-way fails after body_timeout_secs, not never.
+        let (content_type, body) = multipart(&[("slow.md", small)]);
+        let half = body[..body.len() / 2].to_vec();
+        let stalled = tokio_stream::StreamExt::chain(
+            tokio_stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(half))]),
+            tokio_stream::pending(),
+        );
+        let started = std::time::Instant::now();
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method("POST")
+                    .uri("/api/documents")
+                    .header("content-type", content_type)
+                    .body(Body::from_stream(stalled))
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // None of that left a file; a fitting upload still goes through.
+        assert_eq!(
+            files_under(&dir.path().join("library")),
+            Vec::<std::path::PathBuf>::new()
+        );
+        let (status, _, bytes) = upload(&[("a.md", small), ("b.md", small)]).await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let accepted: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        let id = accepted["job_id"].as_str().expect("job id").to_string();
+        assert_eq!(finished_job(&app, &id).await["state"], "done");
     }
 
     async fn call(
@@ -574,6 +908,7 @@ mod tests {
             "lore_answers_total 1",
             "lore_answer_queue_depth 0",
             "lore_documents 0",
+            "lore_ingest_queue_jobs 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

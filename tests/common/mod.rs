@@ -247,6 +247,26 @@ impl Lore {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server now, in KiB (Linux: /proc/<pid>/status VmRSS).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Kills the server with SIGKILL, as a crash or the OOM killer would, and waits for it.
+    pub fn kill_dash_nine(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
@@ -379,6 +399,44 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[(start + size + 2).min(body.len())..];
     }
     out
+}
+
+/// A loopback connection whose receive buffer is as small as the kernel allows (about
+/// 4 KiB), for a client that sends a request and then never reads: the server's writes
+/// block after a few KiB instead of filling a large buffer.
+pub fn connect_with_small_receive_buffer(address: &str) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let address: std::net::SocketAddrV4 = address.parse().expect("an IPv4 address");
+    // SAFETY: plain socket calls on a descriptor this function owns until it hands it to
+    // TcpStream; every result is checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let size: libc::c_int = 4096;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0, "setsockopt SO_RCVBUF");
+        let sockaddr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: address.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*address.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            (&sockaddr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect");
+        std::net::TcpStream::from_raw_fd(fd)
+    }
 }
 
 /// A multipart/form-data body with one file part per `(name, bytes)`: (content type, body).
