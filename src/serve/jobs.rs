@@ -76,6 +76,7 @@ impl Jobs {
         let path = dir.join(&name);
         crate::files::write_atomically(&path, bytes)?;
         Ok(Candidate {
+            root: std::fs::canonicalize(&dir).ok(),
             fs_path: path,
             doc_path: name,
             collection: collection.to_string(),
@@ -127,14 +128,27 @@ impl Jobs {
     /// workers), recording progress and outcome under job `id`.
     pub fn run(&self, id: &str, state: &super::AppState, candidates: &[Candidate]) {
         let mut index = SharedIndex(&state.index);
-        let result = pipeline::ingest_candidates(
-            &state.config,
-            &state.embedder,
-            &mut index,
-            candidates,
-            pipeline::IngestOptions::default(),
-            &mut |p| self.update(id, |job| job.progress = p),
-        );
+        // A panic outside the per-file pipeline (which catches its own) fails the job, never
+        // leaves it running for ever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for c in candidates {
+                crate::fault::hit(crate::fault::Stage::Job, &c.doc_path);
+            }
+            pipeline::ingest_candidates(
+                &state.config,
+                &state.embedder,
+                &mut index,
+                candidates,
+                pipeline::IngestOptions::default(),
+                &mut |p| self.update(id, |job| job.progress = p),
+            )
+        }))
+        .unwrap_or_else(|payload| {
+            Err(pipeline::PipelineError::Crashed(format!(
+                "the ingestion job crashed: {}",
+                crate::fault::panic_message(&*payload)
+            )))
+        });
         self.update(id, |job| match result {
             Ok(summary) => {
                 state.metrics.ingestion_failed(summary.failed.len());
@@ -161,28 +175,7 @@ fn id_number(id: &str) -> u64 {
     id.trim_start_matches("job-").parse().unwrap_or(0)
 }
 
-/// A file or folder name safe to create: the last path component of what the client sent,
-/// with separators, control characters and leading dots replaced; never empty.
-pub fn clean_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let cleaned: String = last
-        .chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    let cleaned: String = cleaned.chars().take(200).collect();
-    if cleaned.is_empty() {
-        "upload".to_string()
-    } else {
-        cleaned
-    }
-}
+pub use super::names::clean_name;
 
 #[cfg(test)]
 mod tests {
