@@ -32,6 +32,8 @@ pub enum EngineError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Model(#[from] lore_llm::Error),
+    #[error(transparent)]
+    DataDir(#[from] crate::files::WriteError),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -68,6 +70,9 @@ impl Engine {
     /// release the index: a long-running watcher or server must not fail to start because
     /// a `lore status` or `lore search` holds the index for a moment.
     pub fn open_waiting(config: &Config, patience: Duration) -> Result<Engine> {
+        // The writer's process makes everything it writes from here on private (umask 077)
+        // and narrows what an earlier run left.
+        crate::files::secure_data_dir(&config.data_dir)?;
         let embedder = load_embedder(config)?;
         let index_dir = config.index_dir();
         let index_config = index_config(&embedder);

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod escalate;
 pub mod eval;
+pub mod fault;
 pub mod files;
 pub mod hosts;
 pub mod logging;

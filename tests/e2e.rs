@@ -1568,3 +1568,103 @@ fn no_outbound_connections_with_default_settings() {
         );
     }
 }
+
+/// The real binary on hostile input: a panic (injected through the test-only
+/// LORE_TEST_PANIC) while embedding one file and while committing another costs those two
+/// files, the rest lands; a link out of the folder is skipped with the reason; and whatever
+/// the umask, the data directory holds only 0600 files and 0700 folders (index included).
+#[test]
+fn panics_and_links_cost_one_file_and_the_data_dir_is_private() {
+    let corpus = TempCorpus::from_dev_corpus(&["sudo/SECURITY.md"]);
+    let dir = corpus.path();
+    let text = std::fs::read(dir.join("sudo/SECURITY.md")).expect("read");
+    std::fs::write(dir.join("boom.md"), &text).expect("write");
+    std::fs::write(
+        dir.join("crash-commit.md"),
+        b"# Kettle\n\nDescale the kettle monthly.\n",
+    )
+    .expect("write");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("os-release"), "NAME=\"Secret Linux\"\n").expect("write");
+    std::os::unix::fs::symlink(outside.path().join("os-release"), dir.join("os-release.md"))
+        .expect("symlink");
+    std::os::unix::fs::symlink(outside.path(), dir.join("elsewhere")).expect("symlink");
+    // SAFETY: umask only sets this process's (and its children's) default file mode.
+    unsafe { libc::umask(0o022) };
+
+    let lore = Lore::new().env("LORE_TEST_PANIC", "embed:boom.md,commit:crash-commit.md");
+    let started = std::time::Instant::now();
+    let summary = lore.ingest_json(&[dir]);
+    let elapsed = started.elapsed();
+    let listed = |list: &str| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = summary[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{list}: {summary:#}"))
+            .iter()
+            .map(|f| {
+                (
+                    f["path"]
+                        .as_str()
+                        .unwrap_or("")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                    f["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        summary["ingested"],
+        serde_json::json!(["sudo/SECURITY.md"]),
+        "{summary:#}"
+    );
+    let failed = listed("failed");
+    assert_eq!(failed.len(), 2, "{summary:#}");
+    assert_eq!(failed[0].0, "boom.md");
+    assert!(failed[0].1.contains("crashed on this file"), "{failed:?}");
+    assert_eq!(failed[1].0, "crash-commit.md");
+    assert!(failed[1].1.contains("index commit crashed"), "{failed:?}");
+    let skipped = listed("skipped");
+    assert_eq!(
+        skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["elsewhere", "os-release.md"],
+        "{summary:#}"
+    );
+    assert!(
+        skipped.iter().all(|s| s.1.starts_with("not followed")),
+        "{skipped:?}"
+    );
+    eprintln!("hostile folder ingested in {elapsed:?}");
+
+    // Searchable afterwards, and nothing of the outside file is.
+    let hits = search_json(&lore, "security vulnerability report", "bm25", 5);
+    assert!(
+        hits.iter().any(|h| h["doc"] == "sudo/SECURITY.md"),
+        "{hits:?}"
+    );
+    assert!(search_json(&lore, "Secret Linux", "bm25", 5)
+        .iter()
+        .all(|h| !h["text"].as_str().unwrap_or("").contains("Secret Linux")));
+
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(lore.data_dir()) {
+        let entry = entry.expect("entry");
+        let mode = entry.metadata().expect("stat").permissions().mode() & 0o777;
+        let wanted = if entry.file_type().is_dir() {
+            0o700
+        } else {
+            0o600
+        };
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+        if entry.file_type().is_dir() {
+            assert_eq!(mode, wanted, "{}", entry.path().display());
+        }
+        checked += 1;
+    }
+    assert!(checked > 10, "only {checked} entries under the data dir");
+}

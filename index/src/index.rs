@@ -623,6 +623,29 @@ impl Index {
         self.sync_with_reader(Some(new_vectors))
     }
 
+    /// Brings the in-memory state back to the last commit after a thread panicked while
+    /// changing it (a commit cut short): discards the writer's uncommitted operations, takes
+    /// the generation from the committed payload, reloads the reader and repairs the graph
+    /// from the committed text index. The disk never needs repair: a commit is atomic, so
+    /// it holds the previous commit or the whole batch. Chunk ids already handed out are
+    /// never handed out again. On an index opened read-only this reloads the last commit.
+    pub fn recover(&mut self) -> Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.tantivy.rollback()?;
+        }
+        let committed = read_payload(&self.text, &self.root)?;
+        self.payload.generation = committed.generation;
+        self.payload.next_chunk_id = self.payload.next_chunk_id.max(committed.next_chunk_id);
+        self.reader.reload()?;
+        self.snapshot = Snapshot::build(self.reader.searcher(), &self.fields)?;
+        self.reconcile_graph(false)?;
+        tracing::warn!(
+            generation = self.payload.generation,
+            "index state recovered from the last commit after a panic"
+        );
+        Ok(())
+    }
+
     /// [`Error::ReadOnly`] unless this index was opened as the writer.
     fn check_writable(&self) -> Result<()> {
         match self.writer {
@@ -1187,6 +1210,89 @@ mod tests {
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert!(!is_vanished_file(&Error::io(Path::new("x"), denied)));
         assert!(!is_vanished_file(&Error::ReadOnly(PathBuf::from("x"))));
+    }
+
+    fn record(doc_id: &str) -> (DocumentRecord, Vec<NewChunk>) {
+        let document = DocumentRecord {
+            doc_id: doc_id.to_string(),
+            path: format!("{doc_id}.md"),
+            collection: "default".into(),
+            title: doc_id.to_string(),
+            format: "markdown".into(),
+            content_hash: format!("hash-{doc_id}"),
+            pages: None,
+            chunks: 1,
+            bytes: 10,
+            ingested_at: 1_700_000_000,
+            warnings: vec![],
+            source: None,
+        };
+        let mut vector = vec![0.0; 4];
+        vector[doc_id.len() % 4] = 1.0;
+        let chunk = NewChunk {
+            record: crate::ChunkRecord {
+                doc_id: doc_id.to_string(),
+                path: document.path.clone(),
+                collection: "default".into(),
+                title: doc_id.to_string(),
+                heading: None,
+                text: format!("{doc_id} passage text"),
+                page_start: None,
+                page_end: None,
+                char_start: 0,
+                char_end: 10,
+                ordinal: 0,
+            },
+            vector,
+        };
+        (document, vec![chunk])
+    }
+
+    /// A commit cut short by a panic leaves operations in the tantivy writer; recovering
+    /// discards them, so the next commit holds its own batch and nothing of the broken one.
+    #[test]
+    fn recovery_discards_a_commit_cut_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = IndexConfig {
+            dim: 4,
+            model_id: "recover-test".into(),
+            ..IndexConfig::default()
+        };
+        let mut index = Index::open(dir.path(), config.clone()).expect("open");
+        index
+            .commit(Batch {
+                upserts: vec![record("kept")],
+                ..Batch::default()
+            })
+            .expect("commit");
+        // What write_batch had done when it panicked: a document added, no commit.
+        let (stray, _) = record("stray");
+        let document = text::document_to_tantivy(&index.fields, &stray).expect("document");
+        let writer = index.writer.as_mut().expect("writer");
+        writer.tantivy.add_document(document).expect("add");
+        index.payload.generation += 1;
+        index.payload.next_chunk_id += 5;
+        let handed_out = index.payload.next_chunk_id;
+
+        index.recover().expect("recover");
+        assert!(index.payload.next_chunk_id >= handed_out);
+        index
+            .commit(Batch {
+                upserts: vec![record("later")],
+                ..Batch::default()
+            })
+            .expect("commit after recovery");
+        let ids: Vec<String> = index
+            .documents()
+            .expect("documents")
+            .into_iter()
+            .map(|d| d.doc_id)
+            .collect();
+        assert_eq!(ids, vec!["kept".to_string(), "later".to_string()]);
+        drop(index);
+        let reopened = Index::open(dir.path(), config).expect("reopen");
+        assert_eq!(reopened.documents().expect("documents").len(), 2);
+        assert_eq!(reopened.stats().expect("stats").chunks, 2);
     }
 
     #[test]

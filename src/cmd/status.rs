@@ -153,6 +153,13 @@ fn print_watch(w: &WatchStatus) {
     if let Some(e) = &w.last_error {
         println!("              last error: {e}");
     }
+    if w.restarts > 0 {
+        println!(
+            "              ⚠ crashed and restarted {} times; last: {}",
+            w.restarts,
+            w.last_panic.as_deref().unwrap_or("?")
+        );
+    }
     for f in &w.recent_failures {
         println!("              failed: {}  {}", f.path, f.reason);
     }

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigLayer};
 use crate::engine::Engine;
-use crate::watch::{WatchHandle, WatchOptions, Watcher, BATCH_FILES, OPEN_PATIENCE};
+use crate::watch::{WatchHandle, WatchOptions, BATCH_FILES, OPEN_PATIENCE};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +65,6 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
         batch_files: args.batch_files,
         ..WatchOptions::from_config(config)
     };
-    let mut watcher = Watcher::new(config, &engine.embedder, options, &handle)?;
     println!(
         "watching {} (Ctrl-C to stop; `lore status` shows progress)",
         config
@@ -75,7 +74,13 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    watcher.run(&mut engine.index, &stop)?;
+    crate::watch::run_supervised(
+        config,
+        &engine.embedder,
+        &options,
+        &handle,
+        &mut engine.index,
+    )?;
     Ok(0)
 }
 

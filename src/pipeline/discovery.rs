@@ -1,6 +1,6 @@
 //! Discovery: which files an ingestion takes. Expands the paths given into [`Candidate`]s
 //! (where a file is, and the path and collection it is indexed under), walking folders
-//! recursively with links followed and loops reported, and passing over hidden and
+//! recursively with links followed while they stay inside the folder, loops reported, and passing over hidden and
 //! half-written files ([`is_ignored_name`]). Also the path cleaning that makes document
 //! paths compare across platforms.
 
@@ -14,18 +14,33 @@ pub struct Candidate {
     /// The path as ingested: relative to the folder given, or as given for a file.
     pub doc_path: String,
     pub collection: String,
+    /// The canonical folder the file must resolve inside (the folder walked or watched,
+    /// the upload area): a link leading out of it is not followed. `None` for a file named
+    /// explicitly, which is taken wherever it leads.
+    pub root: Option<PathBuf>,
+}
+
+/// What [`discover`] found: the files to ingest, and the paths passed over or failed, each
+/// with its reason.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub candidates: Vec<Candidate>,
+    /// Links leading out of the folder they were found in (not followed).
+    pub skipped: Vec<FileIssue>,
+    /// Paths that cannot be opened, unreadable entries, link loops.
+    pub failed: Vec<FileIssue>,
 }
 
 /// Expands the command-line paths into files. Folders are walked recursively (following
-/// symlinks, with loops reported), hidden entries inside them are passed over.
-pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<FileIssue>) {
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
+/// links that stay inside the folder, with loops reported), hidden entries inside them are
+/// passed over.
+pub fn discover(paths: &[PathBuf], collection: &str) -> Discovered {
+    let mut found = Discovered::default();
     for root in paths {
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(FileIssue {
+                found.failed.push(FileIssue {
                     path: display(root),
                     reason: format!("cannot open: {e}"),
                 });
@@ -33,25 +48,31 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
             }
         };
         if !meta.is_dir() {
-            found.push(Candidate {
+            found.candidates.push(Candidate {
                 fs_path: root.clone(),
                 doc_path: clean_path(root),
                 collection: collection.to_string(),
+                root: None,
             });
             continue;
         }
+        let canonical_root = std::fs::canonicalize(root).ok();
         for entry in walk(root) {
             match entry {
-                Ok(e) if e.file_type().is_file() => {
-                    let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-                    found.push(Candidate {
-                        fs_path: e.path().to_path_buf(),
+                Walked::File(path) => {
+                    let rel = path.strip_prefix(root).unwrap_or(&path);
+                    found.candidates.push(Candidate {
                         doc_path: clean_path(rel),
+                        fs_path: path.clone(),
                         collection: collection.to_string(),
+                        root: canonical_root.clone(),
                     });
                 }
-                Ok(_) => {}
-                Err(err) => {
+                Walked::Outside { path, target } => found.skipped.push(FileIssue {
+                    reason: outside_reason(&target, root),
+                    path: display(&path),
+                }),
+                Walked::Failed(err) => {
                     let path = err.path().map(display).unwrap_or_else(|| display(root));
                     let reason = match err.loop_ancestor() {
                         Some(a) => format!("symlink loop back to {}", a.display()),
@@ -59,22 +80,70 @@ pub fn discover(paths: &[PathBuf], collection: &str) -> (Vec<Candidate>, Vec<Fil
                             .io_error()
                             .map_or_else(|| err.to_string(), |io| io.to_string()),
                     };
-                    failures.push(FileIssue { path, reason });
+                    found.failed.push(FileIssue { path, reason });
                 }
             }
         }
     }
-    (found, failures)
+    found
 }
 
-/// A recursive walk of `root` as ingestion sees folders: links followed (walkdir reports
-/// loops), entries in file-name order, ignored names ([`is_ignored_name`]) passed over.
-pub fn walk(root: &Path) -> impl Iterator<Item = walkdir::Result<walkdir::DirEntry>> {
-    walkdir::WalkDir::new(root)
+/// Why a link is not followed: where it leads and which folder it leaves.
+pub fn outside_reason(target: &Path, root: &Path) -> String {
+    format!(
+        "not followed: a link to {}, outside {}",
+        target.display(),
+        root.display()
+    )
+}
+
+/// One entry of a folder [`walk`].
+#[derive(Debug)]
+pub enum Walked {
+    File(PathBuf),
+    /// A link (to a file or a folder) resolving outside the folder walked: not followed.
+    Outside {
+        path: PathBuf,
+        target: PathBuf,
+    },
+    /// An unreadable entry or a link loop.
+    Failed(walkdir::Error),
+}
+
+/// A recursive walk of `root` as ingestion sees folders: links followed while they stay
+/// inside `root` (walkdir reports loops; a link out of it is reported, and a linked folder
+/// outside is not entered), entries in file-name order, ignored names
+/// ([`is_ignored_name`]) passed over. Only files and links out are yielded.
+pub fn walk(root: &Path) -> impl Iterator<Item = Walked> {
+    let canonical_root = std::fs::canonicalize(root).ok();
+    let mut entries = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !is_ignored_name(&e.file_name().to_string_lossy()))
+        .filter_entry(|e| e.depth() == 0 || !is_ignored_name(&e.file_name().to_string_lossy()));
+    std::iter::from_fn(move || loop {
+        let entry = match entries.next()? {
+            Ok(entry) => entry,
+            Err(e) => return Some(Walked::Failed(e)),
+        };
+        // Every way out of the folder passes through a link: only links need resolving.
+        if let (true, Some(inside)) = (entry.path_is_symlink(), &canonical_root) {
+            if let Ok(target) = std::fs::canonicalize(entry.path()) {
+                if !target.starts_with(inside) {
+                    if entry.file_type().is_dir() {
+                        entries.skip_current_dir();
+                    }
+                    return Some(Walked::Outside {
+                        path: entry.into_path(),
+                        target,
+                    });
+                }
+            }
+        }
+        if entry.file_type().is_file() {
+            return Some(Walked::File(entry.into_path()));
+        }
+    })
 }
 
 /// Names a folder walk passes over: hidden files and folders (`.git`, LibreOffice's
@@ -152,13 +221,66 @@ mod tests {
         std::fs::write(root.join("sub/~$c.docx"), "x").expect("write");
         #[cfg(unix)]
         std::os::unix::fs::symlink(root, root.join("sub/loop")).expect("symlink");
-        let (found, failures) = discover(&[root.to_path_buf()], "default");
-        let paths: Vec<&str> = found.iter().map(|c| c.doc_path.as_str()).collect();
+        let found = discover(&[root.to_path_buf()], "default");
+        let paths: Vec<&str> = found
+            .candidates
+            .iter()
+            .map(|c| c.doc_path.as_str())
+            .collect();
         assert_eq!(paths, vec!["sub/a.md"]);
         #[cfg(unix)]
         assert!(
-            failures.iter().any(|f| f.reason.contains("symlink loop")),
-            "{failures:?}"
+            found
+                .failed
+                .iter()
+                .any(|f| f.reason.contains("symlink loop")),
+            "{:?}",
+            found.failed
         );
+    }
+
+    /// Links that stay inside the folder are followed; a link to a file or a folder outside
+    /// it is reported as not followed, and the outside folder is not entered.
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_folder_are_not_followed() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("secret.md"), "# Secret").expect("write");
+        std::fs::create_dir(outside.path().join("more")).expect("mkdir");
+        std::fs::write(outside.path().join("more/other.md"), "# Other").expect("write");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir(root.join("real")).expect("mkdir");
+        std::fs::write(root.join("real/kept.md"), "# Kept").expect("write");
+        let link = std::os::unix::fs::symlink;
+        link(root.join("real/kept.md"), root.join("alias.md")).expect("symlink");
+        link(root.join("real"), root.join("mirror")).expect("symlink");
+        link(outside.path().join("secret.md"), root.join("os-release")).expect("symlink");
+        link(outside.path().join("more"), root.join("elsewhere")).expect("symlink");
+
+        let found = discover(&[root.to_path_buf()], "default");
+        let paths: Vec<&str> = found
+            .candidates
+            .iter()
+            .map(|c| c.doc_path.as_str())
+            .collect();
+        assert_eq!(paths, vec!["alias.md", "mirror/kept.md", "real/kept.md"]);
+        let skipped: Vec<(String, &str)> = found
+            .skipped
+            .iter()
+            .map(|s| {
+                (
+                    s.path.rsplit('/').next().unwrap_or("").to_string(),
+                    s.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "elsewhere");
+        assert_eq!(skipped[1].0, "os-release");
+        for (_, reason) in &skipped {
+            assert!(reason.starts_with("not followed: a link to "), "{reason}");
+        }
+        assert!(found.failed.is_empty(), "{:?}", found.failed);
     }
 }

@@ -13,7 +13,9 @@ use lore_embed::Embedder;
 use lore_index::{Batch, DocumentRecord, FailureRecord, Index, NewChunk};
 use lore_ingest::chunk::ChunkOptions;
 use serde::Serialize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// Commit after this many pending chunks or documents: bounds memory and the work an
@@ -39,16 +41,58 @@ impl IndexAccess for Index {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
+        inject_commit_faults(&batch);
         Index::commit(self, batch).map_err(PipelineError::Commit)
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        Ok(Index::recover(self)?)
+    }
+}
+
+/// Test builds: a panic armed for a file of the batch fires inside the commit.
+fn inject_commit_faults(batch: &Batch) {
+    for (document, _) in &batch.upserts {
+        crate::fault::hit(crate::fault::Stage::Commit, &document.path);
+    }
+}
+
+/// The server's shared index, to read. Only a writer's panic poisons the lock (readers'
+/// panics do not); the state is then brought back to the last commit ([`write_shared`])
+/// before anything is read.
+pub fn read_shared(lock: &RwLock<Index>) -> Result<RwLockReadGuard<'_, Index>, lore_index::Error> {
+    if lock.is_poisoned() {
+        drop(write_shared(lock)?);
+    }
+    Ok(lock.read().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// The server's shared index, to change. A lock poisoned by a panic is taken back rather
+/// than failing every later request: a commit is atomic on disk, so the files hold the
+/// last commit whatever the panic interrupted, and [`Index::recover`] brings the memory
+/// (the tantivy writer's pending operations, the generation, the reader, the graph) back
+/// to it before the poison is cleared. If recovery fails the lock stays poisoned and the
+/// next caller tries again.
+pub fn write_shared(
+    lock: &RwLock<Index>,
+) -> Result<RwLockWriteGuard<'_, Index>, lore_index::Error> {
+    match lock.write() {
+        Ok(guard) => Ok(guard),
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            guard.recover()?;
+            lock.clear_poison();
+            Ok(guard)
+        }
     }
 }
 
 /// An index shared behind a lock (the server's): reads and commits take it briefly.
-pub struct SharedIndex<'a>(pub &'a std::sync::RwLock<Index>);
+pub struct SharedIndex<'a>(pub &'a RwLock<Index>);
 
 impl SharedIndex<'_> {
-    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Index>> {
-        self.0.read().map_err(|_| PipelineError::Poisoned)
+    fn read(&self) -> Result<RwLockReadGuard<'_, Index>> {
+        Ok(read_shared(self.0)?)
     }
 }
 
@@ -70,8 +114,15 @@ impl IndexAccess for SharedIndex<'_> {
     }
 
     fn commit(&mut self, batch: Batch) -> Result<()> {
-        let mut index = self.0.write().map_err(|_| PipelineError::Poisoned)?;
+        let mut index = write_shared(self.0)?;
+        inject_commit_faults(&batch);
         index.commit(batch).map_err(PipelineError::Commit)
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        // Taking the write lock recovers a poisoned index.
+        drop(write_shared(self.0)?);
+        Ok(())
     }
 }
 
@@ -134,9 +185,14 @@ pub fn ingest_paths(
     options: IngestOptions,
     observe: &mut dyn FnMut(IngestProgress),
 ) -> Result<Summary> {
-    let (candidates, walk_failures) = discover(paths, &config.collection);
-    let mut summary = ingest_candidates(config, embedder, index, &candidates, options, observe)?;
-    summary.failed.extend(walk_failures);
+    let found = discover(paths, &config.collection);
+    for s in &found.skipped {
+        tracing::info!(path = %s.path, "skipped: {}", s.reason);
+    }
+    let mut summary =
+        ingest_candidates(config, embedder, index, &found.candidates, options, observe)?;
+    summary.skipped.extend(found.skipped);
+    summary.failed.extend(found.failed);
     Ok(summary)
 }
 
@@ -186,15 +242,27 @@ pub fn ingest_candidates(
             summary.chunks,
             summary.chunks as f64 / started.elapsed().as_secs_f64().max(1e-3)
         ));
-        let outcome = process_file(
-            candidate,
-            embedder,
-            &*index,
-            &limits,
-            &chunk_opts,
-            donor,
-            &mut pending,
-        );
+        // A panic anywhere in the file's processing (a parser, chunker or embedder bug on
+        // a hostile file) costs that file: `pending` is only extended at the very end, so
+        // an unwound file leaves nothing of itself in the batch.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            process_file(
+                candidate,
+                embedder,
+                &*index,
+                &limits,
+                &chunk_opts,
+                donor,
+                &mut pending,
+            )
+        }))
+        .unwrap_or_else(|payload| Outcome::Failed {
+            reason: format!(
+                "ingestion crashed on this file: {}",
+                crate::fault::panic_message(&*payload)
+            ),
+            content_hash: None,
+        });
         match outcome {
             Outcome::Ingested {
                 chunks,
@@ -249,7 +317,7 @@ pub fn ingest_candidates(
         if pending_chunks >= COMMIT_EVERY_CHUNKS
             || pending.upserts.len() + pending.failures.len() >= commit_every_docs
         {
-            index.commit(std::mem::take(&mut pending))?;
+            commit_guarded(index, std::mem::take(&mut pending), &mut summary)?;
             pending_chunks = 0;
         }
         bar.inc(1);
@@ -261,9 +329,84 @@ pub fn ingest_candidates(
     }
     pending.removals = removals;
     if !pending.is_empty() {
-        index.commit(pending)?;
+        commit_guarded(index, pending, &mut summary)?;
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Commits `batch`; if the commit panics, the index is recovered and the batch's documents
+/// are committed one at a time, so a document the commit crashes on fails alone (recorded
+/// as a failure, moved from `ingested` to `failed` in the summary) and the others go in.
+/// The batch's failure records and removals follow in one last commit.
+fn commit_guarded(index: &mut dyn IndexAccess, batch: Batch, summary: &mut Summary) -> Result<()> {
+    // The copy is what a retry commits: the first attempt consumes the batch. It costs the
+    // pending batch's size once more, next to the embedding work that built it.
+    let retry = batch.clone();
+    let payload = match catch_unwind(AssertUnwindSafe(|| index.commit(batch))) {
+        Ok(result) => return result,
+        Err(payload) => payload,
+    };
+    tracing::error!(
+        "index commit crashed ({}); committing its documents one at a time",
+        crate::fault::panic_message(&*payload)
+    );
+    index.recover()?;
+    let Batch {
+        upserts,
+        removals,
+        mut failures,
+    } = retry;
+    for (record, chunks) in upserts {
+        let single = Batch {
+            upserts: vec![(record.clone(), chunks)],
+            ..Batch::default()
+        };
+        match catch_unwind(AssertUnwindSafe(|| index.commit(single))) {
+            Ok(result) => result?,
+            Err(payload) => {
+                index.recover()?;
+                let reason = format!(
+                    "the index commit crashed on this file: {}",
+                    crate::fault::panic_message(&*payload)
+                );
+                tracing::warn!(path = %record.path, "failed: {reason}");
+                summary.ingested.retain(|p| *p != record.path);
+                summary.reused.retain(|p| *p != record.path);
+                summary.chunks = summary.chunks.saturating_sub(u64::from(record.chunks));
+                summary.failed.push(FileIssue {
+                    path: record.path.clone(),
+                    reason: reason.clone(),
+                });
+                failures.push(FailureRecord {
+                    doc_id: record.doc_id,
+                    path: record.path,
+                    collection: record.collection,
+                    content_hash: Some(record.content_hash),
+                    reason,
+                    failed_at: unix_now(),
+                    source: record.source,
+                });
+            }
+        }
+    }
+    let rest = Batch {
+        removals,
+        failures,
+        ..Batch::default()
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    match catch_unwind(AssertUnwindSafe(|| index.commit(rest))) {
+        Ok(result) => result,
+        Err(payload) => {
+            index.recover()?;
+            Err(PipelineError::Crashed(format!(
+                "the index commit crashed: {}",
+                crate::fault::panic_message(&*payload)
+            )))
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! It owns discovery (recursive walk, hidden files, symlink loops), change detection
 //! (content hash), batching of atomic index commits, progress, and the per-file outcome
-//! summary. One bad file never stops the batch: every failure is recorded with its reason.
+//! summary. One bad file never stops the batch: every failure is recorded with its reason,
+//! a panic included (in parsing, chunking, embedding or the commit: see `ingest`).
 //!
 //! The flow, one module a step:
 //!
@@ -29,8 +30,10 @@ pub enum PipelineError {
     Commit(#[source] lore_index::Error),
     #[error(transparent)]
     Index(#[from] lore_index::Error),
-    #[error("the index lock is poisoned: a thread panicked while holding it")]
-    Poisoned,
+    /// A panic the run could not pin on one file (a commit of failure records and removals,
+    /// an upload job's runner): what crashed and the panic's message.
+    #[error("{0}")]
+    Crashed(String),
 }
 
 use lore_index::{Batch, DocumentRecord, FailureRecord, NewChunk};
@@ -38,10 +41,12 @@ use serde::Serialize;
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
-pub use discovery::{clean_path, discover, is_ignored_name, walk, Candidate};
+pub use discovery::{
+    clean_path, discover, is_ignored_name, outside_reason, walk, Candidate, Discovered, Walked,
+};
 pub use ingest::{
-    ingest_candidates, ingest_paths, IngestOptions, IngestProgress, SharedIndex, Summary,
-    COMMIT_EVERY_DOCS,
+    ingest_candidates, ingest_paths, read_shared, write_shared, IngestOptions, IngestProgress,
+    SharedIndex, Summary, COMMIT_EVERY_DOCS,
 };
 pub use process::{doc_id, unix_now};
 
@@ -55,6 +60,9 @@ pub trait IndexAccess {
     /// A document's stored chunks and vectors (to re-file identical content elsewhere).
     fn chunks_of(&self, doc_id: &str) -> Result<Vec<NewChunk>>;
     fn commit(&mut self, batch: Batch) -> Result<()>;
+    /// Brings the index back to its last commit after a panic cut a commit short (see
+    /// [`lore_index::Index::recover`]).
+    fn recover(&mut self) -> Result<()>;
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -7,11 +7,13 @@
 use super::discovery::Candidate;
 use super::IndexAccess;
 use super::Result;
+use crate::fault::{self, Stage};
 use lore_embed::Embedder;
 use lore_index::{Batch, DocumentRecord, NewChunk};
 use lore_ingest::chunk::{chunk_document, ChunkOptions};
 use lore_ingest::{DocumentFormat, Limits, ParsedDocument};
 use sha2::{Digest, Sha256};
+use std::io::Read;
 use std::path::Path;
 
 /// What happened to one file.
@@ -40,7 +42,8 @@ impl Outcome {
     }
 }
 
-/// Parses, chunks and embeds one file, adding it to `pending`. Never fails the batch.
+/// Parses, chunks and embeds one file, adding it to `pending` as its very last step (so a
+/// panic caught around it leaves nothing of the file behind). Never fails the batch.
 pub(super) fn process_file(
     candidate: &Candidate,
     embedder: &Embedder,
@@ -50,7 +53,34 @@ pub(super) fn process_file(
     donor: &dyn Fn(&str) -> Option<String>,
     pending: &mut Batch,
 ) -> Outcome {
-    let size = match std::fs::metadata(&candidate.fs_path) {
+    let meta = match std::fs::metadata(&candidate.fs_path) {
+        Ok(m) => m,
+        Err(e) => return Outcome::failed(format!("cannot read file: {e}")),
+    };
+    if !meta.is_file() {
+        return Outcome::Skipped("not a regular file".into());
+    }
+    // Opened once, and read from that handle: a file of a walked, watched or upload folder
+    // must resolve inside it (a link out is not followed, even one swapped in just now).
+    let roots: Vec<std::path::PathBuf> = candidate.root.iter().cloned().collect();
+    let opened = if roots.is_empty() {
+        std::fs::File::open(&candidate.fs_path).map_err(crate::files::OpenWithinError::Io)
+    } else {
+        crate::files::open_within(&candidate.fs_path, &roots)
+    };
+    let file = match opened {
+        Ok(f) => f,
+        Err(crate::files::OpenWithinError::Outside { target, root }) => {
+            return Outcome::Skipped(super::outside_reason(&target, &root))
+        }
+        Err(crate::files::OpenWithinError::NotAFile) => {
+            return Outcome::Skipped("not a regular file".into())
+        }
+        Err(crate::files::OpenWithinError::Io(e)) => {
+            return Outcome::failed(format!("cannot read file: {e}"))
+        }
+    };
+    let size = match file.metadata() {
         Ok(m) => m.len(),
         Err(e) => return Outcome::failed(format!("cannot read file: {e}")),
     };
@@ -66,10 +96,25 @@ pub(super) fn process_file(
             .to_string(),
         );
     }
-    let bytes = match std::fs::read(&candidate.fs_path) {
-        Ok(b) => b,
-        Err(e) => return Outcome::failed(format!("cannot read file: {e}")),
-    };
+    // At most one byte over the limit: a file growing while it is read is caught, not
+    // read without end.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    if let Err(e) = file
+        .take(limits.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+    {
+        return Outcome::failed(format!("cannot read file: {e}"));
+    }
+    let size = bytes.len() as u64;
+    if size > limits.max_file_bytes {
+        return Outcome::Skipped(
+            lore_ingest::Error::TooLarge {
+                size,
+                max: limits.max_file_bytes,
+            }
+            .to_string(),
+        );
+    }
     let content_hash = hex::encode(Sha256::digest(&bytes));
     let doc_id = doc_id(&candidate.collection, &candidate.doc_path);
     match index.document(&doc_id) {
@@ -100,6 +145,7 @@ pub(super) fn process_file(
     };
     // A parser bug on a hostile file must cost that file, not the batch.
     let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fault::hit(Stage::Parse, &candidate.doc_path);
         lore_ingest::parse_bytes(&bytes, format, &candidate.fs_path, limits)
     }));
     let failed = |reason: String| Outcome::Failed {
@@ -120,6 +166,7 @@ pub(super) fn process_file(
         ));
     }
     let count = |s: &str| embedder.count_tokens(s);
+    fault::hit(Stage::Chunk, &candidate.doc_path);
     let chunks = chunk_document(&doc, chunk_opts, &count);
     let title = doc
         .title
@@ -127,6 +174,7 @@ pub(super) fn process_file(
         .unwrap_or_else(|| candidate.doc_path.clone());
     let embed_inputs: Vec<String> = chunks.iter().map(|c| embedding_input(&title, c)).collect();
     let refs: Vec<&str> = embed_inputs.iter().map(String::as_str).collect();
+    fault::hit(Stage::Embed, &candidate.doc_path);
     let vectors = match embedder.embed(&refs) {
         Ok(v) => v,
         Err(e) => return failed(format!("embedding failed: {e}")),

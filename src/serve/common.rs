@@ -21,13 +21,55 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
+/// The shared index to read; a lock poisoned by a panic is recovered first (see
+/// [`crate::pipeline::write_shared`]), so one panic never fails every later request.
 pub(super) fn read_index(
     state: &SharedState,
 ) -> Result<std::sync::RwLockReadGuard<'_, Index>, ApiError> {
-    state
-        .index
-        .read()
-        .map_err(|_| ApiError::internal("the index lock is poisoned"))
+    crate::pipeline::read_shared(&state.index).map_err(ApiError::internal)
+}
+
+/// The shared index to change (recovered first after a panic, like [`read_index`]).
+pub(super) fn write_index(
+    state: &SharedState,
+) -> Result<std::sync::RwLockWriteGuard<'_, Index>, ApiError> {
+    crate::pipeline::write_shared(&state.index).map_err(ApiError::internal)
+}
+
+/// The bytes of an original, if it still resolves inside the upload area or a watched
+/// folder, or is exactly the file recorded at ingestion (a file ingested from elsewhere:
+/// its folder was resolved then, so only a link put in its place could lead elsewhere).
+/// A link leading out is refused as not found, with the reason.
+pub(super) async fn read_original(
+    state: &SharedState,
+    source: &str,
+    doc_path: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let state = state.clone();
+    let source = std::path::PathBuf::from(source);
+    let doc_path = doc_path.to_string();
+    blocking(move || {
+        let mut roots: Vec<std::path::PathBuf> = std::iter::once(state.config.data_dir.join("library"))
+            .chain(state.config.watch.iter().cloned())
+            .filter_map(|dir| std::fs::canonicalize(dir).ok())
+            .collect();
+        if !roots.iter().any(|root| source.starts_with(root)) {
+            // For a file, "inside" the file itself means being it.
+            roots = vec![source.clone()];
+        }
+        let mut file = crate::files::open_within(&source, &roots).map_err(|e| match e {
+            crate::files::OpenWithinError::Outside { target, .. } => ApiError::NotFound(format!(
+                "the original of {doc_path} is not served: it now leads to {}, outside the folder it was ingested from",
+                target.display()
+            )),
+            other => ApiError::NotFound(format!("the original of {doc_path} is gone: {other}")),
+        })?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| ApiError::NotFound(format!("the original of {doc_path} is gone: {e}")))?;
+        Ok(bytes)
+    })
+    .await
 }
 
 pub(super) fn check_k(k: Option<usize>, default: usize) -> Result<usize, ApiError> {

@@ -4,7 +4,7 @@
 //! scope: a document outside it answers 404 exactly as a missing one does.
 
 use super::audited::Audited;
-use super::common::{blocking, read_index};
+use super::common::{blocking, read_index, read_original, write_index};
 use super::error::{ApiError, ApiMultipart, ApiPath, ErrorBody};
 use super::SharedState;
 use crate::auth::{Caller, Scope};
@@ -188,10 +188,7 @@ async fn remove_document(
     id: String,
 ) -> Result<Deleted, ApiError> {
     blocking(move || {
-        let mut index = state
-            .index
-            .write()
-            .map_err(|_| ApiError::internal("the index lock is poisoned"))?;
+        let mut index = write_index(&state)?;
         let document = index.document(&id).map_err(ApiError::internal)?;
         let failure = index.failure(&id).map_err(ApiError::internal)?;
         // A file that only ever failed is listed too, so it can be deleted the same way.
@@ -268,9 +265,8 @@ async fn original(state: SharedState, caller: Caller, id: String) -> Result<Resp
             doc.path
         )));
     };
-    let bytes = tokio::fs::read(&source)
-        .await
-        .map_err(|e| ApiError::NotFound(format!("the original of {} is gone: {e}", doc.path)))?;
+    crate::fault::hit(crate::fault::Stage::Raw, &doc.path);
+    let bytes = read_original(&state, &source, &doc.path).await?;
     let content_type = match doc.format.as_str() {
         "pdf" => "application/pdf",
         "html" => "text/html; charset=utf-8",
@@ -387,7 +383,7 @@ async fn upload(
                 let text = read_small_field(&mut field, MAX_COLLECTION_BYTES).await?;
                 let text = text.trim();
                 if !text.is_empty() {
-                    collection = super::jobs::clean_name(text);
+                    collection = super::names::collection_name(text)?;
                 }
                 // Refused before any more of the body is read.
                 check_scope(&caller, &collection)?;
@@ -398,6 +394,7 @@ async fn upload(
                         "every file part needs a file name (multipart filename=)".into(),
                     ));
                 };
+                super::names::check_upload_name(&name)?;
                 if staged.len() >= max_files {
                     return Err(ApiError::PayloadTooLarge(format!(
                         "more than {max_files} files in one upload (max_upload_files); \

@@ -44,6 +44,7 @@ pub async fn watch_status(
                 status.unavailable.clear();
                 status.recent_failures.clear();
                 status.last_error = None;
+                status.last_panic = None;
             }
             status
         });

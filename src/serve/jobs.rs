@@ -292,6 +292,8 @@ impl Jobs {
                         fs_path: path,
                         doc_path: name,
                         collection: collection.clone(),
+                        // Nothing in the upload area is followed out of it.
+                        root: std::fs::canonicalize(&self.library).ok(),
                     });
                 }
             }
@@ -341,6 +343,7 @@ impl Jobs {
     ) -> Result<String, JournalError> {
         let dir = self.collection_dir(collection);
         std::fs::create_dir_all(&dir).map_err(failed_to("create", &dir))?;
+        let root = std::fs::canonicalize(&dir).ok();
         let candidates: Vec<Candidate> = staged
             .iter()
             .map(|(name, _)| {
@@ -349,6 +352,7 @@ impl Jobs {
                     fs_path: dir.join(&name),
                     doc_path: name,
                     collection: collection.to_string(),
+                    root: root.clone(),
                 }
             })
             .collect();
@@ -474,6 +478,9 @@ impl Jobs {
         // A bug in a parser is contained per file; this catches anything else, so the one
         // worker outlives a job that panics.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for c in &candidates {
+                crate::fault::hit(crate::fault::Stage::Job, &c.doc_path);
+            }
             let mut index = SharedIndex(&state.index);
             pipeline::ingest_candidates(
                 &state.config,
@@ -507,10 +514,11 @@ impl Jobs {
                     job.state = JobState::Failed;
                     job.error = Some(format!("{e:#}"));
                 }
-                Err(_) => {
-                    tracing::error!(job = id, "ingestion job panicked");
+                Err(payload) => {
+                    let why = crate::fault::panic_message(&*payload);
+                    tracing::error!(job = id, "ingestion job panicked: {why}");
                     job.state = JobState::Failed;
-                    job.error = Some("the ingestion worker crashed on this job".into());
+                    job.error = Some(format!("the ingestion job crashed: {why}"));
                 }
             }
         });
@@ -571,28 +579,7 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A file or folder name safe to create: the last path component of what the client sent,
-/// with separators, control characters and leading dots replaced; never empty.
-pub fn clean_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let cleaned: String = last
-        .chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
-    let cleaned: String = cleaned.chars().take(200).collect();
-    if cleaned.is_empty() {
-        "upload".to_string()
-    } else {
-        cleaned
-    }
-}
+pub use super::names::clean_name;
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,7 @@ struct WatchGauges {
     files: Gauge,
     chunks: Gauge,
     failed: Gauge,
+    restarts: Gauge,
     files_per_second: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
@@ -87,6 +88,11 @@ impl WatchGauges {
             self.failed.clone(),
         );
         registry.register(
+            "watch_restarts",
+            "Times the watcher crashed (a panic) and was restarted since start",
+            self.restarts.clone(),
+        );
+        registry.register(
             "watch_files_per_second",
             "Watcher throughput while indexing",
             self.files_per_second.clone(),
@@ -97,6 +103,7 @@ impl WatchGauges {
         let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.queue.set(int(status.queue as u64));
         self.files.set(int(status.files_done));
+        self.restarts.set(int(status.restarts));
         self.chunks.set(int(status.chunks_done));
         self.failed.set(int(status.failed));
         self.files_per_second.set(status.files_per_sec);

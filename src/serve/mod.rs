@@ -16,6 +16,7 @@ mod error;
 mod health;
 mod jobs;
 mod metrics;
+mod names;
 mod openai;
 mod openapi;
 mod portal;
@@ -35,6 +36,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use audited::AuditUser;
@@ -210,8 +212,11 @@ pub fn app(state: SharedState) -> Router {
         ));
     // Every route is behind authentication (inner layer: it sees the matched route),
     // and metrics count what it refuses too.
+    // A handler that panics answers a JSON 500 and the server goes on: the inner layer lets
+    // metrics and the audit see that 500, the outer one catches the middleware too.
     let routes = api
         .merge(portal::routes())
+        .route_layer(CatchPanicLayer::custom(panic_response))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -226,6 +231,7 @@ pub fn app(state: SharedState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_secs(state.config.body_timeout_secs),
         ))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state.clone());
     edge::protect(routes, &state.config)
@@ -284,6 +290,15 @@ impl<'a> tower::Service<axum::serve::IncomingStream<'a, conn::GuardedListener>>
             self.0.clone(),
         )))
     }
+}
+
+/// What a request whose handler panicked gets: our JSON 500; the panic is logged.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    ApiError::internal(format!(
+        "a request handler panicked: {}",
+        crate::fault::panic_message(&*payload)
+    ))
+    .into_response()
 }
 
 /// `lore serve`: binds, serves until SIGINT/SIGTERM, then drains in-flight requests.
@@ -422,14 +437,13 @@ fn start_watcher(state: &SharedState) -> Result<Option<std::thread::JoinHandle<(
         .name("lore-watch".into())
         .spawn(move || {
             let options = crate::watch::WatchOptions::from_config(&state.config);
-            let result =
-                crate::watch::Watcher::new(&state.config, &state.embedder, options, &handle)
-                    .and_then(|mut w| {
-                        w.run(
-                            &mut crate::pipeline::SharedIndex(&state.index),
-                            &handle.stop,
-                        )
-                    });
+            let result = crate::watch::run_supervised(
+                &state.config,
+                &state.embedder,
+                &options,
+                &handle,
+                &mut crate::pipeline::SharedIndex(&state.index),
+            );
             if let Err(e) = result {
                 tracing::error!("the folder watcher stopped: {e:#}");
                 if let Ok(mut status) = handle.status.lock() {
@@ -1269,5 +1283,281 @@ mod tests {
         assert!(ready.set(app).is_ok());
         let (status, _, bytes) = send(front, "GET", "/readyz", "").await;
         assert_eq!((status, &bytes[..]), (StatusCode::OK, &b"the app"[..]));
+    }
+
+    /// A multipart upload of `files` (name, text) into `collection`; status and JSON.
+    async fn upload(
+        app: Router,
+        files: &[(&str, &str)],
+        collection: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let boundary = "safety-test-boundary";
+        let mut body = String::new();
+        if let Some(c) = collection {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"collection\"\r\n\r\n{c}\r\n"
+            ));
+        }
+        for (name, text) in files {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"{name}\"\r\nContent-Type: text/markdown\r\n\r\n{text}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let (status, _, bytes) = send_with(
+            app,
+            "POST",
+            "/api/documents",
+            &[("content-type", content_type.as_str())],
+            body.into_bytes(),
+        )
+        .await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    fn paths(list: &serde_json::Value) -> Vec<String> {
+        let mut paths: Vec<String> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_str().or(v["path"].as_str()).unwrap_or("").to_string())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    /// Injected panics at each stage cost one file or one request: the batch goes on, the
+    /// job ends, the lock a commit panicked under is recovered, and every route answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_fails_one_file_or_one_request_never_the_server() {
+        use crate::fault::{arm, Stage};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path(), 1);
+        let app = app(state.clone());
+        arm(Stage::Parse, "panic-parse.md", None);
+        arm(Stage::Chunk, "panic-chunk.md", None);
+        arm(Stage::Embed, "panic-embed.md", None);
+        arm(Stage::Commit, "panic-commit.md", None);
+        arm(Stage::Job, "panic-job.md", None);
+        arm(Stage::Raw, "panic-raw.md", None);
+        let text = "# Notes\n\nThe Zephyr gateway rotates its keys every 17 days.\n";
+        let files = [
+            ("kept-1.md", text),
+            ("panic-parse.md", text),
+            ("panic-chunk.md", text),
+            ("panic-embed.md", text),
+            ("panic-commit.md", text),
+            ("kept-2.md", text),
+            ("panic-raw.md", text),
+        ];
+        let (status, accepted) = upload(app.clone(), &files, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let job = finished_job(&app, accepted["job_id"].as_str().expect("job_id")).await;
+        assert_eq!(job["state"], "done", "{job}");
+        let summary = &job["summary"];
+        assert_eq!(
+            paths(&summary["ingested"]),
+            ["kept-1.md", "kept-2.md", "panic-raw.md"],
+            "{job}"
+        );
+        assert_eq!(
+            paths(&summary["failed"]),
+            [
+                "panic-chunk.md",
+                "panic-commit.md",
+                "panic-embed.md",
+                "panic-parse.md"
+            ],
+            "{job}"
+        );
+        for failure in summary["failed"].as_array().expect("failed") {
+            let reason = failure["reason"].as_str().expect("reason");
+            assert!(reason.contains("crashed"), "{reason}");
+        }
+        // The commit panicked with the write lock held: recovered on the next use.
+        let (status, _, listed) = call(app.clone(), "GET", "/api/documents", "").await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert!(!state.index.is_poisoned());
+        let statuses: Vec<(String, String)> = listed["documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .map(|d| {
+                let path = d["path"].as_str().unwrap_or("").to_string();
+                (path, d["status"].as_str().unwrap_or("").to_string())
+            })
+            .collect();
+        assert_eq!(statuses.len(), 7, "{listed}");
+        assert!(statuses.contains(&("panic-commit.md".into(), "failed".into())));
+        assert!(statuses.contains(&("kept-2.md".into(), "indexed".into())));
+        let (status, _, found) = call(
+            app.clone(),
+            "POST",
+            "/api/search",
+            "{\"query\": \"Zephyr gateway keys\"}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert!(!found["results"].as_array().expect("results").is_empty());
+
+        // A panic in the job's runner fails that job; the next one runs.
+        let (_, accepted) = upload(app.clone(), &[("panic-job.md", text)], None).await;
+        let job = finished_job(&app, accepted["job_id"].as_str().expect("job_id")).await;
+        assert_eq!(job["state"], "failed", "{job}");
+        assert!(
+            job["error"].as_str().is_some_and(|e| e.contains("crashed")),
+            "{job}"
+        );
+        let (_, accepted) = upload(app.clone(), &[("kept-3.md", text)], None).await;
+        assert_eq!(
+            finished_job(&app, accepted["job_id"].as_str().expect("job_id")).await["state"],
+            "done"
+        );
+
+        // A handler that panics answers our JSON 500; the server goes on answering.
+        let id = listed["documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .find(|d| d["path"] == "panic-raw.md")
+            .and_then(|d| d["id"].as_str())
+            .expect("panic-raw.md listed")
+            .to_string();
+        let (status, _, body) =
+            call(app.clone(), "GET", &format!("/api/documents/{id}/raw"), "").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        let (status, _, _) = call(app.clone(), "GET", "/api/documents", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, _, bytes) = send(app, "GET", "/metrics", "").await;
+        let metrics = String::from_utf8_lossy(&bytes);
+        let line = "lore_http_requests_total{route=\"/api/documents/{id}/raw\",method=\"GET\",status=\"500\"} 1";
+        assert!(metrics.contains(line), "{metrics}");
+        assert!(metrics.contains("lore_documents 4"), "{metrics}");
+    }
+
+    /// Stored names: format characters dropped, long names cut in bytes keeping their
+    /// extension, over-long collection names refused with a 400 naming the limit; an
+    /// original replaced by a link out of the upload area is not served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_names_and_links_are_contained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app(state(dir.path(), 1));
+        let text = "# Rota\n\nThe night shift hands over at 22:00 on the second floor.\n";
+        let long = format!("{}.md", "é".repeat(150));
+        let files = [
+            ("report\u{202E}dm.exe\u{200B}.md", text),
+            (long.as_str(), text),
+        ];
+        let (status, accepted) = upload(app.clone(), &files, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let stored = paths(&accepted["files"]);
+        assert_eq!(stored[0], "reportdm.exe.md");
+        assert_eq!(stored[1], format!("{}.md", "é".repeat(98)));
+        assert_eq!(
+            finished_job(&app, accepted["job_id"].as_str().expect("job_id")).await["state"],
+            "done"
+        );
+
+        let collection = "é".repeat(150);
+        let (status, body) = upload(app.clone(), &[("a.md", text)], Some(&collection)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("at most 100 bytes")),
+            "{body}"
+        );
+
+        // The stored original becomes a link to a file outside: not served.
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("os-release");
+        std::fs::write(&secret, "NAME=secret").expect("write");
+        let original = dir.path().join("library/default/reportdm.exe.md");
+        std::fs::remove_file(&original).expect("remove");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&secret, &original).expect("symlink");
+        let (_, _, listed) = call(app.clone(), "GET", "/api/documents", "").await;
+        let id = listed["documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .find(|d| d["path"] == "reportdm.exe.md")
+            .and_then(|d| d["id"].as_str())
+            .expect("listed")
+            .to_string();
+        let (status, _, bytes) = send(app, "GET", &format!("/api/documents/{id}/raw"), "").await;
+        let body = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body.contains("not served"), "{body}");
+        assert!(!body.contains("NAME=secret"), "{body}");
+    }
+
+    /// A watcher that panics is restarted, says so in /api/watch and /metrics, and then
+    /// indexes the file; a link out of the watched folder is never taken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watcher_restarts_after_a_panic_and_reports_it() {
+        crate::fault::arm(crate::fault::Stage::Watch, "watch-crash.md", Some(1));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watched = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("os-release"), "NAME=secret distro").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(
+            outside.path().join("os-release"),
+            watched.path().join("os-release.md"),
+        )
+        .expect("symlink");
+        let mut config = state(dir.path(), 1).config.clone();
+        config.watch = vec![watched.path().to_path_buf()];
+        config.watch_settle_ms = 100;
+        let mut loaded = AppState::load(config, 1).expect("state");
+        let options = crate::watch::WatchOptions::from_config(&loaded.config);
+        loaded.watch = Some(crate::watch::WatchHandle::starting(&options));
+        let state = Arc::new(loaded);
+        let watcher = start_watcher(&state).expect("start").expect("a watcher");
+        std::fs::write(
+            watched.path().join("watch-crash.md"),
+            "# Boiler\n\nThe boiler is serviced every March by Hendricks.\n",
+        )
+        .expect("write");
+        let app = app(state.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let listed = loop {
+            let (_, _, listed) = call(app.clone(), "GET", "/api/documents", "").await;
+            if !listed["documents"].as_array().is_none_or(Vec::is_empty) {
+                break listed;
+            }
+            assert!(std::time::Instant::now() < deadline, "never indexed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let listed_paths: Vec<&str> = listed["documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .filter_map(|d| d["path"].as_str())
+            .collect();
+        assert_eq!(listed_paths, ["watch-crash.md"], "{listed}");
+        let (_, _, report) = call(app.clone(), "GET", "/api/watch", "").await;
+        let status = &report["status"];
+        assert_eq!(status["restarts"], 1, "{report}");
+        assert!(
+            status["last_panic"]
+                .as_str()
+                .is_some_and(|m| m.contains("watch-crash.md")),
+            "{report}"
+        );
+        let (_, _, bytes) = send(app, "GET", "/metrics", "").await;
+        assert!(String::from_utf8_lossy(&bytes).contains("lore_watch_restarts 1"));
+        if let Some(handle) = &state.watch {
+            handle.stop.store(true, Ordering::Relaxed);
+        }
+        tokio::task::spawn_blocking(move || watcher.join())
+            .await
+            .expect("join")
+            .expect("the watcher thread ends cleanly");
     }
 }

@@ -82,6 +82,11 @@ pub struct WatchStatus {
     pub unavailable: Vec<String>,
     /// The last batch's error, if it failed (it is retried).
     pub last_error: Option<String>,
+    /// Times the watcher crashed (a panic) and was restarted, and the last crash's message.
+    #[serde(default)]
+    pub restarts: u64,
+    #[serde(default)]
+    pub last_panic: Option<String>,
     /// Files whose latest version failed to ingest, newest last (at most
     /// [`RECENT_FAILURES`]), with their reasons: `lore status` shows them even while the
     /// watcher holds the index. A file leaves the list once it ingests or is deleted.

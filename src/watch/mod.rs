@@ -260,7 +260,14 @@ impl<'a> Watcher<'a> {
                 source,
             })?;
         if let Ok(mut status) = handle.status.lock() {
+            // A restarted watcher keeps the record of the crashes before it.
+            let restarts = status.restarts;
+            let last_panic = status.last_panic.take();
+            let last_error = status.last_error.take().filter(|_| restarts > 0);
             *status = WatchHandle::starting_status(&options, &roots);
+            status.restarts = restarts;
+            status.last_panic = last_panic;
+            status.last_error = last_error;
         }
         Ok(Watcher {
             config,
@@ -438,6 +445,11 @@ impl<'a> Watcher<'a> {
                 continue;
             }
             if path.is_dir() {
+                // A link to a folder elsewhere is not followed (its files would be skipped
+                // one by one anyway).
+                if !std::fs::canonicalize(&path).is_ok_and(|p| owned(&self.roots, &p)) {
+                    continue;
+                }
                 // A folder moved or copied in arrives as one event: its files are news too.
                 for file in walk_files(&path) {
                     if self.owns(&file) {
@@ -696,6 +708,9 @@ impl<'a> Watcher<'a> {
                 donors.insert(h.clone(), entry.doc_id.clone());
             }
         }
+        for (c, _) in &candidates {
+            crate::fault::hit(crate::fault::Stage::Watch, &c.doc_path);
+        }
         let files: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
         let removed = removals.len();
         let summary = pipeline::ingest_candidates(
@@ -869,6 +884,63 @@ impl<'a> Watcher<'a> {
     }
 }
 
+/// First wait before restarting a watcher that panicked; doubled after each panic that
+/// follows within [`STEADY_RUN`], up to [`MAX_RESTART_DELAY`].
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// A watcher that ran this long before panicking starts again after [`RESTART_DELAY`].
+const STEADY_RUN: Duration = Duration::from_secs(300);
+
+/// Runs a [`Watcher`] until `handle.stop` is set, restarting it after a panic: the panic is
+/// caught, reported in the status (`restarts`, `last_panic`, `last_error`; so in
+/// `/api/watch`, `lore status` and `/metrics`), and a new watcher starts over from the
+/// index and the journal after a growing delay. Commits are atomic and `index` recovers
+/// itself ([`IndexAccess::recover`]), so nothing is half-done. An error (not a panic)
+/// stops watching, as before.
+pub fn run_supervised(
+    config: &Config,
+    embedder: &Embedder,
+    options: &WatchOptions,
+    handle: &WatchHandle,
+    index: &mut dyn IndexAccess,
+) -> Result<()> {
+    let mut delay = RESTART_DELAY;
+    loop {
+        let started = Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Watcher::new(config, embedder, options.clone(), handle)
+                .and_then(|mut w| w.run(index, &handle.stop))
+        }));
+        let payload = match run {
+            Ok(result) => return result,
+            Err(payload) => payload,
+        };
+        let message = crate::fault::panic_message(&*payload);
+        if started.elapsed() >= STEADY_RUN {
+            delay = RESTART_DELAY;
+        }
+        tracing::error!("the folder watcher crashed ({message}); restarting in {delay:?}");
+        if let Ok(mut status) = handle.status.lock() {
+            status.restarts += 1;
+            status.state = WatchState::Starting;
+            status.last_panic = Some(message.clone());
+            status.last_error = Some(format!("the watcher crashed and restarted: {message}"));
+            status.updated_at = pipeline::unix_now();
+        }
+        if let Err(e) = index.recover() {
+            tracing::error!("cannot recover the index after the watcher crashed: {e:#}");
+        }
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if handle.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            std::thread::sleep(MAX_WAIT.min(until.saturating_duration_since(Instant::now())));
+        }
+        delay = (delay * 2).min(MAX_RESTART_DELAY);
+    }
+}
+
 /// True when `path` lies inside a watched folder and no part of it below the folder is a
 /// hidden or temporary name.
 fn owned(roots: &[PathBuf], path: &Path) -> bool {
@@ -899,6 +971,7 @@ fn identity(roots: &[PathBuf], default_collection: &str, path: &Path) -> Option<
         fs_path: path.to_path_buf(),
         doc_path: pipeline::clean_path(rel),
         collection,
+        root: Some(root.clone()),
     })
 }
 
@@ -934,9 +1007,14 @@ pub fn check_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// link loops are passed over here: a later scan sees them again).
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     pipeline::walk(dir)
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
+        .filter_map(|e| match e {
+            pipeline::Walked::File(path) => Some(path),
+            pipeline::Walked::Outside { path, target } => {
+                tracing::debug!(path = %path.display(), target = %target.display(), "link out of the watched folder: not followed");
+                None
+            }
+            pipeline::Walked::Failed(_) => None,
+        })
         .collect()
 }
 
