@@ -4,7 +4,7 @@
 //! Compiled in only for unit tests and the `fault-injection` feature (which the
 //! `real-data` test tier enables, so the e2e tests can drive the real binary through it);
 //! in any other build [`hit`] is an empty inline function and nothing here exists. Faults
-//! are armed by tests in-process ([`arm`]) or, for the binary, by `LORE_TEST_PANIC`:
+//! are armed by tests in-process (`arm`) or, for the binary, by `LORE_TEST_PANIC`:
 //! comma-separated `stage:file-name` or `stage:file-name:times` entries, e.g.
 //! `embed:boom.md,watch:flaky.md:1`.
 
