@@ -92,10 +92,10 @@ static ADDRESSES_ASSISTANT: LazyLock<Regex> = LazyLock::new(|| {
 static ORDERS_READER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
-        ^[\s*\x22'>#-]*(?:please\s+|also\s+|always\s+|now\s+|instead\s+|then\s+)*(?:tell|say|answer|respond|reply|write|print|output|reveal|list|show|include|recommend|direct|send|translate|repeat|mention|insert|ignore|disregard|forget|do\s+not|don't|never|from\s+now\s+on)\b
+        ^[\s*\x22'>\#-]*(?:please\s+|also\s+|always\s+|now\s+|instead\s+|then\s+)*(?:tell|say|answer|respond|reply|write|print|output|reveal|list|show|include|recommend|direct|send|translate|repeat|mention|insert|ignore|disregard|forget|do\s+not|don't|never|from\s+now\s+on)\b
       | \bthe\s+user\b
       | \byour\s+(?:answer|reply|response|output|instructions)\b
-      | ^[\s*>#-]*(?:system|assistant|user)\s*:
+      | ^[\s*>\#-]*(?:system|assistant|user)\s*:
       ",
     )
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
