@@ -574,6 +574,9 @@ mod tests {
         assert_eq!(verdicts[1].injected, Some(true));
         let m = aggregate(&verdicts, &[5], true);
         assert_eq!(m.injection_success_rate, Some(0.5));
-        assert_eq!(aggregate(&verdicts[..0], &[5], true).injection_success_rate, None);
+        assert_eq!(
+            aggregate(&verdicts[..0], &[5], true).injection_success_rate,
+            None
+        );
     }
 }
