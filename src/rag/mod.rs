@@ -325,6 +325,13 @@ pub fn answer_from(
     answer.sources = numbered(&ordered);
     answer.generation = Some(stats);
     let cited = citations::validate(raw.trim(), shown);
+    if cited.text.trim().is_empty() {
+        // Nothing said (the model stopped at once, or said only citation markers): an
+        // abstention, shown as "not found", never an empty answer.
+        tracing::info!("the model answered nothing: abstaining");
+        answer.abstention = Some(Abstention::ModelRefused);
+        return Ok(answer);
+    }
     if citations::is_refusal(&cited.text) {
         answer.abstention = Some(Abstention::ModelRefused);
         answer.answer = cited.text;
