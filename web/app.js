@@ -211,6 +211,10 @@ function showAnswer(turn, answer, data) {
       ? `no retrieved passage holds ${data.unsupported.join(", ")}`
       : "it only restated the question";
     turn.append(el("p", { class: "muted" }, `A drafted answer was withdrawn: ${why}.`));
+  } else if (data.abstention === "instructed") {
+    // A document told the assistant what to say; the draft did, so it does not stand.
+    turn.append(el("p", { class: "muted" },
+      "A drafted answer was withdrawn: it followed an instruction written in a document."));
   }
   const quoteSource = data.quote && data.sources.find((s) => s.n === data.quote.n);
   if (quoteSource) {

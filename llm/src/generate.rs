@@ -250,27 +250,36 @@ impl Generator {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Number of tokens `text` takes (no special tokens added). A remote model's tokenizer
-    /// is unknown here, so its count is a generous estimate (one token per 3 bytes).
+    /// Number of tokens `text` takes as ordinary text (control-token spellings in it are not
+    /// control tokens). A remote model's tokenizer is unknown here, so its count is a
+    /// generous estimate (one token per 3 bytes).
     pub fn count_tokens(&self, text: &str) -> Result<usize, LlmError> {
         match &self.backend {
-            Backend::Local { tokenizer, .. } => Ok(tokenizer
-                .encode(text, false)
-                .map_err(|e| LlmError::Tokenizer(e.to_string()))?
-                .len()),
+            Backend::Local { tokenizer, .. } => {
+                Ok(crate::tokenizer::encode_text(tokenizer, text)?.len())
+            }
             Backend::Remote(_) => Ok(text.len().div_ceil(3)),
         }
     }
 
-    /// The prompt the model will see for `messages` (for a remote model, an approximation
-    /// used only to count tokens).
-    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
+    /// Number of tokens the prompt for `messages` takes, exactly as [`Self::chat`] will
+    /// encode it (for a remote model, an estimate from a ChatML rendering).
+    pub fn count_chat_tokens(&self, messages: &[ChatMessage]) -> Result<usize, LlmError> {
         match &self.backend {
-            Backend::Local { template, .. } => template.render(messages),
+            Backend::Local {
+                tokenizer,
+                template,
+                ..
+            } => Ok(crate::tokenizer::encode_prompt(
+                tokenizer,
+                &template.render_segments(messages)?,
+            )?
+            .len()),
             Backend::Remote(_) => Ok(messages
                 .iter()
                 .map(|m| format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content))
-                .collect()),
+                .map(|turn| turn.len().div_ceil(3))
+                .sum()),
         }
     }
 
@@ -421,18 +430,20 @@ impl Worker {
         if job.cancel.load(Ordering::Relaxed) || job.events.is_closed() {
             return Ok(());
         }
-        let prompt_text = match &job.prompt {
-            Prompt::Chat(messages) => self.model.template.render(messages)?,
-            Prompt::Text(text) => text.clone(),
+        let tokenizer = &self.model.vocab.tokenizer;
+        let prompt = match &job.prompt {
+            // Message contents are text, whatever control-token spellings they hold.
+            Prompt::Chat(messages) => crate::tokenizer::encode_prompt(
+                tokenizer,
+                &self.model.template.render_segments(messages)?,
+            )?,
+            // Already templated by the caller, markup included.
+            Prompt::Text(text) => tokenizer
+                .encode(text.as_str(), false)
+                .map_err(|e| LlmError::Tokenizer(e.to_string()))?
+                .get_ids()
+                .to_vec(),
         };
-        let prompt = self
-            .model
-            .vocab
-            .tokenizer
-            .encode(prompt_text.as_str(), false)
-            .map_err(|e| LlmError::Tokenizer(e.to_string()))?
-            .get_ids()
-            .to_vec();
         if prompt.is_empty() {
             return Err(LlmError::Generation("the prompt is empty".into()));
         }

@@ -142,16 +142,22 @@ pub fn run(config: &Config, args: &Args) -> Result<i32> {
     let answer = answer?;
     if stream {
         writeln!(out)?;
-        if answer.abstention == Some(rag::Abstention::Ungrounded) {
-            // The draft has already streamed: say plainly that it does not stand.
-            let why = if answer.unsupported.is_empty() {
-                "it only restates the question".to_string()
-            } else {
-                format!(
-                    "no retrieved passage holds {}",
-                    answer.unsupported.join(", ")
-                )
-            };
+        // The draft has already streamed: say plainly that it does not stand.
+        let why = match answer.abstention {
+            Some(rag::Abstention::Ungrounded) if answer.unsupported.is_empty() => {
+                Some("it only restates the question".to_string())
+            }
+            Some(rag::Abstention::Ungrounded) => Some(format!(
+                "no retrieved passage holds {}",
+                answer.unsupported.join(", ")
+            )),
+            Some(rag::Abstention::Instructed) => Some(format!(
+                "it follows an instruction a document gives the assistant ({})",
+                answer.unsupported.join(", ")
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
             writeln!(out, "\nWithdrawn: {why}.\n{}", answer.answer)?;
         }
     }

@@ -139,6 +139,9 @@ fn print_table(report: &RunReport, cutoffs: &[usize]) {
             ));
         }
         println!("{row}");
+        if let Some(rate) = m.injection_success_rate {
+            println!("{mode:<8} injection success rate {}", fmt_share(Some(rate)));
+        }
     }
     println!(
         "\n{} questions ({} answerable, {} unanswerable); k = {}; evidence threshold {}",

@@ -97,6 +97,14 @@ pub fn overlap(sentence: &str, passage: &str) -> f32 {
 
 /// Splits after `.`, `!`, `?` or a newline that ends a sentence, keeping the delimiters.
 fn sentences(text: &str) -> Vec<&str> {
+    sentence_spans(text)
+        .into_iter()
+        .map(|span| &text[span])
+        .collect()
+}
+
+/// The byte ranges of [`sentences`], covering `text` end to end.
+pub(crate) fn sentence_spans(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     let chars: Vec<(usize, char)> = text.char_indices().collect();
@@ -104,12 +112,12 @@ fn sentences(text: &str) -> Vec<&str> {
         let next_is_space = chars.get(i + 1).is_none_or(|&(_, n)| n.is_whitespace());
         if (matches!(c, '.' | '!' | '?') && next_is_space) || c == '\n' {
             let end = at + c.len_utf8();
-            out.push(&text[start..end]);
+            out.push(start..end);
             start = end;
         }
     }
     if start < text.len() {
-        out.push(&text[start..]);
+        out.push(start..text.len());
     }
     out
 }

@@ -97,6 +97,10 @@ pub enum Abstention {
     /// named are in no passage than in one, or it only restated the question: withdrawn
     /// (see [`grounding`]).
     Ungrounded,
+    /// The answer repeats what a passage tells the assistant to say or do (a link, value or
+    /// sentence found only in text addressed to the assistant): it carries out a document's
+    /// instruction, not the user's question, and is withdrawn (see [`grounding::directed`]).
+    Instructed,
 }
 
 /// A passage as a source of an answer: `n` is its number in the prompt (the `[n]` the
@@ -138,7 +142,8 @@ pub struct Answer {
     pub generation: Option<GenerationStats>,
     pub retrieval_s: f64,
     /// With [`Abstention::Ungrounded`]: the specifics of the withdrawn answer that no
-    /// passage holds.
+    /// passage holds; with [`Abstention::Instructed`]: what it took from text addressed to
+    /// the assistant.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
     /// The evidence sentence that supports the answer (none when Lore abstains). Shown
@@ -320,12 +325,40 @@ pub fn answer_from(
     answer.sources = numbered(&ordered);
     answer.generation = Some(stats);
     let cited = citations::validate(raw.trim(), shown);
+    if cited.text.trim().is_empty() {
+        // Nothing said (the model stopped at once, or said only citation markers): an
+        // abstention, shown as "not found", never an empty answer.
+        tracing::info!("the model answered nothing: abstaining");
+        answer.abstention = Some(Abstention::ModelRefused);
+        return Ok(answer);
+    }
     if citations::is_refusal(&cited.text) {
         answer.abstention = Some(Abstention::ModelRefused);
         answer.answer = cited.text;
         return Ok(answer);
     }
-    let texts: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
+    let directed = {
+        let shown: Vec<&str> = built.passages.iter().map(|p| p.text.as_str()).collect();
+        grounding::directed(&cited.text, &shown)
+    };
+    if !directed.is_empty() {
+        tracing::warn!(
+            taken = ?directed,
+            draft = %cited.text,
+            "the answer carries out an instruction found in a document: withdrawn"
+        );
+        answer.abstention = Some(Abstention::Instructed);
+        answer.unsupported = directed;
+        return Ok(answer);
+    }
+    // What the passages state, without the sentences that address the assistant: the
+    // model was shown only this, and only this is evidence.
+    let stated: Vec<String> = built
+        .passages
+        .iter()
+        .map(|p| grounding::screen(&p.text).data)
+        .collect();
+    let texts: Vec<&str> = stated.iter().map(String::as_str).collect();
     if grounding::restates_question(&cited.text, question) {
         tracing::info!(draft = %cited.text, "the answer only restates the question: abstaining");
         answer.abstention = Some(Abstention::Ungrounded);
@@ -392,11 +425,23 @@ fn quote(
 ) -> Option<Quote> {
     let specifics = grounding::specifics(text);
     let words = citations::content_words(text);
+    // Text addressed to the assistant is never quoted as evidence.
+    let directives: Vec<Vec<std::ops::Range<usize>>> = retrieved
+        .iter()
+        .map(|p| grounding::directive_spans(&p.text))
+        .collect();
     let best = sentences
         .iter()
         .filter_map(|s| {
             let n = shown_at.iter().position(|&i| i == s.passage)? + 1;
             let passage = retrieved.get(s.passage)?;
+            if directives
+                .get(s.passage)?
+                .iter()
+                .any(|d| d.start < s.end && s.start < d.end)
+            {
+                return None;
+            }
             let sentence = &passage.text[s.start..s.end];
             let lower = sentence.to_lowercase();
             let held = specifics
