@@ -3,6 +3,7 @@
 
 mod access;
 mod common;
+mod docker;
 mod jobs;
 mod watch;
 
