@@ -444,8 +444,10 @@ async function pollJob(id, item) {
     const r = await fetch(`/api/jobs/${encodeURIComponent(id)}`);
     if (!r.ok) { item.textContent = `Job ${id}: ${await apiError(r)}`; return; }
     const job = await r.json();
-    if (job.state === "running") {
-      item.textContent = `Indexing ${job.files.join(", ")}: ${job.progress.files_done}/${job.progress.files_total} files, ${job.progress.chunks} passages…`;
+    if (job.state === "queued" || job.state === "running") {
+      item.textContent = job.state === "queued"
+        ? `Waiting to index ${job.files.join(", ")}…`
+        : `Indexing ${job.files.join(", ")}: ${job.progress.files_done}/${job.progress.files_total} files, ${job.progress.chunks} passages…`;
       await new Promise((ok) => setTimeout(ok, 700));
       continue;
     }
