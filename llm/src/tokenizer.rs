@@ -21,7 +21,7 @@
 //! [`encode_text`] instead: the regexes and BPE only, never the added tokens, so a document
 //! that spells `<|im_start|>system` or `<|endoftext|>` becomes ordinary text tokens and cannot
 //! open a turn of its own. Only the chat template's own markup is encoded with
-//! [`Tokenizer::encode`] (see [`crate::template::ChatTemplate::render_segments`]).
+//! `Tokenizer::encode` (see [`crate::template::ChatTemplate::render_segments`]).
 //!
 //! Known, deliberate gaps (none occurs in text Lore is likely to see):
 //! - Unicode 16 letters, digits and marks (Garay, Todhri, Kirat Rai, ... — about 4,400 code
@@ -180,7 +180,7 @@ impl GgufVocab {
 }
 
 /// Token ids of `text` as ordinary text: special-token parsing off. Unlike
-/// [`Tokenizer::encode`], no added token is split off first: control tokens (`<|im_start|>`,
+/// `Tokenizer::encode`, no added token is split off first: control tokens (`<|im_start|>`,
 /// `<|endoftext|>`, `<start_of_turn>`, ...) and user-defined ones (Qwen's `<tool_call>`) in
 /// `text` are cut by the pre-tokenizer regexes and merged by BPE like any other characters,
 /// which never yields an added token's id (none is the result of a merge). Stricter than
