@@ -151,6 +151,15 @@ fn real_path(file: &std::fs::File, path: &Path) -> std::io::Result<PathBuf> {
     std::fs::canonicalize(path)
 }
 
+/// Creates `dir` (and its parents) readable by its owner only (0700 on Unix).
+pub fn create_private_dir(dir: &Path) -> Result<(), WriteError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(failed_to("create", dir))
+}
+
 /// Makes `data_dir` private to the account running Lore, whatever the umask it was
 /// started with: the process's umask becomes 077, so every file and folder created from
 /// now on (uploads, the index's tantivy segments and graph dumps, the journal, the audit

@@ -159,7 +159,7 @@ impl Jobs {
         let library = data_dir.join("library");
         std::fs::create_dir_all(&library).map_err(failed_to("create", &library))?;
         let journal = data_dir.join("jobs");
-        create_private_dir(&journal)?;
+        crate::files::create_private_dir(&journal)?;
         // Uploads a stop cut short: never accepted, so nobody waits for them.
         let staging = library.join(STAGING);
         if staging.exists() {
@@ -561,15 +561,6 @@ impl Jobs {
 
 fn id_number(id: &str) -> u64 {
     id.trim_start_matches("job-").parse().unwrap_or(0)
-}
-
-/// The journal's folder, readable by its owner only.
-fn create_private_dir(dir: &Path) -> Result<(), WriteError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(failed_to("create", dir))
 }
 
 /// Makes renames into `dir` durable (best effort: not every filesystem can sync a folder).
